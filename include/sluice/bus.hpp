@@ -1,0 +1,291 @@
+// sluice — the bus.
+//
+// A bus owns bounded lanes (moodycamel queues with exact counts), per-type
+// subscriber registries and, when run(), a pool of workers. Three ways to run:
+//   dispatch(e)        immediate: handlers run now, on the caller's thread;
+//   poll() / poll_for  queued: the caller drains the lanes (a game's frame);
+//   run(n)             queued: n worker threads drain the lanes.
+// stop(drain) delivers everything accepted; stop(discard) counts what it drops.
+//
+// Thread-safety: every member may be called from any thread. From a handler:
+// publish, dispatch, poll, subscribe and reset are allowed (see docs/
+// reentrancy.md); stop() is refused (returns false); destroying the bus is not
+// allowed. Lifetime: destroying the bus stops it with stop(drain) and joins
+// its workers first; destroy producers before their bus (subscriptions may
+// outlive it). Failures: a handler's exception or failed outcome is caught,
+// counted and reported to bus_options::on_failure; delivery goes on.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "detail/core.hpp"
+#include "detail/type_id.hpp"
+#include "errors.hpp"
+#include "event.hpp"
+#include "options.hpp"
+#include "producer.hpp"
+#include "runner.hpp"
+#include "stats.hpp"
+#include "subscription.hpp"
+
+#if SLUICE_HAS_EXCEPTIONS
+#include <stdexcept>
+#endif
+
+namespace sluice {
+
+namespace detail {
+inline std::atomic<std::uint32_t> g_thread_counter{0};
+inline thread_local std::uint32_t t_thread_number = 0;
+[[nodiscard]] inline std::uint32_t thread_number() noexcept {
+  std::uint32_t n = t_thread_number;
+  if (SLUICE_UNLIKELY(n == 0)) {
+    n = g_thread_counter.fetch_add(1, std::memory_order_relaxed) + 1;
+    t_thread_number = n;
+  }
+  return n;
+}
+}  // namespace detail
+
+class bus {
+ public:
+  // Invalid options throw std::invalid_argument; without exceptions the bus
+  // is made stopped, valid() is false and error() says why.
+  explicit bus(bus_options options = {}) : core_(checked(std::move(options), error_)) {
+    if (error_ != nullptr) {
+      core_.set_state(detail::run_state::stopped);
+#if SLUICE_HAS_EXCEPTIONS
+      throw std::invalid_argument(error_);
+#endif
+    }
+    const std::size_t n = shared_count;
+    for (std::size_t i = 0; i < n; ++i)
+      shared_[i].core = std::make_unique<detail::producer_core>(core_, core_.next_producer_id(),
+                                                                core_.options().policy);
+  }
+  bus(const bus&) = delete;
+  bus& operator=(const bus&) = delete;
+  ~bus() {
+    SLUICE_ASSERT(detail::t_slot == nullptr || detail::t_slot->depth == 0,
+                  "a bus must not be destroyed from inside one of its handlers");
+    stop(stop_mode::drain);
+  }
+
+  [[nodiscard]] bool valid() const noexcept {
+    return error_ == nullptr;
+  }
+  [[nodiscard]] const char* error() const noexcept {
+    return error_;
+  }
+  [[nodiscard]] const bus_options& options() const noexcept {
+    return core_.options();
+  }
+
+  // ---- producing -------------------------------------------------------------
+
+  [[nodiscard]] producer make_producer(producer_options po = {}) {
+    return producer(std::make_unique<detail::producer_core>(
+        core_, core_.next_producer_id(), po.override_policy ? po.policy : core_.options().policy));
+  }
+
+  // Convenience publish through a small pool of shared producers (a thread
+  // always uses the same one, so its own order is kept). Slower than a
+  // producer of one's own under contention.
+  template <class Event>
+  publish_result publish(Event&& e) {
+    return with_shared([&](detail::producer_core& p) {
+      return p.publish(std::forward<Event>(e), false, 0, false);
+    });
+  }
+  template <class Event>
+  publish_result publish(Event&& e, key_type key) {
+    return with_shared([&](detail::producer_core& p) {
+      return p.publish(std::forward<Event>(e), true, key, false);
+    });
+  }
+  template <class Event>
+  [[nodiscard]] publish_result try_publish(Event&& e) {
+    return with_shared([&](detail::producer_core& p) {
+      return p.publish(std::forward<Event>(e), false, 0, true);
+    });
+  }
+  template <class Event>
+  [[nodiscard]] publish_result try_publish(Event&& e, key_type key) {
+    return with_shared([&](detail::producer_core& p) {
+      return p.publish(std::forward<Event>(e), true, key, true);
+    });
+  }
+
+  // Immediate delivery on this thread, bypassing the lanes. Returns the number
+  // of handler calls. Not counted in published/delivered (it is a function
+  // call, not a publication); failures are counted.
+  template <class Event>
+  std::size_t dispatch(const Event& e) {
+    static_assert(check_event_type<Event>(), "");
+    detail::registry* r = core_.find_reg(detail::type_index<Event>());
+    if (r == nullptr) return 0;
+    const metadata m{};
+    return core_.deliver(*r, &e, m, *detail::my_slot());
+  }
+
+  // ---- consuming -------------------------------------------------------------
+
+  // Handler: callable as f(const Event&) or f(sluice::event_view<Event>),
+  // returning void or sluice::outcome. Allowed while the bus runs and from
+  // handlers; a handler subscribed during a delivery sees later events.
+  template <class Event, class Handler>
+  subscription subscribe(Handler&& handler) {
+    static_assert(check_event_type<Event>(), "");
+    using H = std::decay_t<Handler>;
+    using traits = detail::handler_traits<Event, H>;
+    static_assert(traits::callable,
+                  "sluice: a handler must be callable as f(const Event&) or "
+                  "f(sluice::event_view<Event>)");
+    static_assert(traits::good_result, "sluice: a handler must return void or sluice::outcome");
+    auto callable = std::make_unique<H>(std::forward<Handler>(handler));
+    auto node = std::make_unique<detail::sub_node>();
+    node->invoke = &traits::invoke;
+    node->destroy = &traits::destroy;
+    node->callable = callable.release();
+    core_.reg(detail::type_index<Event>()).add(node.get());
+    return subscription(node.release());
+  }
+
+  // ---- running ---------------------------------------------------------------
+
+  // Drains queued events on this thread; returns how many were taken.
+  std::size_t poll(std::size_t max = static_cast<std::size_t>(-1)) {
+    const std::size_t start = next_start();
+    std::size_t done = 0;
+    while (done < max) {
+      const std::size_t n = core_.drain_pass(start, max - done);
+      if (n == 0) break;
+      done += n;
+    }
+    return done;
+  }
+
+  // Drains until the queues are empty or the budget is spent (checked between
+  // batches of at most SLUICE_DRAIN_BATCH events per lane).
+  template <class Rep, class Period>
+  std::size_t poll_for(std::chrono::duration<Rep, Period> budget) {
+    const auto deadline = std::chrono::steady_clock::now() + budget;
+    const std::size_t start = next_start();
+    std::size_t done = 0;
+    for (;;) {
+      const std::size_t n = core_.drain_pass(start, SLUICE_DRAIN_BATCH * core_.lane_count());
+      done += n;
+      if (n == 0 || std::chrono::steady_clock::now() >= deadline) break;
+    }
+    return done;
+  }
+
+  // Starts `threads` workers. False if already running, stopped, or threads == 0.
+  bool run(std::size_t threads,
+           std::chrono::microseconds idle_spin = std::chrono::microseconds(200)) {
+    std::lock_guard<std::mutex> lock(run_mutex_);
+    if (threads == 0 || !workers_.empty() || core_.state() != detail::run_state::running)
+      return false;
+    workers_.reserve(threads);
+    for (std::size_t i = 0; i < threads; ++i)
+      workers_.emplace_back([this, i, idle_spin] { detail::worker_loop(core_, i, idle_spin); });
+    return true;
+  }
+
+  // Stops the bus for good: refuses new events from outside handlers, then
+  // drains (delivers) or discards what is queued, and joins the workers.
+  // Returns false when called from a handler (refused) or already stopped.
+  bool stop(stop_mode mode = stop_mode::drain) {
+    if (detail::t_slot != nullptr && detail::t_slot->depth != 0) return false;
+    std::lock_guard<std::mutex> lock(run_mutex_);
+    if (core_.state() == detail::run_state::stopped) return false;
+    const bool discard = mode == stop_mode::discard;
+    core_.set_state(discard ? detail::run_state::discarding : detail::run_state::draining);
+    core_.wake_everyone();
+    for (auto& t : workers_) t.join();
+    workers_.clear();
+    core_.drain_all(discard);
+    core_.set_state(detail::run_state::stopped);
+    core_.wake_everyone();
+    core_.drain_all(discard);  // events accepted just before the state changed
+    return true;
+  }
+
+  [[nodiscard]] bool stopped() const noexcept {
+    return core_.state() == detail::run_state::stopped;
+  }
+  [[nodiscard]] std::size_t workers() const {
+    std::lock_guard<std::mutex> lock(run_mutex_);
+    return workers_.size();
+  }
+
+  // ---- observing -------------------------------------------------------------
+
+  template <class Event>
+  [[nodiscard]] type_stats stats() const {
+    return core_.stats_of(detail::type_index<Event>());
+  }
+  [[nodiscard]] std::size_t lane_count() const noexcept {
+    return core_.lane_count();
+  }
+  [[nodiscard]] lane_stats lane(std::size_t i) const noexcept {
+    return core_.lane_info(i);
+  }
+  [[nodiscard]] std::size_t capacity() const noexcept {
+    return core_.lane_count() * core_.options().lane_capacity;
+  }
+  [[nodiscard]] std::size_t queued() const noexcept {
+    return core_.queued();
+  }
+
+ private:
+  static constexpr std::size_t shared_count = 4;
+
+  struct shared_producer {
+    std::atomic<bool> busy{false};
+    std::unique_ptr<detail::producer_core> core;
+  };
+
+  static bus_options checked(bus_options o, const char*& error) {
+    error = o.validate();
+    if (error != nullptr) {
+      o.lanes = 1;
+      o.lane_capacity = 1;
+      o.expected_producers = 0;
+    }
+    return o;
+  }
+
+  template <class F>
+  publish_result with_shared(F&& f) {
+    shared_producer& sp = shared_[detail::thread_number() % shared_count];
+    detail::backoff b;
+    while (sp.busy.load(std::memory_order_relaxed) ||
+           sp.busy.exchange(true, std::memory_order_acquire))
+      b.pause();
+    const publish_result r = f(*sp.core);
+    sp.busy.store(false, std::memory_order_release);
+    return r;
+  }
+
+  std::size_t next_start() noexcept {
+    return poll_cursor_.fetch_add(1, std::memory_order_relaxed) % core_.lane_count();
+  }
+
+  const char* error_ = nullptr;
+  detail::bus_core core_;
+  shared_producer shared_[shared_count];
+  std::atomic<std::size_t> poll_cursor_{0};
+  mutable std::mutex run_mutex_;
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace sluice

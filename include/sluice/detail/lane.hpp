@@ -1,0 +1,115 @@
+// sluice — a lane: one bounded moodycamel queue with an exact count of its
+// own, a try-lock that keeps one drainer at a time (per-key order), and a
+// parking spot for producers that block when it is full.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+
+#include "../config.hpp"
+#include "queue.hpp"
+#include "record.hpp"
+#include "tracking.hpp"
+
+namespace sluice::detail {
+
+class alignas(SLUICE_CACHE_LINE) lane {
+ public:
+  lane(std::size_t capacity, std::size_t expected_producers)
+      : capacity_(capacity),
+        queue_(capacity + queue<record>::BLOCK_SIZE * (expected_producers + 1),
+               expected_producers + 1, 0),
+        consumer_(queue_) {}
+  lane(const lane&) = delete;
+  lane& operator=(const lane&) = delete;
+
+  // Takes up to `n` places (at least one unless full). Memory ordering: the
+  // successful CAS is seq_cst so that stop() and idle workers, which store a
+  // flag and then read sizes, see it (store-load pairing).
+  [[nodiscard]] std::size_t try_reserve(std::size_t n = 1) noexcept {
+    std::size_t s = size_.load(std::memory_order_relaxed);
+    for (;;) {
+      if (s >= capacity_) return 0;
+      const std::size_t k = std::min(n, capacity_ - s);
+      if (size_.compare_exchange_weak(s, s + k, std::memory_order_seq_cst,
+                                      std::memory_order_relaxed)) {
+        note_high_water(s + k);
+        return k;
+      }
+    }
+  }
+
+  // Gives back places taken but not used, or freed by a drainer.
+  void release(std::size_t n) {
+    size_.fetch_sub(n, std::memory_order_seq_cst);
+    if (waiters_.load(std::memory_order_seq_cst) != 0) {
+      std::lock_guard<std::mutex> lock(park_mutex_);
+      park_cv_.notify_all();
+    }
+  }
+
+  // Blocks until at least one place is taken (returns how many) or `give_up()`
+  // turns true (returns 0).
+  template <class GiveUp>
+  std::size_t reserve_blocking(std::size_t n, GiveUp&& give_up) {
+    for (int i = 0; i < 128; ++i) {
+      if (std::size_t k = try_reserve(n)) return k;
+      if (give_up()) return 0;
+      if (i < 64) {
+        SLUICE_PAUSE();
+      } else {
+        std::this_thread::yield();
+      }
+    }
+    std::unique_lock<std::mutex> lock(park_mutex_);
+    waiters_.fetch_add(1, std::memory_order_seq_cst);
+    std::size_t k = 0;
+    while ((k = try_reserve(n)) == 0 && !give_up()) park_cv_.wait(lock);
+    waiters_.fetch_sub(1, std::memory_order_seq_cst);
+    return k;
+  }
+
+  // Wakes producers parked on this lane (stop() calls it).
+  void wake_all() {
+    std::lock_guard<std::mutex> lock(park_mutex_);
+    park_cv_.notify_all();
+  }
+
+  [[nodiscard]] bool try_lock() noexcept {
+    return !locked_.load(std::memory_order_relaxed) &&
+           !locked_.exchange(true, std::memory_order_acquire);
+  }
+  void unlock() noexcept { locked_.store(false, std::memory_order_release); }
+
+  [[nodiscard]] std::size_t size() const noexcept { return size_.load(std::memory_order_seq_cst); }
+  [[nodiscard]] std::size_t high_water() const noexcept {
+    return high_water_.load(std::memory_order_relaxed);
+  }
+  [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
+
+  queue<record>& q() noexcept { return queue_; }
+  consumer_token& consumer() noexcept { return consumer_; }  // only under the lock
+
+ private:
+  void note_high_water(std::size_t s) noexcept {
+    std::size_t hw = high_water_.load(std::memory_order_relaxed);
+    while (s > hw && !high_water_.compare_exchange_weak(hw, s, std::memory_order_relaxed)) {
+    }
+  }
+
+  const std::size_t capacity_;
+  alignas(SLUICE_CACHE_LINE) std::atomic<std::size_t> size_{0};
+  std::atomic<std::size_t> high_water_{0};
+  std::atomic<std::uint32_t> waiters_{0};
+  alignas(SLUICE_CACHE_LINE) std::atomic<bool> locked_{false};
+  queue<record> queue_;
+  consumer_token consumer_;
+  std::mutex park_mutex_;
+  std::condition_variable park_cv_;
+};
+
+}  // namespace sluice::detail

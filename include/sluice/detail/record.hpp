@@ -1,0 +1,128 @@
+// sluice — the type-erased envelope a lane carries: metadata, a pointer to the
+// event type's operations, and the event itself stored inline when it fits
+// (SLUICE_INLINE_SIZE bytes, alignment up to max_align_t) or boxed otherwise.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <new>
+#include <type_traits>
+#include <utility>
+
+#include "../config.hpp"
+#include "../event.hpp"
+#include "type_id.hpp"
+
+namespace sluice::detail {
+
+inline constexpr std::size_t inline_size =
+    SLUICE_INLINE_SIZE < sizeof(void*) ? sizeof(void*) : SLUICE_INLINE_SIZE;
+inline constexpr std::size_t inline_align = alignof(std::max_align_t);
+
+template <class Event>
+inline constexpr bool stored_inline = sizeof(Event) <= inline_size &&
+                                      alignof(Event) <= inline_align;
+
+struct record_ops {
+  std::uint32_t type;
+  bool trivial;  // inline and trivially copyable: moved with memcpy, never destroyed
+  void (*relocate)(void* dst, void* src) noexcept;  // move-construct dst, destroy src
+  void (*destroy)(void* buf) noexcept;
+  const void* (*get)(const void* buf) noexcept;
+};
+
+template <class Event>
+struct ops_for {
+  static void relocate(void* dst, void* src) noexcept {
+    if constexpr (stored_inline<Event>) {
+      Event* s = std::launder(static_cast<Event*>(src));
+      ::new (dst) Event(std::move(*s));
+      s->~Event();
+    } else {
+      std::memcpy(dst, src, sizeof(Event*));
+    }
+  }
+  static void destroy(void* buf) noexcept {
+    if constexpr (stored_inline<Event>) {
+      std::launder(static_cast<Event*>(buf))->~Event();
+    } else {
+      Event* p = nullptr;
+      std::memcpy(&p, buf, sizeof p);
+      delete p;
+    }
+  }
+  static const void* get(const void* buf) noexcept {
+    if constexpr (stored_inline<Event>) {
+      return buf;
+    } else {
+      const Event* p = nullptr;
+      std::memcpy(&p, buf, sizeof p);
+      return p;
+    }
+  }
+  static inline const record_ops ops{type_index<Event>(),
+                                     stored_inline<Event>&& std::is_trivially_copyable_v<Event>,
+                                     &relocate, &destroy, &get};
+};
+
+// Movable, default-constructible (moodycamel needs both); empty when ops_ is null.
+class record {
+ public:
+  record() noexcept = default;
+
+  template <class Event>
+  record(Event&& e, const metadata& m) noexcept(stored_inline<std::decay_t<Event>>) : meta_(m) {
+    using E = std::decay_t<Event>;
+    if constexpr (stored_inline<E>) {
+      ::new (static_cast<void*>(buf_)) E(std::forward<Event>(e));
+    } else {
+      E* p = new E(std::forward<Event>(e));
+      std::memcpy(buf_, &p, sizeof p);
+    }
+    ops_ = &ops_for<E>::ops;
+  }
+
+  record(record&& o) noexcept : meta_(o.meta_), ops_(o.ops_) { take(o); }
+  record& operator=(record&& o) noexcept {
+    if (this != &o) {
+      reset();
+      meta_ = o.meta_;
+      ops_ = o.ops_;
+      take(o);
+    }
+    return *this;
+  }
+  record(const record&) = delete;
+  record& operator=(const record&) = delete;
+  ~record() { reset(); }
+
+  void reset() noexcept {
+    if (ops_ != nullptr && !ops_->trivial) ops_->destroy(buf_);
+    ops_ = nullptr;
+  }
+
+  void set_meta(const metadata& m) noexcept { meta_ = m; }
+
+  [[nodiscard]] bool empty() const noexcept { return ops_ == nullptr; }
+  [[nodiscard]] std::uint32_t type() const noexcept { return ops_->type; }
+  [[nodiscard]] const void* event() const noexcept { return ops_->get(buf_); }
+  [[nodiscard]] const metadata& meta() const noexcept { return meta_; }
+
+ private:
+  void take(record& o) noexcept {
+    if (ops_ == nullptr) return;
+    if (ops_->trivial) {
+      std::memcpy(buf_, o.buf_, inline_size);
+    } else {
+      ops_->relocate(buf_, o.buf_);
+    }
+    o.ops_ = nullptr;
+  }
+
+  metadata meta_;
+  const record_ops* ops_ = nullptr;
+  alignas(inline_align) unsigned char buf_[inline_size];
+};
+
+}  // namespace sluice::detail

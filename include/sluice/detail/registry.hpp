@@ -1,0 +1,195 @@
+// sluice — the per-type subscriber registry of a bus.
+//
+// Readers (whoever delivers an event) read an immutable array of subscriber
+// nodes; writers (subscribe, unsubscribe) copy it under `mutex`, publish the
+// copy, and free the old one once no reader shows it (see tracking.hpp). A node
+// lives while an array holds it; its callable is destroyed as soon as it is
+// known that no call is running or can begin.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <vector>
+
+#include "../config.hpp"
+#include "../errors.hpp"
+#include "../event.hpp"
+#include "tracking.hpp"
+
+namespace sluice::detail {
+
+struct registry;
+
+struct sub_node {
+  std::atomic<bool> closed{false};
+  std::atomic<bool> bus_gone{false};
+  outcome (*invoke)(void* callable, const void* event, const metadata& m) = nullptr;
+  void (*destroy)(void* callable) noexcept = nullptr;
+  void* callable = nullptr;
+  registry* owner = nullptr;
+  // Guarded by owner->mutex:
+  std::uint32_t array_refs = 0;
+  bool handle_released = false;
+  sub_node* next_all = nullptr;
+
+  void destroy_callable() noexcept {
+    if (callable != nullptr) {
+      destroy(callable);
+      callable = nullptr;
+    }
+  }
+};
+
+struct sub_array {
+  std::vector<sub_node*> items;
+};
+
+// Counters owned by one producer for one type: single writer, so increments
+// are a relaxed load and store, never a locked instruction.
+struct alignas(SLUICE_CACHE_LINE) counter_cell {
+  std::atomic<std::uint64_t> published{0};
+  std::atomic<std::uint64_t> dropped{0};
+  std::atomic<std::uint64_t> rejected{0};
+  std::atomic<bool> in_use{false};
+  counter_cell* next = nullptr;
+
+  static void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
+    c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+};
+
+struct alignas(SLUICE_CACHE_LINE) registry {
+  explicit registry(std::uint32_t t) : type(t) {}
+  registry(const registry&) = delete;
+  registry& operator=(const registry&) = delete;
+
+  ~registry() {
+    // The bus is gone: no thread delivers any more.
+    for (sub_array* a : retired) delete a;
+    delete current.load(std::memory_order_relaxed);
+    sub_node* n = nodes;
+    while (n != nullptr) {
+      sub_node* next = n->next_all;
+      n->closed.store(true, std::memory_order_relaxed);
+      n->destroy_callable();
+      if (n->handle_released) {
+        delete n;
+      } else {
+        n->bus_gone.store(true, std::memory_order_release);  // the handle frees it
+      }
+      n = next;
+    }
+    counter_cell* c = cells.load(std::memory_order_relaxed);
+    while (c != nullptr) {
+      counter_cell* next = c->next;
+      delete c;
+      c = next;
+    }
+  }
+
+  const std::uint32_t type;
+  std::atomic<const sub_array*> current{nullptr};
+
+  // Consumer-side counters (batched by the drainers).
+  alignas(SLUICE_CACHE_LINE) std::atomic<std::uint64_t> delivered{0};
+  std::atomic<std::uint64_t> unrouted{0};
+  std::atomic<std::uint64_t> failed{0};
+  std::atomic<std::uint64_t> discarded{0};
+  std::atomic<std::uint64_t> handler_calls{0};
+  std::atomic<std::uint64_t> filtered{0};
+  std::atomic<std::uint64_t> dead_lettered{0};
+
+  alignas(SLUICE_CACHE_LINE) std::mutex mutex;
+  std::vector<sub_array*> retired;  // guarded by mutex
+  sub_node* nodes = nullptr;        // guarded by mutex
+  std::atomic<counter_cell*> cells{nullptr};
+
+  [[nodiscard]] bool has_subscribers() const noexcept {
+    const sub_array* a = current.load(std::memory_order_acquire);
+    return a != nullptr && !a->items.empty();
+  }
+
+  // --- writer side (all under mutex) ---------------------------------------
+
+  void add(sub_node* n) {
+    std::lock_guard<std::mutex> lock(mutex);
+    n->owner = this;
+    n->next_all = nodes;
+    nodes = n;
+    const sub_array* old = current.load(std::memory_order_relaxed);
+    auto* fresh = new sub_array;
+    if (old != nullptr) {
+      fresh->items.reserve(old->items.size() + 1);
+      fresh->items = old->items;
+    }
+    fresh->items.push_back(n);
+    swap_in(fresh, old);
+  }
+
+  // Marks n closed and removes it from the current array. Returns with the
+  // guarantee that every reader either shows n in its slot or will see closed.
+  void remove(sub_node* n) {
+    std::lock_guard<std::mutex> lock(mutex);
+    n->closed.store(true, std::memory_order_seq_cst);
+    const sub_array* old = current.load(std::memory_order_relaxed);
+    auto* fresh = new sub_array;
+    if (old != nullptr) {
+      fresh->items.reserve(old->items.size());
+      for (sub_node* x : old->items)
+        if (x != n) fresh->items.push_back(x);
+    }
+    swap_in(fresh, old);
+  }
+
+  // Called by the handle once the node's calls are over (or cannot be waited
+  // for because reset ran inside the handler itself).
+  void release(sub_node* n, bool destroy_now) {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (destroy_now) n->destroy_callable();
+    reclaim();  // before handle_released: reclaim must not free n itself
+    n->handle_released = true;
+    maybe_free(n);
+  }
+
+ private:
+  void swap_in(sub_array* fresh, const sub_array* old) {
+    for (sub_node* x : fresh->items) ++x->array_refs;
+    current.store(fresh, std::memory_order_seq_cst);
+    if (old != nullptr) retired.push_back(const_cast<sub_array*>(old));
+    heavy_fence();
+    reclaim();
+  }
+
+  void reclaim() {
+    std::size_t keep = 0;
+    for (sub_array* a : retired) {
+      if (array_in_use(a)) {
+        retired[keep++] = a;
+        continue;
+      }
+      std::vector<sub_node*> held = std::move(a->items);
+      delete a;
+      for (sub_node* x : held) {
+        --x->array_refs;
+        maybe_free(x);
+      }
+    }
+    retired.resize(keep);
+  }
+
+  void maybe_free(sub_node* n) {
+    if (n->array_refs != 0 || !n->handle_released) return;
+    // No array holds n, so no reader can reach it or be running it.
+    n->destroy_callable();
+    for (sub_node** p = &nodes; *p != nullptr; p = &(*p)->next_all) {
+      if (*p == n) {
+        *p = n->next_all;
+        break;
+      }
+    }
+    delete n;
+  }
+};
+
+}  // namespace sluice::detail

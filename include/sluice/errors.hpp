@@ -1,0 +1,75 @@
+// sluice — results, handler outcomes and failure reports.
+#pragma once
+
+#include <cstdint>
+
+#include "config.hpp"
+
+namespace sluice {
+
+// What publish / try_publish did with an event. Only `ok` means the bus took
+// it; `dropped` means it was counted and discarded by the drop_newest policy.
+enum class publish_result : std::uint8_t {
+  ok,       // accepted: it will be delivered, filtered, unrouted, ... (accounted)
+  dropped,  // accepted and discarded at once: the lane was full (drop_newest)
+  full,     // refused: the lane was full (reject, try_publish, or a blocking
+            //   publish from inside a handler that would have waited on itself)
+  stopped,  // refused: the bus is stopping or stopped
+};
+
+[[nodiscard]] constexpr const char* to_string(publish_result r) noexcept {
+  switch (r) {
+    case publish_result::ok:
+      return "ok";
+    case publish_result::dropped:
+      return "dropped";
+    case publish_result::full:
+      return "full";
+    case publish_result::stopped:
+      return "stopped";
+  }
+  return "unknown";
+}
+
+// A handler may return an outcome instead of void, which is how it reports a
+// failure without exceptions (-fno-exceptions builds).
+class outcome {
+ public:
+  constexpr outcome() noexcept = default;
+  [[nodiscard]] static constexpr outcome success() noexcept { return outcome{}; }
+  [[nodiscard]] static constexpr outcome failure(int code, const char* message = "") noexcept {
+    outcome o;
+    o.code_ = code == 0 ? -1 : code;
+    o.message_ = message;
+    return o;
+  }
+  [[nodiscard]] constexpr bool ok() const noexcept { return code_ == 0; }
+  [[nodiscard]] constexpr explicit operator bool() const noexcept { return ok(); }
+  [[nodiscard]] constexpr int code() const noexcept { return code_; }
+  [[nodiscard]] constexpr const char* message() const noexcept { return message_; }
+
+ private:
+  int code_ = 0;
+  const char* message_ = "";
+};
+
+// Why a handler call failed.
+enum class failure_kind : std::uint8_t {
+  exception,  // the handler threw (the message is what() for std::exception)
+  outcome,    // the handler returned a failed outcome
+  too_deep,   // a dispatch nested deeper than SLUICE_MAX_DEPTH was refused
+};
+
+// Reported to the bus's failure observer (bus_options::on_failure). The
+// pointers are valid only during the call. This is the seam where retry and
+// dead-letter policies attach.
+struct failure_info {
+  failure_kind kind = failure_kind::exception;
+  std::uint32_t type = 0;  // the event type's dense index
+  int code = 0;
+  const char* message = "";
+  const void* event = nullptr;
+  std::uint32_t attempt = 1;
+};
+
+}  // namespace sluice

@@ -1,0 +1,110 @@
+// sluice — how a bus is made. Options are plain values checked once when the
+// bus is constructed: an impossible combination is reported by
+// bus_options::validate() (and by bus::make) as a message, never by UB.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+
+#include "errors.hpp"
+
+namespace sluice {
+
+// What publish does when the target lane holds `lane_capacity` events.
+enum class full_policy : std::uint8_t {
+  block,        // spin, yield, then park until there is room or the bus stops
+  drop_newest,  // count the event as dropped and return publish_result::dropped
+  reject,       // return publish_result::full; the event was not accepted
+};
+
+[[nodiscard]] constexpr const char* to_string(full_policy p) noexcept {
+  switch (p) {
+    case full_policy::block:
+      return "block";
+    case full_policy::drop_newest:
+      return "drop_newest";
+    case full_policy::reject:
+      return "reject";
+  }
+  return "unknown";
+}
+
+struct bus_options {
+  // Number of lanes (queues). Keys hash onto lanes; a lane is drained by one
+  // thread at a time, so more lanes allow more workers to run in parallel.
+  std::size_t lanes = 4;
+  // Exact number of events one lane holds; publish never exceeds it.
+  std::size_t lane_capacity = 8192;
+  // Default full behaviour; a producer may override it.
+  full_policy policy = full_policy::block;
+  // Producers expected at once (pre-allocates queue blocks for them; more may
+  // be made, at the cost of an allocation when they first publish).
+  std::size_t expected_producers = 8;
+  // Stamp each event with the steady clock at publish (costs a clock read).
+  bool stamp_time = true;
+  // Called (on the thread that ran the handler) for each failed handler call.
+  // Must not throw. Empty: failures are only counted.
+  std::function<void(const failure_info&)> on_failure;
+
+  bus_options& with_lanes(std::size_t n) {
+    lanes = n;
+    return *this;
+  }
+  bus_options& with_lane_capacity(std::size_t n) {
+    lane_capacity = n;
+    return *this;
+  }
+  bus_options& with_policy(full_policy p) {
+    policy = p;
+    return *this;
+  }
+  bus_options& with_expected_producers(std::size_t n) {
+    expected_producers = n;
+    return *this;
+  }
+  bus_options& with_stamp_time(bool on) {
+    stamp_time = on;
+    return *this;
+  }
+  bus_options& with_on_failure(std::function<void(const failure_info&)> f) {
+    on_failure = std::move(f);
+    return *this;
+  }
+
+  // nullptr when the options are usable, else a message saying what is wrong.
+  [[nodiscard]] const char* validate() const noexcept {
+    if (lanes == 0) return "sluice: bus_options::lanes must be at least 1";
+    if (lanes > 4096) return "sluice: bus_options::lanes must be at most 4096";
+    if (lane_capacity == 0) return "sluice: bus_options::lane_capacity must be at least 1";
+    if (lane_capacity > (std::size_t{1} << 30))
+      return "sluice: bus_options::lane_capacity must be at most 2^30";
+    if (policy != full_policy::block && policy != full_policy::drop_newest &&
+        policy != full_policy::reject)
+      return "sluice: bus_options::policy is not a full_policy value";
+    if (expected_producers > 4096)
+      return "sluice: bus_options::expected_producers must be at most 4096";
+    return nullptr;
+  }
+};
+
+// Per-producer settings.
+struct producer_options {
+  bool override_policy = false;
+  full_policy policy = full_policy::block;
+
+  static producer_options with_policy(full_policy p) {
+    producer_options o;
+    o.override_policy = true;
+    o.policy = p;
+    return o;
+  }
+};
+
+// How stop() ends a bus.
+enum class stop_mode : std::uint8_t {
+  drain,    // deliver every accepted event first
+  discard,  // destroy what is still queued, counting it as discarded
+};
+
+}  // namespace sluice

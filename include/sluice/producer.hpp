@@ -1,0 +1,254 @@
+// sluice — producers: the fast path into a bus.
+//
+// A producer holds one queue token per lane and its own counters, so publish
+// costs one reservation (a CAS on the lane's count) and one enqueue, and no
+// allocation for events that fit inline. Keys choose the lane: events one
+// producer publishes with the same key (of any type) reach every subscriber
+// in publication order. Events without a key go to the producer's home lane
+// and keep the producer's order.
+//
+// Thread-safety: a producer is used by one thread at a time (make one per
+// thread; bus::publish is the shared, slower convenience). It may be used
+// inside a handler. Lifetime: destroy producers before their bus.
+#pragma once
+
+#include <cstddef>
+#include <iterator>
+#include <memory>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "detail/core.hpp"
+#include "errors.hpp"
+#include "event.hpp"
+#include "options.hpp"
+
+namespace sluice {
+
+class bus;
+
+namespace detail {
+
+// Wraps a range of events as a range of records for one enqueue_bulk.
+template <class It>
+class bulk_records {
+ public:
+  bulk_records(It it, const metadata& m) : it_(it), meta_(m) {}
+  record operator*() { return record(std::move(*it_), meta_); }
+  bulk_records& operator++() {
+    ++it_;
+    ++meta_.sequence;
+    return *this;
+  }
+  bulk_records operator++(int) {
+    bulk_records old = *this;
+    ++*this;
+    return old;
+  }
+
+ private:
+  It it_;
+  metadata meta_;
+};
+
+class producer_core {
+ public:
+  producer_core(bus_core& core, std::uint32_t id, full_policy policy)
+      : core_(&core), id_(id), policy_(policy), home_(id % core.lane_count()) {
+    tokens_.reserve(core.lane_count());
+    for (std::size_t i = 0; i < core.lane_count(); ++i) tokens_.emplace_back(core.lane_at(i).q());
+    core.producer_made();
+  }
+  producer_core(const producer_core&) = delete;
+  producer_core& operator=(const producer_core&) = delete;
+  ~producer_core() {
+    for (counter_cell* c : cells_)
+      if (c != nullptr) c->in_use.store(false, std::memory_order_release);
+    tokens_.clear();
+    core_->producer_gone();
+  }
+
+  [[nodiscard]] std::uint32_t id() const noexcept { return id_; }
+
+  template <class E>
+  publish_result publish(E&& e, bool has_key, key_type key, bool try_only) {
+    using T = std::decay_t<E>;
+    static_assert(check_event_type<T>(), "");
+    counter_cell& c = cell(type_index<T>());
+    const std::size_t li = has_key ? core_->lane_for(key) : home_;
+    lane& l = core_->lane_at(li);
+    record rec(std::forward<E>(e), metadata{});
+    const bool in_handler = t_slot != nullptr && t_slot->depth != 0;
+    if (SLUICE_UNLIKELY(l.try_reserve() == 0)) {
+      if (const publish_result r = on_full(l, c, 1, in_handler, try_only); r != publish_result::ok)
+        return r;
+    }
+    if (SLUICE_UNLIKELY(!core_->accepting(in_handler))) {
+      l.release(1);
+      counter_cell::bump(c.rejected);
+      return publish_result::stopped;
+    }
+    rec.set_meta(stamp(has_key, key));
+    counter_cell::bump(c.published);
+    if (SLUICE_UNLIKELY(!l.q().enqueue(tokens_[li], std::move(rec)))) {
+      undo(l, c, 1);
+      return publish_result::full;
+    }
+    core_->wake_workers();
+    return publish_result::ok;
+  }
+
+  template <class It>
+  std::size_t publish_bulk(It first, It last, bool has_key, key_type key, bool try_only) {
+    using T = typename std::iterator_traits<It>::value_type;
+    static_assert(check_event_type<T>(), "");
+    counter_cell& c = cell(type_index<T>());
+    const std::size_t li = has_key ? core_->lane_for(key) : home_;
+    lane& l = core_->lane_at(li);
+    const bool in_handler = t_slot != nullptr && t_slot->depth != 0;
+    const auto n = static_cast<std::size_t>(std::distance(first, last));
+    std::size_t done = 0;
+    while (done < n) {
+      std::size_t k = l.try_reserve(n - done);
+      if (k == 0) {
+        if (on_full(l, c, n - done, in_handler, try_only) != publish_result::ok) break;
+        k = 1;  // on_full reserved one place
+      }
+      if (!core_->accepting(in_handler)) {
+        l.release(k);
+        counter_cell::bump(c.rejected, n - done);
+        break;
+      }
+      metadata m = stamp(has_key, key);
+      seq_ += k - 1;
+      counter_cell::bump(c.published, k);
+      if (!l.q().enqueue_bulk(tokens_[li], bulk_records<It>(first, m), k)) {
+        seq_ -= k;
+        undo(l, c, k);
+        counter_cell::bump(c.rejected, n - done - k);
+        break;
+      }
+      std::advance(first, static_cast<typename std::iterator_traits<It>::difference_type>(k));
+      done += k;
+      core_->wake_workers(true);
+    }
+    return done;
+  }
+
+ private:
+  counter_cell& cell(std::uint32_t type) {
+    counter_cell* c = cells_[type];
+    if (SLUICE_LIKELY(c != nullptr)) return *c;
+    c = core_->take_cell(type);
+    cells_[type] = c;
+    return *c;
+  }
+
+  metadata stamp(bool has_key, key_type key) noexcept {
+    metadata m;
+    m.sequence = ++seq_;
+    m.timestamp = core_->options().stamp_time ? now_ns() : 0;
+    m.key = key;
+    m.producer = id_;
+    m.has_key = has_key;
+    return m;
+  }
+
+  void undo(lane& l, counter_cell& c, std::size_t k) {
+    // enqueue failed: only when the queue could not allocate a block.
+    l.release(k);
+    c.published.store(c.published.load(std::memory_order_relaxed) - k, std::memory_order_relaxed);
+    counter_cell::bump(c.rejected, k);
+  }
+
+  // The lane had no room for `n` events. Applies the policy; on `ok` one place
+  // has been reserved.
+  publish_result on_full(lane& l, counter_cell& c, std::size_t n, bool in_handler, bool try_only) {
+    if (!core_->accepting(in_handler)) {
+      counter_cell::bump(c.rejected, n);
+      return publish_result::stopped;
+    }
+    // A handler must not wait for room: its own thread may be the drainer.
+    if (try_only || policy_ == full_policy::reject ||
+        (policy_ == full_policy::block && in_handler)) {
+      counter_cell::bump(c.rejected, n);
+      return publish_result::full;
+    }
+    if (policy_ == full_policy::drop_newest) {
+      counter_cell::bump(c.published, n);
+      counter_cell::bump(c.dropped, n);
+      return publish_result::dropped;
+    }
+    if (l.reserve_blocking(1, [&] { return !core_->accepting(in_handler); }) == 0) {
+      counter_cell::bump(c.rejected, n);
+      return publish_result::stopped;
+    }
+    return publish_result::ok;
+  }
+
+  bus_core* core_;
+  std::uint32_t id_;
+  std::uint64_t seq_ = 0;
+  full_policy policy_;
+  std::size_t home_;
+  std::vector<producer_token> tokens_;
+  counter_cell* cells_[SLUICE_MAX_EVENT_TYPES] = {};
+};
+
+}  // namespace detail
+
+class producer {
+ public:
+  producer() noexcept = default;
+  producer(producer&&) noexcept = default;
+  producer& operator=(producer&&) noexcept = default;
+
+  // Blocks, drops or rejects when the lane is full, as the policy says.
+  template <class Event>
+  publish_result publish(Event&& e) {
+    return core_->publish(std::forward<Event>(e), false, 0, false);
+  }
+  template <class Event>
+  publish_result publish(Event&& e, key_type key) {
+    return core_->publish(std::forward<Event>(e), true, key, false);
+  }
+  // Never blocks: a full lane gives publish_result::full.
+  template <class Event>
+  [[nodiscard]] publish_result try_publish(Event&& e) {
+    return core_->publish(std::forward<Event>(e), false, 0, true);
+  }
+  template <class Event>
+  [[nodiscard]] publish_result try_publish(Event&& e, key_type key) {
+    return core_->publish(std::forward<Event>(e), true, key, true);
+  }
+  // Publishes a range (moving from its elements) with one reservation and one
+  // bulk enqueue per run of free places. Returns how many were queued; the rest
+  // were dropped, rejected or refused as the policy says, and counted.
+  template <class It>
+  std::size_t publish_bulk(It first, It last) {
+    return core_->publish_bulk(first, last, false, 0, false);
+  }
+  template <class It>
+  std::size_t publish_bulk(It first, It last, key_type key) {
+    return core_->publish_bulk(first, last, true, key, false);
+  }
+  template <class It>
+  [[nodiscard]] std::size_t try_publish_bulk(It first, It last) {
+    return core_->publish_bulk(first, last, false, 0, true);
+  }
+  template <class It>
+  [[nodiscard]] std::size_t try_publish_bulk(It first, It last, key_type key) {
+    return core_->publish_bulk(first, last, true, key, true);
+  }
+
+  [[nodiscard]] std::uint32_t id() const noexcept { return core_ ? core_->id() : 0; }
+  [[nodiscard]] explicit operator bool() const noexcept { return core_ != nullptr; }
+
+ private:
+  friend class bus;
+  explicit producer(std::unique_ptr<detail::producer_core> c) noexcept : core_(std::move(c)) {}
+  std::unique_ptr<detail::producer_core> core_;
+};
+
+}  // namespace sluice

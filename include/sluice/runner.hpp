@@ -1,0 +1,51 @@
+// sluice — the worker loop behind bus::run(): drain lanes in bulk, spin a
+// little when idle, then park until a producer wakes the worker.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <thread>
+#include <vector>
+
+#include "detail/core.hpp"
+#include "detail/tracking.hpp"
+
+namespace sluice::detail {
+
+inline void worker_loop(bus_core& core, std::size_t index, std::chrono::nanoseconds idle_spin) {
+  (void)my_slot();
+  const std::size_t lanes = core.lane_count();
+  std::size_t start = index % lanes;
+  unsigned misses = 0;
+  std::int64_t idle_since = 0;
+  for (;;) {
+    const run_state st = core.state();
+    if (st == run_state::discarding || st == run_state::stopped) return;
+    if (core.drain_pass(start, static_cast<std::size_t>(-1)) != 0) {
+      start = (start + 1) % lanes;
+      misses = 0;
+      idle_since = 0;
+      continue;
+    }
+    if (st == run_state::draining) {
+      if (core.queued() == 0) return;
+      std::this_thread::yield();
+      continue;
+    }
+    if (++misses < 64) {
+      SLUICE_PAUSE();
+      continue;
+    }
+    const std::int64_t now = now_ns();
+    if (idle_since == 0) idle_since = now;
+    if (now - idle_since < idle_spin.count()) {
+      std::this_thread::yield();
+      continue;
+    }
+    core.park_worker();
+    misses = 0;
+    idle_since = 0;
+  }
+}
+
+}  // namespace sluice::detail

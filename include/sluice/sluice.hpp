@@ -1,0 +1,14 @@
+// sluice — umbrella header for the core: bus, producers, subscriptions,
+// options, results and counters. Optional parts have their own headers.
+#pragma once
+
+#include "bus.hpp"
+#include "config.hpp"
+#include "errors.hpp"
+#include "event.hpp"
+#include "fwd.hpp"
+#include "options.hpp"
+#include "producer.hpp"
+#include "stats.hpp"
+#include "subscription.hpp"
+#include "version.hpp"

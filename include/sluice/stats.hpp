@@ -1,0 +1,37 @@
+// sluice — counters. Snapshots are plain values; reading them never stops the
+// bus. During a run the fields are read one by one (not one atomic snapshot);
+// after stop() returns they are exact and satisfy
+//   published == delivered + filtered + dropped + unrouted + dead_lettered + discarded.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace sluice {
+
+struct type_stats {
+  std::uint64_t published = 0;      // accepted by publish (includes dropped)
+  std::uint64_t delivered = 0;      // handed to at least one handler
+  std::uint64_t filtered = 0;       // removed by a filter stage (processing layer)
+  std::uint64_t dropped = 0;        // discarded by the drop_newest policy
+  std::uint64_t unrouted = 0;       // no subscriber when it was drained
+  std::uint64_t dead_lettered = 0;  // moved to a dead-letter channel (failure policy)
+  std::uint64_t discarded = 0;      // still queued when stop(discard) ran
+  std::uint64_t rejected = 0;       // refused (full or stopped): not accepted, not in the equation
+  std::uint64_t failed = 0;         // failed handler calls (an event may fail several)
+  std::uint64_t handler_calls = 0;  // handler calls made for queued events
+
+  [[nodiscard]] std::uint64_t settled() const noexcept {
+    return delivered + filtered + dropped + unrouted + dead_lettered + discarded;
+  }
+  // True when every accepted event has an end (true after stop()).
+  [[nodiscard]] bool balanced() const noexcept { return published == settled(); }
+};
+
+struct lane_stats {
+  std::size_t depth = 0;       // events queued now
+  std::size_t high_water = 0;  // most events ever queued at once
+  std::size_t capacity = 0;    // the exact bound
+};
+
+}  // namespace sluice

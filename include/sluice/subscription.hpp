@@ -1,0 +1,113 @@
+// sluice — subscriptions: the RAII handle of a handler.
+//
+// Lifetime: when reset() (or the destructor) returns, the handler is not
+// running on any thread and will never run again, so whatever it captured may
+// be destroyed. Called from inside that same handler, reset() does not block
+// (it cannot wait for itself): no later call begins, calls already running on
+// other threads may still finish, and the handler object is destroyed once the
+// last of them has. A subscription may outlive its bus; reset() is then free.
+//
+// Thread-safety: one handle is used by one thread at a time; different
+// handles may be reset concurrently, from any thread, including from handlers.
+// Deadlock: two handlers that each reset the other's subscription while both
+// run wait for each other, as two threads taking two mutexes in opposite
+// orders would. Reset your own subscription, or reset from outside handlers.
+#pragma once
+
+#include <type_traits>
+#include <utility>
+
+#include "detail/registry.hpp"
+#include "detail/tracking.hpp"
+#include "errors.hpp"
+#include "event.hpp"
+
+namespace sluice {
+
+namespace detail {
+
+template <class Event, class Handler>
+struct handler_traits {
+  static constexpr bool by_ref = std::is_invocable_v<Handler&, const Event&>;
+  static constexpr bool by_view = !by_ref && std::is_invocable_v<Handler&, event_view<Event>>;
+  static constexpr bool callable = by_ref || by_view;
+
+  template <bool Ref, class = void>
+  struct result {
+    using type = std::invoke_result_t<Handler&, const Event&>;
+  };
+  template <class V>
+  struct result<false, V> {
+    using type =
+        std::conditional_t<by_view, std::invoke_result_t<Handler&, event_view<Event>>, void>;
+  };
+  using result_type = typename result<by_ref>::type;
+  static constexpr bool good_result =
+      std::is_void_v<result_type> || std::is_same_v<std::decay_t<result_type>, outcome>;
+
+  static outcome invoke(void* callable_ptr, const void* event, const metadata& m) {
+    Handler& h = *static_cast<Handler*>(callable_ptr);
+    const Event& e = *static_cast<const Event*>(event);
+    if constexpr (by_ref) {
+      if constexpr (std::is_void_v<result_type>) {
+        h(e);
+        return outcome::success();
+      } else {
+        return h(e);
+      }
+    } else {
+      if constexpr (std::is_void_v<result_type>) {
+        h(event_view<Event>(e, m));
+        return outcome::success();
+      } else {
+        return h(event_view<Event>(e, m));
+      }
+    }
+  }
+  static void destroy(void* callable_ptr) noexcept { delete static_cast<Handler*>(callable_ptr); }
+};
+
+}  // namespace detail
+
+class [[nodiscard]] subscription {
+ public:
+  subscription() noexcept = default;
+  subscription(subscription&& o) noexcept : node_(std::exchange(o.node_, nullptr)) {}
+  subscription& operator=(subscription&& o) noexcept {
+    if (this != &o) {
+      reset();
+      node_ = std::exchange(o.node_, nullptr);
+    }
+    return *this;
+  }
+  subscription(const subscription&) = delete;
+  subscription& operator=(const subscription&) = delete;
+  ~subscription() { reset(); }
+
+  // Unsubscribes and waits for running calls of the handler (see above).
+  void reset() noexcept {
+    detail::sub_node* n = std::exchange(node_, nullptr);
+    if (n == nullptr) return;
+    if (n->bus_gone.load(std::memory_order_acquire)) {
+      delete n;  // the bus already closed it and destroyed its handler
+      return;
+    }
+    detail::registry* r = n->owner;
+    const bool self = detail::running_here(n);
+    r->remove(n);
+    if (!self) detail::wait_not_running(n);
+    r->release(n, !self);
+  }
+
+  [[nodiscard]] bool active() const noexcept {
+    return node_ != nullptr && !node_->closed.load(std::memory_order_acquire);
+  }
+  [[nodiscard]] explicit operator bool() const noexcept { return active(); }
+
+ private:
+  friend class bus;
+  explicit subscription(detail::sub_node* n) noexcept : node_(n) {}
+  detail::sub_node* node_ = nullptr;
+};
+
+}  // namespace sluice

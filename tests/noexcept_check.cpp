@@ -1,0 +1,63 @@
+// Built with -fno-exceptions -fno-rtti (as C++17 and C++20): the core works,
+// and handlers report failure by returning an outcome. A plain checker,
+// since the test framework needs exceptions.
+#include <atomic>
+#include <cstdio>
+#include <sluice/sluice.hpp>
+
+#if defined(__cpp_exceptions) || defined(__GXX_RTTI)
+#error "this file must be built with -fno-exceptions -fno-rtti"
+#endif
+
+namespace {
+int failures = 0;
+#define EXPECT(cond)                                                                 \
+  do {                                                                               \
+    if (!(cond)) {                                                                   \
+      std::fprintf(stderr, "%s:%d: EXPECT(%s) failed\n", __FILE__, __LINE__, #cond); \
+      ++failures;                                                                    \
+    }                                                                                \
+  } while (0)
+
+struct reading {
+  int sensor;
+  int value;
+};
+}  // namespace
+
+int main() {
+  int reported = 0;
+  sluice::bus_options opts;
+  opts.lanes = 2;
+  opts.lane_capacity = 256;
+  opts.on_failure = [&](const sluice::failure_info& f) {
+    reported += f.kind == sluice::failure_kind::outcome ? 1 : 0;
+  };
+  sluice::bus bus{opts};
+  EXPECT(bus.valid());
+  std::atomic<int> ok_calls{0};
+  auto bad = bus.subscribe<reading>([](const reading& r) {
+    return r.value < 0 ? sluice::outcome::failure(1, "negative reading")
+                       : sluice::outcome::success();
+  });
+  auto good = bus.subscribe<reading>([&](const reading&) { ++ok_calls; });
+  EXPECT(bus.run(2));
+  auto p = bus.make_producer();
+  for (int i = 0; i < 1000; ++i)
+    p.publish(reading{i % 10, i % 4 == 0 ? -1 : i}, static_cast<sluice::key_type>(i % 10));
+  EXPECT(bus.stop());
+  const auto st = bus.stats<reading>();
+  EXPECT(ok_calls.load() == 1000);
+  EXPECT(st.failed == 250);
+  EXPECT(reported == 250);
+  EXPECT(st.balanced());
+
+  // invalid options: no exception, an invalid bus that refuses events
+  sluice::bus broken{sluice::bus_options{}.with_lanes(0)};
+  EXPECT(!broken.valid());
+  EXPECT(broken.error() != nullptr);
+  EXPECT(broken.publish(reading{1, 1}) == sluice::publish_result::stopped);
+
+  std::printf("noexcept check: %s\n", failures == 0 ? "ok" : "FAILED");
+  return failures == 0 ? 0 : 1;
+}

@@ -1,0 +1,189 @@
+// Contracts 5 and 6: exact capacity, and each full-queue policy.
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <sluice/sluice.hpp>
+#include <thread>
+#include <vector>
+
+#include "support.hpp"
+
+namespace {
+struct item {
+  int n;
+};
+using sluice::full_policy;
+using sluice::publish_result;
+}  // namespace
+
+TEST_CASE("capacity is exact per lane", "[capacity]") {
+  for (std::size_t cap : {1u, 7u, 64u, 100u, 1000u}) {
+    INFO("capacity " << cap);
+    sluice::bus bus{sluice::bus_options{}.with_lanes(1).with_lane_capacity(cap).with_policy(
+        full_policy::reject)};
+    auto p = bus.make_producer();
+    for (std::size_t i = 0; i < cap; ++i) REQUIRE(p.publish(item{1}) == publish_result::ok);
+    CHECK(p.publish(item{1}) == publish_result::full);
+    CHECK(p.try_publish(item{1}) == publish_result::full);
+    CHECK(bus.lane(0).depth == cap);
+    CHECK(bus.lane(0).high_water == cap);
+    CHECK(bus.lane(0).capacity == cap);
+    CHECK(bus.poll(1) == 1);
+    CHECK(p.publish(item{1}) == publish_result::ok);
+    CHECK(p.publish(item{1}) == publish_result::full);
+  }
+  sluice::bus bus{sluice::bus_options{}.with_lanes(3).with_lane_capacity(10)};
+  CHECK(bus.capacity() == 30);
+}
+
+TEST_CASE("capacity holds with many producers racing", "[capacity]") {
+  test::watchdog wd(std::chrono::seconds(60), "racing capacity");
+  constexpr std::size_t cap = 500;
+  sluice::bus bus{
+      sluice::bus_options{}.with_lanes(1).with_lane_capacity(cap).with_policy(full_policy::reject)};
+  std::atomic<long> ok{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 6; ++t)
+    threads.emplace_back([&] {
+      auto p = bus.make_producer();
+      for (int i = 0; i < 400; ++i)
+        if (p.publish(item{i}) == publish_result::ok) ++ok;
+    });
+  for (auto& t : threads) t.join();
+  CHECK(ok.load() == static_cast<long>(cap));
+  CHECK(bus.lane(0).depth == cap);
+  CHECK(bus.lane(0).high_water == cap);
+  CHECK(bus.stats<item>().rejected == 6 * 400 - cap);
+}
+
+TEST_CASE("drop_newest counts and reports drops", "[capacity]") {
+  sluice::bus bus{sluice::bus_options{}.with_lanes(1).with_lane_capacity(100).with_policy(
+      full_policy::drop_newest)};
+  std::atomic<int> calls{0};
+  auto sub = bus.subscribe<item>([&](const item&) { ++calls; });
+  auto p = bus.make_producer();
+  int ok = 0, dropped = 0;
+  for (int i = 0; i < 150; ++i) {
+    const auto r = p.publish(item{i});
+    ok += r == publish_result::ok;
+    dropped += r == publish_result::dropped;
+  }
+  CHECK(ok == 100);
+  CHECK(dropped == 50);
+  bus.stop();
+  const auto st = bus.stats<item>();
+  CHECK(st.published == 150);
+  CHECK(st.dropped == 50);
+  CHECK(st.delivered == 100);
+  CHECK(calls.load() == 100);
+  CHECK(st.balanced());
+}
+
+TEST_CASE("try_publish never blocks, whatever the policy", "[capacity]") {
+  test::watchdog wd(std::chrono::seconds(20), "try_publish");
+  sluice::bus bus{
+      sluice::bus_options{}.with_lanes(1).with_lane_capacity(8).with_policy(full_policy::block)};
+  auto p = bus.make_producer();
+  for (int i = 0; i < 8; ++i) REQUIRE(p.try_publish(item{i}) == publish_result::ok);
+  for (int i = 0; i < 1000; ++i) REQUIRE(p.try_publish(item{i}) == publish_result::full);
+  CHECK(bus.try_publish(item{1}) == publish_result::full);
+  bus.stop(sluice::stop_mode::discard);
+}
+
+TEST_CASE("block waits for room and wakes when a drainer frees it", "[capacity]") {
+  test::watchdog wd(std::chrono::seconds(30), "block");
+  sluice::bus bus{
+      sluice::bus_options{}.with_lanes(1).with_lane_capacity(4).with_policy(full_policy::block)};
+  std::atomic<int> published{0};
+  std::thread t([&] {
+    auto p = bus.make_producer();
+    for (int i = 0; i < 10; ++i) {
+      REQUIRE(p.publish(item{i}) == publish_result::ok);
+      ++published;
+    }
+  });
+  REQUIRE(test::wait_until([&] { return published.load() == 4; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  CHECK(published.load() == 4);  // blocked on the full lane
+  while (published.load() < 10) {
+    bus.poll();
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  t.join();
+  bus.poll();
+  CHECK(bus.stats<item>().published == 10);
+}
+
+TEST_CASE("a blocked producer is released by stop", "[capacity]") {
+  test::watchdog wd(std::chrono::seconds(30), "block then stop");
+  sluice::bus bus{sluice::bus_options{}.with_lanes(1).with_lane_capacity(2)};
+  std::atomic<int> stopped{0};
+  std::atomic<int> ok{0};
+  std::thread t([&] {
+    auto p = bus.make_producer();
+    for (int i = 0; i < 5; ++i) {
+      const auto r = p.publish(item{i});
+      if (r == publish_result::ok) ++ok;
+      if (r == publish_result::stopped) ++stopped;
+    }
+  });
+  REQUIRE(test::wait_until([&] { return ok.load() == 2; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  bus.stop(sluice::stop_mode::discard);
+  t.join();
+  CHECK(ok.load() == 2);
+  CHECK(stopped.load() == 3);
+  const auto st = bus.stats<item>();
+  CHECK(st.discarded == 2);
+  CHECK(st.balanced());
+}
+
+TEST_CASE("a producer may override the bus policy", "[capacity]") {
+  sluice::bus bus{sluice::bus_options{}.with_lanes(1).with_lane_capacity(2)};
+  auto p = bus.make_producer(sluice::producer_options::with_policy(full_policy::reject));
+  CHECK(p.publish(item{1}) == publish_result::ok);
+  CHECK(p.publish(item{2}) == publish_result::ok);
+  CHECK(p.publish(item{3}) == publish_result::full);
+  bus.stop(sluice::stop_mode::discard);
+}
+
+TEST_CASE("publish_bulk fills to capacity and accounts for the rest", "[capacity]") {
+  std::vector<item> batch(250, item{7});
+  {
+    sluice::bus bus{sluice::bus_options{}.with_lanes(1).with_lane_capacity(100).with_policy(
+        full_policy::reject)};
+    auto p = bus.make_producer();
+    CHECK(p.publish_bulk(batch.begin(), batch.end()) == 100);
+    const auto st = bus.stats<item>();
+    CHECK(st.published == 100);
+    CHECK(st.rejected == 150);
+    bus.stop(sluice::stop_mode::discard);
+  }
+  {
+    sluice::bus bus{sluice::bus_options{}.with_lanes(1).with_lane_capacity(100).with_policy(
+        full_policy::drop_newest)};
+    std::vector<int> seen;
+    auto sub = bus.subscribe<item>(
+        [&](sluice::event_view<item> v) { seen.push_back(static_cast<int>(v.meta().sequence)); });
+    auto p = bus.make_producer();
+    CHECK(p.publish_bulk(batch.begin(), batch.end(), 5) == 100);
+    bus.stop();
+    const auto st = bus.stats<item>();
+    CHECK(st.published == 250);
+    CHECK(st.dropped == 150);
+    CHECK(st.balanced());
+    REQUIRE(seen.size() == 100);
+    for (std::size_t i = 0; i < seen.size(); ++i) CHECK(seen[i] == static_cast<int>(i) + 1);
+  }
+  {
+    // block: larger than the lane, drained by a worker while it goes
+    test::watchdog wd(std::chrono::seconds(30), "bulk block");
+    sluice::bus bus{sluice::bus_options{}.with_lanes(1).with_lane_capacity(16)};
+    std::atomic<int> calls{0};
+    auto sub = bus.subscribe<item>([&](const item&) { ++calls; });
+    REQUIRE(bus.run(1));
+    auto p = bus.make_producer();
+    CHECK(p.publish_bulk(batch.begin(), batch.end()) == 250);
+    bus.stop();
+    CHECK(calls.load() == 250);
+  }
+}

@@ -1,0 +1,92 @@
+// Contract 7, failures: a handler's failure is caught, counted and reported;
+// it never stops other handlers, never empties a queue, never kills a worker.
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <mutex>
+#include <sluice/sluice.hpp>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "support.hpp"
+
+namespace {
+struct work {
+  int n;
+};
+}  // namespace
+
+TEST_CASE("a throwing handler does not stop the others or the queue", "[failures]") {
+  test::watchdog wd(std::chrono::seconds(30), "throwing handler");
+  std::mutex m;
+  std::vector<std::string> messages;
+  sluice::bus bus{sluice::bus_options{}.with_on_failure([&](const sluice::failure_info& f) {
+    std::lock_guard<std::mutex> lock(m);
+    CHECK(f.kind == sluice::failure_kind::exception);
+    CHECK(f.event != nullptr);
+    messages.emplace_back(f.message);
+  })};
+  std::atomic<int> first{0}, second{0};
+  auto a = bus.subscribe<work>([&](const work& w) {
+    ++first;
+    if (w.n % 2 == 0) throw std::runtime_error("even " + std::to_string(w.n));
+  });
+  auto b = bus.subscribe<work>([&](const work&) { ++second; });
+  REQUIRE(bus.run(2));
+  auto p = bus.make_producer();
+  for (int i = 0; i < 1000; ++i) p.publish(work{i}, static_cast<sluice::key_type>(i % 7));
+  bus.stop();
+  CHECK(first.load() == 1000);
+  CHECK(second.load() == 1000);
+  const auto st = bus.stats<work>();
+  CHECK(st.failed == 500);
+  CHECK(st.delivered == 1000);
+  CHECK(st.handler_calls == 2000);
+  CHECK(st.balanced());
+  REQUIRE(messages.size() == 500);
+  CHECK(messages[0].rfind("even ", 0) == 0);
+}
+
+TEST_CASE("a throw that is not a std::exception is caught too", "[failures]") {
+  sluice::bus bus;
+  auto a = bus.subscribe<work>([](const work&) { throw 42; });
+  CHECK(bus.dispatch(work{1}) == 1);
+  bus.publish(work{1});
+  bus.poll();
+  CHECK(bus.stats<work>().failed == 2);
+}
+
+TEST_CASE("a handler reports failure by returning an outcome", "[failures]") {
+  int code = 0;
+  std::string message;
+  sluice::bus bus{sluice::bus_options{}.with_on_failure([&](const sluice::failure_info& f) {
+    CHECK(f.kind == sluice::failure_kind::outcome);
+    code = f.code;
+    message = f.message;
+  })};
+  int calls = 0;
+  auto a = bus.subscribe<work>([&](const work& w) {
+    ++calls;
+    return w.n < 0 ? sluice::outcome::failure(7, "negative") : sluice::outcome::success();
+  });
+  bus.dispatch(work{1});
+  CHECK(bus.stats<work>().failed == 0);
+  bus.dispatch(work{-1});
+  CHECK(bus.stats<work>().failed == 1);
+  CHECK(code == 7);
+  CHECK(message == "negative");
+  CHECK(calls == 2);
+  CHECK_FALSE(sluice::outcome::failure(0).ok());  // a failure is never "ok"
+}
+
+TEST_CASE("an observer that throws is contained", "[failures]") {
+  sluice::bus bus{sluice::bus_options{}.with_on_failure(
+      [](const sluice::failure_info&) { throw std::logic_error("observer"); })};
+  int after = 0;
+  auto a = bus.subscribe<work>([](const work&) { throw std::runtime_error("x"); });
+  auto b = bus.subscribe<work>([&](const work&) { ++after; });
+  bus.publish(work{1});
+  bus.poll();
+  CHECK(after == 1);
+  CHECK(bus.stats<work>().failed == 1);
+}

@@ -1,0 +1,156 @@
+// Contract 4, reentrancy: a handler may publish, dispatch, subscribe and
+// unsubscribe itself or others, in every run mode.
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <optional>
+#include <sluice/sluice.hpp>
+#include <string>
+
+#include "support.hpp"
+
+namespace {
+struct start {
+  int n;
+};
+struct follow_up {
+  int n;
+};
+struct immediate {
+  int n;
+};
+struct late {
+  int n;
+};
+
+enum class mode { dispatch, poll, workers };
+
+const char* name(mode m) {
+  switch (m) {
+    case mode::dispatch:
+      return "dispatch";
+    case mode::poll:
+      return "poll";
+    case mode::workers:
+      return "workers";
+  }
+  return "?";
+}
+
+// Sends `n` start events in the given mode and finishes the bus.
+void drive(sluice::bus& bus, mode m, int n) {
+  if (m == mode::workers) REQUIRE(bus.run(2));
+  for (int i = 0; i < n; ++i) {
+    if (m == mode::dispatch) {
+      bus.dispatch(start{i});
+    } else {
+      REQUIRE(bus.publish(start{i}, 1) == sluice::publish_result::ok);
+    }
+  }
+  if (m == mode::poll) bus.poll();
+  REQUIRE(bus.stop());
+}
+}  // namespace
+
+TEST_CASE("handlers publish, dispatch, subscribe and unsubscribe", "[reentrancy]") {
+  test::watchdog wd(std::chrono::seconds(60), "reentrancy");
+  for (mode m : {mode::dispatch, mode::poll, mode::workers}) {
+    INFO("mode " << name(m));
+    sluice::bus bus{sluice::bus_options{}.with_lanes(2)};
+    std::atomic<int> follow_ups{0}, immediates{0}, lates{0}, other_calls{0};
+    std::atomic<int> starts{0};
+    sluice::subscription late_sub;   // made by a handler
+    sluice::subscription other_sub;  // reset by a handler
+    sluice::subscription self_sub;   // resets itself after 3 calls
+    std::atomic<int> self_calls{0};
+
+    auto f = bus.subscribe<follow_up>([&](const follow_up&) { ++follow_ups; });
+    auto im = bus.subscribe<immediate>([&](const immediate&) { ++immediates; });
+    other_sub = bus.subscribe<start>([&](const start&) { ++other_calls; });
+    self_sub = bus.subscribe<start>([&](const start&) {
+      if (++self_calls == 3) self_sub.reset();
+    });
+    auto s = bus.subscribe<start>([&](const start& e) {
+      ++starts;
+      // publish (queued; delivered by the drain even while stopping)
+      CHECK(bus.publish(follow_up{e.n}, 2) == sluice::publish_result::ok);
+      // dispatch (immediate, nested)
+      CHECK(bus.dispatch(immediate{e.n}) == 1);
+      if (e.n == 0) {
+        // subscribe: sees later events
+        late_sub = bus.subscribe<late>([&](const late&) { ++lates; });
+        // unsubscribe another handler of the same type, mid-delivery
+        other_sub.reset();
+      }
+      bus.dispatch(late{e.n});
+    });
+    drive(bus, m, 10);
+    CHECK(starts.load() == 10);
+    CHECK(follow_ups.load() == 10);
+    CHECK(immediates.load() == 10);
+    CHECK(lates.load() == 10);
+    CHECK(self_calls.load() == 3);
+    // other_sub runs after `s` in subscription order? No: it was subscribed
+    // before, so it ran for event 0 before being reset, and never again.
+    CHECK(other_calls.load() == 1);
+    CHECK(bus.stats<follow_up>().balanced());
+    CHECK(bus.stats<start>().balanced());
+  }
+}
+
+TEST_CASE("a handler may poll the bus it is called from", "[reentrancy]") {
+  test::watchdog wd(std::chrono::seconds(30), "nested poll");
+  sluice::bus bus{sluice::bus_options{}.with_lanes(4)};
+  std::atomic<int> follow_ups{0};
+  auto f = bus.subscribe<follow_up>([&](const follow_up&) { ++follow_ups; });
+  auto s = bus.subscribe<start>([&](const start& e) {
+    bus.publish(follow_up{e.n}, 99);
+    bus.poll();  // drains other lanes; its own lane is held by the outer poll
+  });
+  for (int i = 0; i < 20; ++i) bus.publish(start{i}, 5);
+  bus.poll();
+  bus.stop();
+  CHECK(follow_ups.load() == 20);
+}
+
+TEST_CASE("stop from a handler is refused", "[reentrancy]") {
+  sluice::bus bus;
+  std::optional<bool> result;
+  auto s = bus.subscribe<start>([&](const start&) { result = bus.stop(); });
+  bus.dispatch(start{1});
+  REQUIRE(result.has_value());
+  CHECK_FALSE(*result);
+  CHECK_FALSE(bus.stopped());
+}
+
+TEST_CASE("a blocking publish from a handler into a full lane returns full", "[reentrancy]") {
+  test::watchdog wd(std::chrono::seconds(30), "publish from handler into full lane");
+  sluice::bus bus{sluice::bus_options{}.with_lanes(1).with_lane_capacity(4)};
+  std::atomic<int> full{0};
+  auto s = bus.subscribe<start>([&](const start&) {
+    for (int i = 0; i < 10; ++i)
+      if (bus.publish(follow_up{i}) == sluice::publish_result::full) ++full;
+  });
+  auto p = bus.make_producer();
+  p.publish(start{1});
+  bus.poll(1);
+  CHECK(full.load() == 6);  // 4 fitted, 6 refused instead of waiting on ourselves
+  bus.stop(sluice::stop_mode::discard);
+  CHECK(bus.stats<follow_up>().rejected == 6);
+}
+
+TEST_CASE("dispatch nested beyond SLUICE_MAX_DEPTH is refused, not a stack overflow",
+          "[reentrancy]") {
+  int failures = 0;
+  sluice::bus bus{sluice::bus_options{}.with_on_failure([&](const sluice::failure_info& f) {
+    if (f.kind == sluice::failure_kind::too_deep) ++failures;
+  })};
+  int depth = 0;
+  auto s = bus.subscribe<start>([&](const start& e) {
+    ++depth;
+    bus.dispatch(start{e.n + 1});  // unbounded recursion
+  });
+  bus.dispatch(start{0});
+  CHECK(depth == SLUICE_MAX_DEPTH);
+  CHECK(failures == 1);
+  CHECK(bus.stats<start>().failed == 1);
+}
