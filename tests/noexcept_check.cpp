@@ -26,7 +26,7 @@ struct reading {
 }  // namespace
 
 int main() {
-  int reported = 0;
+  std::atomic<int> reported{0};
   sluice::bus_options opts;
   opts.lanes = 2;
   opts.lane_capacity = 256;
@@ -49,7 +49,7 @@ int main() {
   const auto st = bus.stats<reading>();
   EXPECT(ok_calls.load() == 1000);
   EXPECT(st.failed == 250);
-  EXPECT(reported == 250);
+  EXPECT(reported.load() == 250);
   EXPECT(st.balanced());
 
   // invalid options: no exception, an invalid bus that refuses events

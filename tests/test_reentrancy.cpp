@@ -2,9 +2,12 @@
 // unsubscribe itself or others, in every run mode.
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <memory>
 #include <optional>
 #include <sluice/sluice.hpp>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "support.hpp"
 
@@ -153,4 +156,48 @@ TEST_CASE("dispatch nested beyond SLUICE_MAX_DEPTH is refused, not a stack overf
   CHECK(depth == SLUICE_MAX_DEPTH);
   CHECK(failures == 1);
   CHECK(bus.stats<start>().failed == 1);
+}
+
+TEST_CASE("bus.publish from a handler is not stuck behind a blocked outside thread",
+          "[reentrancy]") {
+  test::watchdog wd(std::chrono::seconds(60), "shared producer");
+  // Every thread shares one of four shared producers; with one lane of four
+  // places, outside threads block on the full lane while the worker's handler
+  // publishes through the same shared producers.
+  sluice::bus bus{sluice::bus_options{}.with_lanes(1).with_lane_capacity(4)};
+  std::atomic<int> follow_ups{0}, full{0};
+  auto f = bus.subscribe<follow_up>([&](const follow_up&) { ++follow_ups; });
+  auto s = bus.subscribe<start>([&](const start& e) {
+    if (bus.publish(follow_up{e.n}) == sluice::publish_result::full) ++full;
+  });
+  REQUIRE(bus.run(1));
+  std::vector<std::thread> outside;
+  for (int t = 0; t < 8; ++t)
+    outside.emplace_back([&] {
+      for (int i = 0; i < 200; ++i) REQUIRE(bus.publish(start{i}) == sluice::publish_result::ok);
+    });
+  for (auto& t : outside) t.join();
+  bus.stop();
+  CHECK(follow_ups.load() + full.load() == 8 * 200);
+  CHECK(bus.stats<start>().delivered == 8 * 200);
+  CHECK(bus.stats<follow_up>().balanced());
+}
+
+TEST_CASE("handlers of one bus may stop another; run from a handler is refused", "[reentrancy]") {
+  test::watchdog wd(std::chrono::seconds(30), "two buses");
+  sluice::bus a;
+  auto b = std::make_unique<sluice::bus>();
+  REQUIRE(b->run(1));
+  std::optional<bool> stopped_other, ran_self;
+  auto s = a.subscribe<start>([&](const start&) {
+    stopped_other = b->stop();
+    ran_self = a.run(1);
+    b.reset();  // destroying another bus from a handler is allowed
+  });
+  a.dispatch(start{1});
+  REQUIRE(stopped_other.has_value());
+  CHECK(*stopped_other);
+  REQUIRE(ran_self.has_value());
+  CHECK_FALSE(*ran_self);
+  CHECK(b == nullptr);
 }

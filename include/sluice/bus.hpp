@@ -74,7 +74,7 @@ class bus {
   bus(const bus&) = delete;
   bus& operator=(const bus&) = delete;
   ~bus() {
-    SLUICE_ASSERT(detail::t_slot == nullptr || detail::t_slot->depth == 0,
+    SLUICE_ASSERT(!detail::inside(&core_),
                   "a bus must not be destroyed from inside one of its handlers");
     stop(stop_mode::drain);
   }
@@ -98,40 +98,35 @@ class bus {
 
   // Convenience publish through a small pool of shared producers (a thread
   // always uses the same one, so its own order is kept). Slower than a
-  // producer of one's own under contention.
+  // producer of one's own under contention. With the block policy it waits
+  // for room without holding the shared producer (spin, yield, then sleep in
+  // short steps), so other threads and handlers are never stuck behind it.
   template <class Event>
   publish_result publish(Event&& e) {
-    return with_shared([&](detail::producer_core& p) {
-      return p.publish(std::forward<Event>(e), false, 0, false);
-    });
+    return shared_publish(std::forward<Event>(e), false, 0, false);
   }
   template <class Event>
   publish_result publish(Event&& e, key_type key) {
-    return with_shared([&](detail::producer_core& p) {
-      return p.publish(std::forward<Event>(e), true, key, false);
-    });
+    return shared_publish(std::forward<Event>(e), true, key, false);
   }
   template <class Event>
   [[nodiscard]] publish_result try_publish(Event&& e) {
-    return with_shared([&](detail::producer_core& p) {
-      return p.publish(std::forward<Event>(e), false, 0, true);
-    });
+    return shared_publish(std::forward<Event>(e), false, 0, true);
   }
   template <class Event>
   [[nodiscard]] publish_result try_publish(Event&& e, key_type key) {
-    return with_shared([&](detail::producer_core& p) {
-      return p.publish(std::forward<Event>(e), true, key, true);
-    });
+    return shared_publish(std::forward<Event>(e), true, key, true);
   }
 
   // Immediate delivery on this thread, bypassing the lanes. Returns the number
   // of handler calls. Not counted in published/delivered (it is a function
-  // call, not a publication); failures are counted.
+  // call, not a publication); failures are counted. A stopped bus calls no
+  // handler and returns 0.
   template <class Event>
   std::size_t dispatch(const Event& e) {
     static_assert(check_event_type<Event>(), "");
     detail::registry* r = core_.find_reg(detail::type_index<Event>());
-    if (r == nullptr) return 0;
+    if (r == nullptr || core_.state() == detail::run_state::stopped) return 0;
     const metadata m{};
     return core_.deliver(*r, &e, m, *detail::my_slot());
   }
@@ -173,27 +168,39 @@ class bus {
     return done;
   }
 
-  // Drains until the queues are empty or the budget is spent (checked between
-  // batches of at most SLUICE_DRAIN_BATCH events per lane).
+  // Drains until the queues are empty or the budget is spent. The clock is
+  // read after each batch (at most SLUICE_DRAIN_BATCH events of one lane), so
+  // the overshoot is one batch's handler time.
   template <class Rep, class Period>
   std::size_t poll_for(std::chrono::duration<Rep, Period> budget) {
     const auto deadline = std::chrono::steady_clock::now() + budget;
-    const std::size_t start = next_start();
+    const std::size_t lanes = core_.lane_count();
+    std::size_t lane = next_start();
     std::size_t done = 0;
-    for (;;) {
-      const std::size_t n = core_.drain_pass(start, SLUICE_DRAIN_BATCH * core_.lane_count());
+    std::size_t idle = 0;  // lanes in a row that gave nothing
+    while (idle < lanes) {
+      const std::size_t n = core_.drain_lane(lane, SLUICE_DRAIN_BATCH);
+      lane = (lane + 1) % lanes;
+      if (n == 0) {
+        ++idle;
+        continue;
+      }
+      idle = 0;
       done += n;
-      if (n == 0 || std::chrono::steady_clock::now() >= deadline) break;
+      if (std::chrono::steady_clock::now() >= deadline) break;
     }
     return done;
   }
 
-  // Starts `threads` workers. False if already running, stopped, or threads == 0.
+  // Starts `threads` workers. False if already running, stopped, threads == 0,
+  // or called from one of this bus's handlers.
   bool run(std::size_t threads,
            std::chrono::microseconds idle_spin = std::chrono::microseconds(200)) {
+    if (detail::inside(&core_)) return false;  // from a handler: refused
     std::lock_guard<std::mutex> lock(run_mutex_);
     if (threads == 0 || !workers_.empty() || core_.state() != detail::run_state::running)
       return false;
+    worker_count_.store(threads, std::memory_order_relaxed);
     workers_.reserve(threads);
     for (std::size_t i = 0; i < threads; ++i)
       workers_.emplace_back([this, i, idle_spin] { detail::worker_loop(core_, i, idle_spin); });
@@ -204,7 +211,7 @@ class bus {
   // drains (delivers) or discards what is queued, and joins the workers.
   // Returns false when called from a handler (refused) or already stopped.
   bool stop(stop_mode mode = stop_mode::drain) {
-    if (detail::t_slot != nullptr && detail::t_slot->depth != 0) return false;
+    if (detail::inside(&core_)) return false;
     std::lock_guard<std::mutex> lock(run_mutex_);
     if (core_.state() == detail::run_state::stopped) return false;
     const bool discard = mode == stop_mode::discard;
@@ -212,6 +219,7 @@ class bus {
     core_.wake_everyone();
     for (auto& t : workers_) t.join();
     workers_.clear();
+    worker_count_.store(0, std::memory_order_relaxed);
     core_.drain_all(discard);
     core_.set_state(detail::run_state::stopped);
     core_.wake_everyone();
@@ -222,9 +230,8 @@ class bus {
   [[nodiscard]] bool stopped() const noexcept {
     return core_.state() == detail::run_state::stopped;
   }
-  [[nodiscard]] std::size_t workers() const {
-    std::lock_guard<std::mutex> lock(run_mutex_);
-    return workers_.size();
+  [[nodiscard]] std::size_t workers() const noexcept {
+    return worker_count_.load(std::memory_order_relaxed);
   }
 
   // ---- observing -------------------------------------------------------------
@@ -264,16 +271,25 @@ class bus {
     return o;
   }
 
-  template <class F>
-  publish_result with_shared(F&& f) {
+  template <class Event>
+  publish_result shared_publish(Event&& e, bool has_key, key_type key, bool try_only) {
+    using mode = detail::producer_core::attempt;
     shared_producer& sp = shared_[detail::thread_number() % shared_count];
-    detail::backoff b;
-    while (sp.busy.load(std::memory_order_relaxed) ||
-           sp.busy.exchange(true, std::memory_order_acquire))
-      b.pause();
-    const publish_result r = f(*sp.core);
-    sp.busy.store(false, std::memory_order_release);
-    return r;
+    detail::backoff wait;
+    for (;;) {
+      detail::backoff spin;
+      while (sp.busy.load(std::memory_order_relaxed) ||
+             sp.busy.exchange(true, std::memory_order_acquire))
+        spin.pause();
+      bool would_block = false;
+      // Only the attempt that is accepted consumes the event.
+      const publish_result r =
+          sp.core->publish(std::forward<Event>(e), has_key, key,
+                           try_only ? mode::try_once : mode::probe, &would_block);
+      sp.busy.store(false, std::memory_order_release);
+      if (!would_block) return r;
+      wait.pause();
+    }
   }
 
   std::size_t next_start() noexcept {
@@ -286,6 +302,7 @@ class bus {
   std::atomic<std::size_t> poll_cursor_{0};
   mutable std::mutex run_mutex_;
   std::vector<std::thread> workers_;
+  std::atomic<std::size_t> worker_count_{0};
 };
 
 }  // namespace sluice

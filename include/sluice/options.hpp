@@ -1,6 +1,7 @@
 // sluice — how a bus is made. Options are plain values checked once when the
 // bus is constructed: an impossible combination is reported by
-// bus_options::validate() (and by bus::make) as a message, never by UB.
+// bus_options::validate() as a message; the bus constructor throws
+// std::invalid_argument with it (without exceptions: bus::valid() is false).
 #pragma once
 
 #include <cstddef>

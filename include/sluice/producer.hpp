@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "detail/core.hpp"
+#include "detail/tracking.hpp"
 #include "errors.hpp"
 #include "event.hpp"
 #include "options.hpp"
@@ -71,48 +72,55 @@ class producer_core {
 
   [[nodiscard]] std::uint32_t id() const noexcept { return id_; }
 
+  // How publish treats a full lane. `probe` is bus::publish's blocking path:
+  // it reports a wait it would have done (`*would_block`) instead of waiting,
+  // so that the shared producer is not held while waiting.
+  enum class attempt : std::uint8_t { normal, try_once, probe };
+
   template <class E>
-  publish_result publish(E&& e, bool has_key, key_type key, bool try_only) {
+  publish_result publish(E&& e, bool has_key, key_type key, attempt mode,
+                         bool* would_block = nullptr) {
     using T = std::decay_t<E>;
     static_assert(check_event_type<T>(), "");
     counter_cell& c = cell(type_index<T>());
     const std::size_t li = has_key ? core_->lane_for(key) : home_;
     lane& l = core_->lane_at(li);
-    record rec(std::forward<E>(e), metadata{});
-    const bool in_handler = t_slot != nullptr && t_slot->depth != 0;
+    const bool in_handler = inside(core_);
     if (SLUICE_UNLIKELY(l.try_reserve() == 0)) {
-      if (const publish_result r = on_full(l, c, 1, in_handler, try_only); r != publish_result::ok)
-        return r;
+      const publish_result r = on_full(l, c, 1, in_handler, mode, would_block);
+      if (r != publish_result::ok) return r;
     }
+    reservation held(l, 1);
     if (SLUICE_UNLIKELY(!core_->accepting(in_handler))) {
-      l.release(1);
       counter_cell::bump(c.rejected);
       return publish_result::stopped;
     }
-    rec.set_meta(stamp(has_key, key));
+    // The event is consumed only now that it is accepted.
+    record rec(std::forward<E>(e), stamp(has_key, key));
     counter_cell::bump(c.published);
     if (SLUICE_UNLIKELY(!l.q().enqueue(tokens_[li], std::move(rec)))) {
-      undo(l, c, 1);
+      undo(c, 1);
       return publish_result::full;
     }
+    held.dismiss();
     core_->wake_workers();
     return publish_result::ok;
   }
 
   template <class It>
-  std::size_t publish_bulk(It first, It last, bool has_key, key_type key, bool try_only) {
+  std::size_t publish_bulk(It first, It last, bool has_key, key_type key, attempt mode) {
     using T = typename std::iterator_traits<It>::value_type;
     static_assert(check_event_type<T>(), "");
     counter_cell& c = cell(type_index<T>());
     const std::size_t li = has_key ? core_->lane_for(key) : home_;
     lane& l = core_->lane_at(li);
-    const bool in_handler = t_slot != nullptr && t_slot->depth != 0;
+    const bool in_handler = inside(core_);
     const auto n = static_cast<std::size_t>(std::distance(first, last));
     std::size_t done = 0;
     while (done < n) {
       std::size_t k = l.try_reserve(n - done);
       if (k == 0) {
-        if (on_full(l, c, n - done, in_handler, try_only) != publish_result::ok) break;
+        if (on_full(l, c, n - done, in_handler, mode, nullptr) != publish_result::ok) break;
         k = 1;  // on_full reserved one place
       }
       if (!core_->accepting(in_handler)) {
@@ -125,7 +133,8 @@ class producer_core {
       counter_cell::bump(c.published, k);
       if (!l.q().enqueue_bulk(tokens_[li], bulk_records<It>(first, m), k)) {
         seq_ -= k;
-        undo(l, c, k);
+        l.release(k);
+        undo(c, k);
         counter_cell::bump(c.rejected, n - done - k);
         break;
       }
@@ -155,22 +164,39 @@ class producer_core {
     return m;
   }
 
-  void undo(lane& l, counter_cell& c, std::size_t k) {
+  // Gives a reserved place back unless dismissed (also when a boxed event's
+  // allocation throws).
+  class reservation {
+   public:
+    reservation(lane& l, std::size_t n) noexcept : lane_(&l), n_(n) {}
+    reservation(const reservation&) = delete;
+    reservation& operator=(const reservation&) = delete;
+    ~reservation() {
+      if (lane_ != nullptr) lane_->release(n_);
+    }
+    void dismiss() noexcept { lane_ = nullptr; }
+
+   private:
+    lane* lane_;
+    std::size_t n_;
+  };
+
+  void undo(counter_cell& c, std::size_t k) {
     // enqueue failed: only when the queue could not allocate a block.
-    l.release(k);
     c.published.store(c.published.load(std::memory_order_relaxed) - k, std::memory_order_relaxed);
     counter_cell::bump(c.rejected, k);
   }
 
   // The lane had no room for `n` events. Applies the policy; on `ok` one place
   // has been reserved.
-  publish_result on_full(lane& l, counter_cell& c, std::size_t n, bool in_handler, bool try_only) {
+  publish_result on_full(lane& l, counter_cell& c, std::size_t n, bool in_handler, attempt mode,
+                         bool* would_block) {
     if (!core_->accepting(in_handler)) {
       counter_cell::bump(c.rejected, n);
       return publish_result::stopped;
     }
     // A handler must not wait for room: its own thread may be the drainer.
-    if (try_only || policy_ == full_policy::reject ||
+    if (mode == attempt::try_once || policy_ == full_policy::reject ||
         (policy_ == full_policy::block && in_handler)) {
       counter_cell::bump(c.rejected, n);
       return publish_result::full;
@@ -179,6 +205,10 @@ class producer_core {
       counter_cell::bump(c.published, n);
       counter_cell::bump(c.dropped, n);
       return publish_result::dropped;
+    }
+    if (mode == attempt::probe) {
+      *would_block = true;  // not counted: the caller waits and tries again
+      return publish_result::full;
     }
     if (l.reserve_blocking(1, [&] { return !core_->accepting(in_handler); }) == 0) {
       counter_cell::bump(c.rejected, n);
@@ -207,39 +237,44 @@ class producer {
   // Blocks, drops or rejects when the lane is full, as the policy says.
   template <class Event>
   publish_result publish(Event&& e) {
-    return core_->publish(std::forward<Event>(e), false, 0, false);
+    if (SLUICE_UNLIKELY(!core_)) return publish_result::stopped;
+    return core_->publish(std::forward<Event>(e), false, 0, mode::normal);
   }
   template <class Event>
   publish_result publish(Event&& e, key_type key) {
-    return core_->publish(std::forward<Event>(e), true, key, false);
+    if (SLUICE_UNLIKELY(!core_)) return publish_result::stopped;
+    return core_->publish(std::forward<Event>(e), true, key, mode::normal);
   }
-  // Never blocks: a full lane gives publish_result::full.
+  // Never blocks and never drops: a full lane gives publish_result::full
+  // (counted as rejected), whatever the policy.
   template <class Event>
   [[nodiscard]] publish_result try_publish(Event&& e) {
-    return core_->publish(std::forward<Event>(e), false, 0, true);
+    if (SLUICE_UNLIKELY(!core_)) return publish_result::stopped;
+    return core_->publish(std::forward<Event>(e), false, 0, mode::try_once);
   }
   template <class Event>
   [[nodiscard]] publish_result try_publish(Event&& e, key_type key) {
-    return core_->publish(std::forward<Event>(e), true, key, true);
+    if (SLUICE_UNLIKELY(!core_)) return publish_result::stopped;
+    return core_->publish(std::forward<Event>(e), true, key, mode::try_once);
   }
   // Publishes a range (moving from its elements) with one reservation and one
   // bulk enqueue per run of free places. Returns how many were queued; the rest
   // were dropped, rejected or refused as the policy says, and counted.
   template <class It>
   std::size_t publish_bulk(It first, It last) {
-    return core_->publish_bulk(first, last, false, 0, false);
+    return core_ ? core_->publish_bulk(first, last, false, 0, mode::normal) : 0;
   }
   template <class It>
   std::size_t publish_bulk(It first, It last, key_type key) {
-    return core_->publish_bulk(first, last, true, key, false);
+    return core_ ? core_->publish_bulk(first, last, true, key, mode::normal) : 0;
   }
   template <class It>
   [[nodiscard]] std::size_t try_publish_bulk(It first, It last) {
-    return core_->publish_bulk(first, last, false, 0, true);
+    return core_ ? core_->publish_bulk(first, last, false, 0, mode::try_once) : 0;
   }
   template <class It>
   [[nodiscard]] std::size_t try_publish_bulk(It first, It last, key_type key) {
-    return core_->publish_bulk(first, last, true, key, true);
+    return core_ ? core_->publish_bulk(first, last, true, key, mode::try_once) : 0;
   }
 
   [[nodiscard]] std::uint32_t id() const noexcept { return core_ ? core_->id() : 0; }
@@ -247,6 +282,7 @@ class producer {
 
  private:
   friend class bus;
+  using mode = detail::producer_core::attempt;
   explicit producer(std::unique_ptr<detail::producer_core> c) noexcept : core_(std::move(c)) {}
   std::unique_ptr<detail::producer_core> core_;
 };

@@ -4,8 +4,10 @@
 // running on any thread and will never run again, so whatever it captured may
 // be destroyed. Called from inside that same handler, reset() does not block
 // (it cannot wait for itself): no later call begins, calls already running on
-// other threads may still finish, and the handler object is destroyed once the
-// last of them has. A subscription may outlive its bus; reset() is then free.
+// other threads may still finish. The handler object is then destroyed by the
+// next subscribe or reset of that event type on that bus (the first moment it
+// is known that no call runs), or with the bus. A subscription may outlive its
+// bus; reset() is then free.
 //
 // Thread-safety: one handle is used by one thread at a time; different
 // handles may be reset concurrently, from any thread, including from handlers.

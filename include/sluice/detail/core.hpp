@@ -180,6 +180,7 @@ class bus_core {
       return 0;
     }
     s.depth = d + 1;
+    s.bus[d] = this;
     const sub_array* a = reader_load(r.current);
     for (;;) {
       announce(s.array[d], a);
@@ -199,6 +200,7 @@ class bus_core {
       }
     }
     retract(s.array[d]);
+    s.bus[d] = nullptr;
     s.depth = d;
     return calls;
   }

@@ -21,8 +21,9 @@ class alignas(SLUICE_CACHE_LINE) lane {
  public:
   lane(std::size_t capacity, std::size_t expected_producers)
       : capacity_(capacity),
-        queue_(capacity + queue<record>::BLOCK_SIZE * (expected_producers + 1),
-               expected_producers + 1, 0),
+        // One block pool for the lane: its capacity, plus two partly used
+        // blocks per expected producer.
+        queue_(capacity + 2 * queue<record>::BLOCK_SIZE * (expected_producers + 1)),
         consumer_(queue_) {}
   lane(const lane&) = delete;
   lane& operator=(const lane&) = delete;

@@ -43,6 +43,7 @@ namespace sluice::detail {
 struct alignas(SLUICE_CACHE_LINE) reader_slot {
   std::atomic<const void*> array[SLUICE_MAX_DEPTH] = {};  // subscriber array in use
   std::atomic<const void*> node[SLUICE_MAX_DEPTH] = {};   // handler being called
+  const void* bus[SLUICE_MAX_DEPTH] = {};                 // owner thread only: whose handler runs
   std::atomic<bool> in_use{false};
   reader_slot* next = nullptr;  // immutable once the slot is linked
   unsigned depth = 0;           // owner thread only
@@ -167,6 +168,15 @@ class backoff {
   if (s == nullptr) return false;
   for (unsigned d = 0; d < s->depth && d < SLUICE_MAX_DEPTH; ++d)
     if (s->node[d].load(std::memory_order_relaxed) == node) return true;
+  return false;
+}
+
+// True when this thread is inside a handler called by the bus `bus`.
+[[nodiscard]] inline bool inside(const void* bus) noexcept {
+  const reader_slot* s = t_slot;
+  if (s == nullptr || s->depth == 0) return false;
+  for (unsigned d = 0; d < s->depth && d < SLUICE_MAX_DEPTH; ++d)
+    if (s->bus[d] == bus) return true;
   return false;
 }
 

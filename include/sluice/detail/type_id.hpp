@@ -5,6 +5,8 @@
 
 #include <atomic>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <type_traits>
 
 #include "../config.hpp"
@@ -14,8 +16,14 @@ namespace sluice::detail {
 inline std::uint32_t next_type_index() noexcept {
   static std::atomic<std::uint32_t> counter{0};
   const std::uint32_t id = counter.fetch_add(1, std::memory_order_relaxed);
-  SLUICE_ASSERT(id < SLUICE_MAX_EVENT_TYPES,
-                "more event types than SLUICE_MAX_EVENT_TYPES: define it larger");
+  if (id >= SLUICE_MAX_EVENT_TYPES) {
+    // A configuration limit, checked in every build mode: indexing past the
+    // per-bus tables would be undefined behaviour.
+    std::fprintf(stderr,
+                 "sluice: more than SLUICE_MAX_EVENT_TYPES (%d) event types; define it larger\n",
+                 SLUICE_MAX_EVENT_TYPES);
+    std::abort();
+  }
   return id;
 }
 
