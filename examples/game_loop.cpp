@@ -11,9 +11,9 @@
 // A collision handler applies damage at once with bus.dispatch (an immediate,
 // nested call) and queues a sound cue (a publish from inside a handler).
 //
-// poll_for reads the clock between drain rounds (one batch of up to
-// SLUICE_DRAIN_BATCH events per lane), so a frame with slow handlers can run
-// over its budget by up to one round: the "drain" column shows it.
+// poll_for reads the clock after each batch (up to SLUICE_DRAIN_BATCH events
+// of one lane), so a frame with slow handlers can run over its budget by up to
+// one batch: the "drain" column shows it.
 //
 // Everything runs on one thread, as in most game loops. Prints one line per
 // frame and exits 0 when every event is accounted for.
