@@ -3,6 +3,7 @@
 #include <sluice/sluice.hpp>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "support.hpp"
@@ -192,4 +193,46 @@ TEST_CASE("subscription handles move and report activity", "[basic]") {
   CHECK_FALSE(outer.active());
   bus.dispatch(tick{1});
   CHECK(calls == 1);
+}
+
+namespace {
+template <int I>
+struct kind {
+  int value;
+};
+template <int... I>
+void publish_kinds(sluice::producer& p, std::integer_sequence<int, I...>) {
+  (p.publish(kind<I>{I}), ...);
+}
+}  // namespace
+
+TEST_CASE("many event types keep their identity through the queue", "[basic]") {
+  // Each type's records must carry that type's index: a mix-up would route an
+  // event to another type's handlers (or count it as unrouted).
+  sluice::bus bus;
+  std::vector<int> wrong;
+  std::vector<sluice::subscription> subs;
+  auto add = [&](auto tag) {
+    using K = decltype(tag);
+    subs.push_back(bus.subscribe<K>([&wrong](const K& k) {
+      if (k.value != K{k.value}.value) wrong.push_back(k.value);
+    }));
+  };
+  int got[12] = {};
+  subs.push_back(bus.subscribe<kind<0>>([&](const kind<0>& k) { got[0] += k.value == 0; }));
+  subs.push_back(bus.subscribe<kind<5>>([&](const kind<5>& k) { got[5] += k.value == 5; }));
+  subs.push_back(bus.subscribe<kind<11>>([&](const kind<11>& k) { got[11] += k.value == 11; }));
+  add(kind<1>{});
+  auto p = bus.make_producer();
+  for (int round = 0; round < 3; ++round) publish_kinds(p, std::make_integer_sequence<int, 12>{});
+  bus.poll();
+  CHECK(wrong.empty());
+  CHECK(got[0] == 3);
+  CHECK(got[5] == 3);
+  CHECK(got[11] == 3);
+  CHECK(bus.stats<kind<0>>().delivered == 3);
+  CHECK(bus.stats<kind<1>>().delivered == 3);
+  CHECK(bus.stats<kind<2>>().unrouted == 3);
+  CHECK(bus.stats<kind<11>>().delivered == 3);
+  CHECK(bus.stats<kind<11>>().balanced());
 }

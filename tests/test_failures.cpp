@@ -89,3 +89,39 @@ TEST_CASE("an observer that throws is contained", "[failures]") {
   CHECK(after == 1);
   CHECK(bus.stats<work>().failed == 1);
 }
+
+namespace {
+struct fragile {  // boxed (larger than the inline size); its copy may throw
+  static inline int copies_left = 0;
+  char bytes[SLUICE_INLINE_SIZE + 16] = {};
+  fragile() = default;
+  fragile(const fragile&) {
+    if (copies_left-- <= 0) throw std::runtime_error("copy failed");
+  }
+  fragile(fragile&&) noexcept {}
+  fragile& operator=(const fragile&) = default;
+  ~fragile() = default;
+};
+}  // namespace
+
+TEST_CASE("a throwing event copy loses nothing already accepted", "[failures]") {
+  test::watchdog wd(std::chrono::seconds(30), "throwing copy");
+  sluice::bus bus{sluice::bus_options{}.with_lanes(1)};
+  int calls = 0;
+  auto s = bus.subscribe<fragile>([&](const fragile&) { ++calls; });
+  auto p = bus.make_producer();
+  const fragile one;
+  fragile::copies_left = 1;
+  CHECK(p.publish(one) == sluice::publish_result::ok);
+  CHECK_THROWS_AS(p.publish(one), std::runtime_error);  // the place is given back
+  const std::vector<fragile> many(5);
+  fragile::copies_left = 2;
+  CHECK_THROWS_AS(p.publish_bulk(many.begin(), many.end()), std::runtime_error);
+  fragile::copies_left = 100;
+  CHECK(p.publish_bulk(many.begin(), many.end()) == 5);
+  REQUIRE(bus.stop());  // would hang on a leaked reservation
+  const auto st = bus.stats<fragile>();
+  CHECK(st.balanced());
+  CHECK(static_cast<std::uint64_t>(calls) == st.delivered);
+  CHECK(bus.queued() == 0);
+}

@@ -131,3 +131,33 @@ TEST_CASE("destroying the bus destroys handlers it still holds", "[lifetime]") {
   }
   CHECK(alive.use_count() == 1);
 }
+
+TEST_CASE("a handler may own subscriptions of its own bus", "[lifetime]") {
+  test::watchdog wd(std::chrono::seconds(30), "handler owning subscriptions");
+  {
+    // Resetting X destroys X's handler, which resets Y (same type): the
+    // handler object is destroyed outside the registry lock.
+    sluice::bus bus;
+    int y_calls = 0;
+    auto y = std::make_shared<sluice::subscription>(
+        bus.subscribe<job>([&y_calls](const job&) { ++y_calls; }));
+    auto x = bus.subscribe<job>([owned = y](const job&) {});
+    y.reset();
+    bus.dispatch(job{1});
+    CHECK(y_calls == 1);
+    x.reset();  // destroys the last owner of Y's subscription
+    bus.dispatch(job{2});
+    CHECK(y_calls == 1);
+  }
+  {
+    // The one-shot pattern: a handler that holds its own subscription and
+    // never fires, then the bus is destroyed.
+    auto self = std::make_shared<sluice::subscription>();
+    {
+      sluice::bus bus;
+      *self = bus.subscribe<job>([self](const job&) {});
+      // the handler keeps `self` alive; the bus destroys the handler
+    }
+    CHECK(self.use_count() == 1);
+  }
+}

@@ -111,6 +111,23 @@ class producer_core {
   std::size_t publish_bulk(It first, It last, bool has_key, key_type key, attempt mode) {
     using T = typename std::iterator_traits<It>::value_type;
     static_assert(check_event_type<T>(), "");
+    // moodycamel's bulk enqueue assumes that making an element cannot throw
+    // when the element's move cannot: boxed events (an allocation) and events
+    // whose copy may throw go one by one, so a throw loses nothing accepted.
+    if constexpr (!stored_inline<T> ||
+                  !std::is_nothrow_constructible_v<T, decltype(std::move(*first))>) {
+      std::size_t done = 0;
+      for (; first != last; ++first) {
+        const publish_result r = publish(std::move(*first), has_key, key, mode);
+        if (r == publish_result::ok) ++done;
+        if (r == publish_result::stopped) {
+          counter_cell::bump(cell(type_index<T>()).rejected,
+                             static_cast<std::size_t>(std::distance(first, last)) - 1);
+          break;
+        }
+      }
+      return done;
+    }
     counter_cell& c = cell(type_index<T>());
     const std::size_t li = has_key ? core_->lane_for(key) : home_;
     lane& l = core_->lane_at(li);
@@ -131,13 +148,16 @@ class producer_core {
       metadata m = stamp(has_key, key);
       seq_ += k - 1;
       counter_cell::bump(c.published, k);
+      // Undone if enqueue_bulk fails or a boxed event's allocation throws.
+      reservation held(l, k);
+      published_guard counted(c, k);
       if (!l.q().enqueue_bulk(tokens_[li], bulk_records<It>(first, m), k)) {
         seq_ -= k;
-        l.release(k);
-        undo(c, k);
         counter_cell::bump(c.rejected, n - done - k);
         break;
       }
+      held.dismiss();
+      counted.dismiss();
       std::advance(first, static_cast<typename std::iterator_traits<It>::difference_type>(k));
       done += k;
       core_->wake_workers(true);
@@ -181,7 +201,23 @@ class producer_core {
     std::size_t n_;
   };
 
-  void undo(counter_cell& c, std::size_t k) {
+  // Takes back `published` (and counts the events as rejected) unless dismissed.
+  class published_guard {
+   public:
+    published_guard(counter_cell& c, std::size_t n) noexcept : c_(&c), n_(n) {}
+    published_guard(const published_guard&) = delete;
+    published_guard& operator=(const published_guard&) = delete;
+    ~published_guard() {
+      if (c_ != nullptr) undo(*c_, n_);
+    }
+    void dismiss() noexcept { c_ = nullptr; }
+
+   private:
+    counter_cell* c_;
+    std::size_t n_;
+  };
+
+  static void undo(counter_cell& c, std::size_t k) noexcept {
     // enqueue failed: only when the queue could not allocate a block.
     c.published.store(c.published.load(std::memory_order_relaxed) - k, std::memory_order_relaxed);
     counter_cell::bump(c.rejected, k);

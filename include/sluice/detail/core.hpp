@@ -217,7 +217,6 @@ class bus_core {
       l.unlock();
       return 0;
     }
-    l.release(n);
     reader_slot& s = *my_slot();
     tally t;
     for (std::size_t k = 0; k < n; ++k) {
@@ -238,6 +237,9 @@ class bus_core {
       rec.reset();
     }
     t.flush();
+    // The places are given back only now, so that a lane's count covers
+    // events being delivered: stop() waits for them (and so do the counters).
+    l.release(n);
     l.unlock();
     return n;
   }

@@ -32,7 +32,9 @@ class alignas(SLUICE_CACHE_LINE) lane {
   // successful CAS is seq_cst so that stop() and idle workers, which store a
   // flag and then read sizes, see it (store-load pairing).
   [[nodiscard]] std::size_t try_reserve(std::size_t n = 1) noexcept {
-    std::size_t s = size_.load(std::memory_order_relaxed);
+    // seq_cst: a parked producer increments waiters_ and then reads the
+    // count here; the drainer decrements the count and then reads waiters_.
+    std::size_t s = size_.load(std::memory_order_seq_cst);
     for (;;) {
       if (s >= capacity_) return 0;
       const std::size_t k = std::min(n, capacity_ - s);

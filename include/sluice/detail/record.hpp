@@ -54,16 +54,19 @@ struct ops_for {
   }
   static const void* get(const void* buf) noexcept {
     if constexpr (stored_inline<Event>) {
-      return buf;
+      return std::launder(static_cast<const Event*>(buf));
     } else {
       const Event* p = nullptr;
       std::memcpy(&p, buf, sizeof p);
       return p;
     }
   }
-  static inline const record_ops ops{type_index<Event>(),
-                                     stored_inline<Event>&& std::is_trivially_copyable_v<Event>,
-                                     &relocate, &destroy, &get};
+  // Made on first use (see type_id.hpp for why not a static data member).
+  static const record_ops* ops() noexcept {
+    static const record_ops o{type_index<Event>(), is_trivial, &relocate, &destroy, &get};
+    return &o;
+  }
+  static constexpr bool is_trivial = stored_inline<Event> && std::is_trivially_copyable_v<Event>;
 };
 
 // Movable, default-constructible (moodycamel needs both); empty when ops_ is null.
@@ -72,7 +75,10 @@ class record {
   record() noexcept = default;
 
   template <class Event>
-  record(Event&& e, const metadata& m) noexcept(stored_inline<std::decay_t<Event>>) : meta_(m) {
+  record(Event&& e, const metadata& m) noexcept(
+      stored_inline<std::decay_t<Event>>&&
+          std::is_nothrow_constructible_v<std::decay_t<Event>, Event&&>)
+      : meta_(m) {
     using E = std::decay_t<Event>;
     if constexpr (stored_inline<E>) {
       ::new (static_cast<void*>(buf_)) E(std::forward<Event>(e));
@@ -80,7 +86,7 @@ class record {
       E* p = new E(std::forward<Event>(e));
       std::memcpy(buf_, &p, sizeof p);
     }
-    ops_ = &ops_for<E>::ops;
+    ops_ = ops_for<E>::ops();
   }
 
   record(record&& o) noexcept : meta_(o.meta_), ops_(o.ops_) { take(o); }

@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <vector>
 
@@ -20,6 +21,18 @@
 namespace sluice::detail {
 
 struct registry;
+
+// A handler object taken out of its node, to be destroyed after the registry
+// lock is released (its destructor may reset subscriptions of this bus).
+struct callable_box {
+  void (*destroy)(void* callable) noexcept = nullptr;
+  void* callable = nullptr;
+  void run() noexcept {
+    if (callable != nullptr) destroy(callable);
+    callable = nullptr;
+  }
+};
+using dead_list = std::vector<callable_box>;
 
 struct sub_node {
   std::atomic<bool> closed{false};
@@ -33,11 +46,10 @@ struct sub_node {
   bool handle_released = false;
   sub_node* next_all = nullptr;
 
-  void destroy_callable() noexcept {
-    if (callable != nullptr) {
-      destroy(callable);
-      callable = nullptr;
-    }
+  [[nodiscard]] callable_box take_callable() noexcept {
+    callable_box box{destroy, callable};
+    callable = nullptr;
+    return box;
   }
 };
 
@@ -65,14 +77,19 @@ struct alignas(SLUICE_CACHE_LINE) registry {
   registry& operator=(const registry&) = delete;
 
   ~registry() {
-    // The bus is gone: no thread delivers any more.
+    // The bus is gone: no thread delivers any more. Settle every node first,
+    // then destroy the handlers (whose destructors may reset subscriptions).
+    dead_list dead;
     for (sub_array* a : retired) delete a;
+    retired.clear();
     delete current.load(std::memory_order_relaxed);
+    current.store(nullptr, std::memory_order_relaxed);
     sub_node* n = nodes;
+    nodes = nullptr;
     while (n != nullptr) {
       sub_node* next = n->next_all;
       n->closed.store(true, std::memory_order_relaxed);
-      n->destroy_callable();
+      dead.push_back(n->take_callable());
       if (n->handle_released) {
         delete n;
       } else {
@@ -80,6 +97,7 @@ struct alignas(SLUICE_CACHE_LINE) registry {
       }
       n = next;
     }
+    for (callable_box& b : dead) b.run();
     counter_cell* c = cells.load(std::memory_order_relaxed);
     while (c != nullptr) {
       counter_cell* next = c->next;
@@ -113,55 +131,70 @@ struct alignas(SLUICE_CACHE_LINE) registry {
   // --- writer side (all under mutex) ---------------------------------------
 
   void add(sub_node* n) {
-    std::lock_guard<std::mutex> lock(mutex);
-    n->owner = this;
-    n->next_all = nodes;
-    nodes = n;
-    const sub_array* old = current.load(std::memory_order_relaxed);
-    auto* fresh = new sub_array;
-    if (old != nullptr) {
-      fresh->items.reserve(old->items.size() + 1);
-      fresh->items = old->items;
+    dead_list dead;
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      const sub_array* old = current.load(std::memory_order_relaxed);
+      auto fresh = std::make_unique<sub_array>();
+      if (old != nullptr) {
+        fresh->items.reserve(old->items.size() + 1);
+        fresh->items = old->items;
+      }
+      fresh->items.push_back(n);
+      retired.reserve(retired.size() + 1);
+      // Nothing below throws: link the node only now.
+      n->owner = this;
+      n->next_all = nodes;
+      nodes = n;
+      swap_in(fresh.release(), old, dead);
     }
-    fresh->items.push_back(n);
-    swap_in(fresh, old);
+    for (callable_box& b : dead) b.run();
   }
 
   // Marks n closed and removes it from the current array. Returns with the
   // guarantee that every reader either shows n in its slot or will see closed.
   void remove(sub_node* n) {
-    std::lock_guard<std::mutex> lock(mutex);
-    n->closed.store(true, std::memory_order_seq_cst);
-    const sub_array* old = current.load(std::memory_order_relaxed);
-    auto* fresh = new sub_array;
-    if (old != nullptr) {
-      fresh->items.reserve(old->items.size());
-      for (sub_node* x : old->items)
-        if (x != n) fresh->items.push_back(x);
+    dead_list dead;
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      n->closed.store(true, std::memory_order_seq_cst);
+      const sub_array* old = current.load(std::memory_order_relaxed);
+      auto fresh = std::make_unique<sub_array>();
+      if (old != nullptr) {
+        fresh->items.reserve(old->items.size());
+        for (sub_node* x : old->items)
+          if (x != n) fresh->items.push_back(x);
+      }
+      retired.reserve(retired.size() + 1);
+      swap_in(fresh.release(), old, dead);
     }
-    swap_in(fresh, old);
+    for (callable_box& b : dead) b.run();
   }
 
   // Called by the handle once the node's calls are over (or cannot be waited
   // for because reset ran inside the handler itself).
   void release(sub_node* n, bool destroy_now) {
-    std::lock_guard<std::mutex> lock(mutex);
-    if (destroy_now) n->destroy_callable();
-    reclaim();  // before handle_released: reclaim must not free n itself
-    n->handle_released = true;
-    maybe_free(n);
+    dead_list dead;
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      if (destroy_now) dead.push_back(n->take_callable());
+      reclaim(dead);  // before handle_released: reclaim must not free n itself
+      n->handle_released = true;
+      maybe_free(n, dead);
+    }
+    for (callable_box& b : dead) b.run();
   }
 
  private:
-  void swap_in(sub_array* fresh, const sub_array* old) {
+  void swap_in(sub_array* fresh, const sub_array* old, dead_list& dead) {
     for (sub_node* x : fresh->items) ++x->array_refs;
     current.store(fresh, std::memory_order_seq_cst);
     if (old != nullptr) retired.push_back(const_cast<sub_array*>(old));
     heavy_fence();
-    reclaim();
+    reclaim(dead);
   }
 
-  void reclaim() {
+  void reclaim(dead_list& dead) {
     std::size_t keep = 0;
     for (sub_array* a : retired) {
       if (array_in_use(a)) {
@@ -172,16 +205,16 @@ struct alignas(SLUICE_CACHE_LINE) registry {
       delete a;
       for (sub_node* x : held) {
         --x->array_refs;
-        maybe_free(x);
+        maybe_free(x, dead);
       }
     }
     retired.resize(keep);
   }
 
-  void maybe_free(sub_node* n) {
+  void maybe_free(sub_node* n, dead_list& dead) {
     if (n->array_refs != 0 || !n->handle_released) return;
     // No array holds n, so no reader can reach it or be running it.
-    n->destroy_callable();
+    dead.push_back(n->take_callable());
     for (sub_node** p = &nodes; *p != nullptr; p = &(*p)->next_all) {
       if (*p == n) {
         *p = n->next_all;

@@ -27,14 +27,19 @@ inline std::uint32_t next_type_index() noexcept {
   return id;
 }
 
+// A function-local static, not a static data member: dynamic initialisation
+// of templated static members is unordered across instantiations, so another
+// static initialiser could read a member before it was set (and see 0). A
+// local static is initialised on first use, thread-safely.
 template <class T>
-struct type_index_holder {
-  static inline const std::uint32_t value = next_type_index();
-};
+[[nodiscard]] inline std::uint32_t type_index_of() noexcept {
+  static const std::uint32_t value = next_type_index();
+  return value;
+}
 
 template <class T>
 [[nodiscard]] inline std::uint32_t type_index() noexcept {
-  return type_index_holder<std::remove_cv_t<std::remove_reference_t<T>>>::value;
+  return type_index_of<std::remove_cv_t<std::remove_reference_t<T>>>();
 }
 
 }  // namespace sluice::detail
