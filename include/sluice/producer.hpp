@@ -35,11 +35,15 @@ namespace detail {
 template <class It>
 class bulk_records {
  public:
-  bulk_records(It it, const metadata& m) : it_(it), meta_(m) {}
-  record operator*() { return record(std::move(*it_), meta_); }
+  bulk_records(It it, const metadata& m) : it_(it), meta_(&m) {}
+  record operator*() {
+    record r(std::move(*it_), *meta_);
+    r.set_sequence(meta_->sequence + index_);
+    return r;
+  }
   bulk_records& operator++() {
     ++it_;
-    ++meta_.sequence;
+    ++index_;
     return *this;
   }
   bulk_records operator++(int) {
@@ -50,7 +54,8 @@ class bulk_records {
 
  private:
   It it_;
-  metadata meta_;
+  const metadata* meta_;
+  std::uint64_t index_ = 0;
 };
 
 class producer_core {

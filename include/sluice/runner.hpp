@@ -1,5 +1,5 @@
-// sluice — the worker loop behind bus::run(): drain lanes in bulk, spin a
-// little when idle, then park until a producer wakes the worker.
+// sluice — the worker loop behind bus::run(): drain lanes in bulk; when idle,
+// spin, then yield, then park until a producer wakes the worker.
 #pragma once
 
 #include <chrono>
@@ -32,13 +32,17 @@ inline void worker_loop(bus_core& core, std::size_t index, std::chrono::nanoseco
       std::this_thread::yield();
       continue;
     }
-    if (++misses < 64) {
+    // Idle: spin with pause for the first quarter of idle_spin (lowest
+    // latency), then yield the core for the rest, then park.
+    if ((++misses & 63) != 0) {
       SLUICE_PAUSE();
       continue;
     }
     const std::int64_t now = now_ns();
     if (idle_since == 0) idle_since = now;
-    if (now - idle_since < idle_spin.count()) {
+    const std::int64_t idle = now - idle_since;
+    if (idle < idle_spin.count() / 4) continue;
+    if (idle < idle_spin.count()) {
       std::this_thread::yield();
       continue;
     }

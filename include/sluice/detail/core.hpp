@@ -56,7 +56,8 @@ class bus_core {
   [[nodiscard]] std::size_t lane_count() const noexcept { return lanes_.size(); }
   [[nodiscard]] lane& lane_at(std::size_t i) noexcept { return *lanes_[i]; }
   [[nodiscard]] std::size_t lane_for(key_type key) const noexcept {
-    return static_cast<std::size_t>(mix(key) % lanes_.size());
+    // Multiply-shift range reduction of the hash's top 32 bits: no division.
+    return static_cast<std::size_t>(((mix(key) >> 32) * lanes_.size()) >> 32);
   }
 
   // The registry of a type, made on first use.
@@ -179,20 +180,21 @@ class bus_core {
                      ev);
       return 0;
     }
+    const bool asym = asymmetric_mode();
     s.depth = d + 1;
     s.bus[d] = this;
-    const sub_array* a = reader_load(r.current);
+    const sub_array* a = reader_load(r.current, asym);
     for (;;) {
-      announce(s.array[d], a);
-      const sub_array* b = reader_load(r.current);
+      announce(s.array[d], a, asym);
+      const sub_array* b = reader_load(r.current, asym);
       if (b == a) break;
       a = b;
     }
     std::size_t calls = 0;
     if (a != nullptr) {
       for (sub_node* n : a->items) {
-        announce(s.node[d], n);
-        if (!reader_load(n->closed)) {
+        announce(s.node[d], n, asym);
+        if (!reader_load(n->closed, asym)) {
           ++calls;
           call_one(r, n, ev, m);
         }
@@ -209,7 +211,7 @@ class bus_core {
   // that the lane's order is kept. Returns events taken (0: empty or busy).
   std::size_t drain_lane(std::size_t i, std::size_t max, bool discard = false) {
     lane& l = *lanes_[i];
-    if (!l.try_lock()) return 0;
+    if (l.size() == 0 || !l.try_lock()) return 0;
     record batch[SLUICE_DRAIN_BATCH];
     const std::size_t n =
         l.q().try_dequeue_bulk(l.consumer(), batch, std::min<std::size_t>(max, SLUICE_DRAIN_BATCH));

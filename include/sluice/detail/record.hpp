@@ -72,13 +72,15 @@ struct ops_for {
 // Movable, default-constructible (moodycamel needs both); empty when ops_ is null.
 class record {
  public:
-  record() noexcept = default;
+  // An empty record leaves its metadata unset (drainers make a batch of them
+  // for every bulk dequeue): it is written before it is ever read.
+  record() noexcept {}
 
   template <class Event>
   record(Event&& e, const metadata& m) noexcept(
       stored_inline<std::decay_t<Event>>&&
           std::is_nothrow_constructible_v<std::decay_t<Event>, Event&&>)
-      : meta_(m) {
+      : meta_(m), ops_(nullptr) {
     using E = std::decay_t<Event>;
     if constexpr (stored_inline<E>) {
       ::new (static_cast<void*>(buf_)) E(std::forward<Event>(e));
@@ -89,11 +91,10 @@ class record {
     ops_ = ops_for<E>::ops();
   }
 
-  record(record&& o) noexcept : meta_(o.meta_), ops_(o.ops_) { take(o); }
+  record(record&& o) noexcept : ops_(o.ops_) { take(o); }
   record& operator=(record&& o) noexcept {
     if (this != &o) {
       reset();
-      meta_ = o.meta_;
       ops_ = o.ops_;
       take(o);
     }
@@ -109,6 +110,7 @@ class record {
   }
 
   void set_meta(const metadata& m) noexcept { meta_ = m; }
+  void set_sequence(std::uint64_t s) noexcept { meta_.sequence = s; }
 
   [[nodiscard]] bool empty() const noexcept { return ops_ == nullptr; }
   [[nodiscard]] std::uint32_t type() const noexcept { return ops_->type; }
@@ -118,6 +120,7 @@ class record {
  private:
   void take(record& o) noexcept {
     if (ops_ == nullptr) return;
+    meta_ = o.meta_;
     if (ops_->trivial) {
       std::memcpy(buf_, o.buf_, inline_size);
     } else {
@@ -126,7 +129,9 @@ class record {
     o.ops_ = nullptr;
   }
 
-  metadata meta_;
+  union {
+    metadata meta_;  // active whenever ops_ is set
+  };
   const record_ops* ops_ = nullptr;
   alignas(inline_align) unsigned char buf_[inline_size];
 };

@@ -127,6 +127,25 @@ template <class T>
   return a.load(std::memory_order_seq_cst);
 }
 
+// The same, with the fence mode read once by the caller (hot loops).
+inline void announce(std::atomic<const void*>& cell, const void* p, bool asym) noexcept {
+  if (asym) {
+    cell.store(p, std::memory_order_relaxed);
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+  } else {
+    cell.store(p, std::memory_order_seq_cst);
+  }
+}
+
+template <class T>
+[[nodiscard]] inline T reader_load(const std::atomic<T>& a, bool asym) noexcept {
+  return asym ? a.load(std::memory_order_acquire) : a.load(std::memory_order_seq_cst);
+}
+
+[[nodiscard]] inline bool asymmetric_mode() noexcept {
+  return g_asymmetric.load(std::memory_order_relaxed);
+}
+
 inline void retract(std::atomic<const void*>& cell) noexcept {
   cell.store(nullptr, std::memory_order_release);
 }
