@@ -127,8 +127,7 @@ class bus {
     static_assert(check_event_type<Event>(), "");
     detail::registry* r = core_.find_reg(detail::type_index<Event>());
     if (r == nullptr || core_.state() == detail::run_state::stopped) return 0;
-    const metadata m{};
-    return core_.deliver(*r, &e, m, *detail::my_slot());
+    return core_.deliver(*r, &e, no_metadata, *detail::my_slot());
   }
 
   // ---- consuming -------------------------------------------------------------

@@ -28,6 +28,9 @@ struct metadata {
   bool has_key = false;
 };
 
+// The metadata of an event that was dispatched, not published: all zero.
+inline constexpr metadata no_metadata{};
+
 // What a handler receives when it asks for metadata: a view valid only during
 // the handler call.
 template <class Event>
