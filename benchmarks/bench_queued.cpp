@@ -1,0 +1,165 @@
+// Scenario 2: queued delivery on one thread. Each iteration publishes N = 4096
+// events through a sluice::producer into a one-lane bus (lane_capacity = N),
+// then drains them with bus.poll() into one handler. 16- and 64-byte events,
+// with stamp_time off and on.
+// Baselines, same work per event:
+//  - std::vector push_back of N events, then a loop calling a function pointer;
+//  - a raw moodycamel queue (sluice::detail::queue<E>: the same block size and
+//    allocator traits as a lane) with a ProducerToken / ConsumerToken: N
+//    single-item enqueues, then try_dequeue_bulk in batches of 64 (as a lane
+//    drain does) calling the function pointer per event.
+// Target: >= 100M events/s for 16-byte events.
+//
+// One event size per binary (SLUICE_BENCH_EVENT_BYTES, 16 by default; CMake
+// also builds bench_queued_64B): with GCC 12 a program that queues two event
+// types gets every record's type index wrong for all but one of them
+// (sluice::detail::ops_for<E>::ops is initialised before the type index it
+// copies; see docs/benchmarks.md), so mixing sizes in one binary would
+// measure undelivered events. Every sluice run checks delivery and fails
+// loudly if the handler did not get each event.
+#include "common.hpp"
+
+#include <sluice/detail/queue.hpp>
+
+#ifndef SLUICE_BENCH_EVENT_BYTES
+#define SLUICE_BENCH_EVENT_BYTES 16
+#endif
+
+namespace {
+
+static_assert(SLUICE_BENCH_EVENT_BYTES == 16 || SLUICE_BENCH_EVENT_BYTES == 64,
+              "SLUICE_BENCH_EVENT_BYTES is 16 or 64");
+using event = std::conditional_t<SLUICE_BENCH_EVENT_BYTES == 16, bench::ev16, bench::ev64>;
+#define SLUICE_BENCH_SIZE_NAME (SLUICE_BENCH_EVENT_BYTES == 16 ? "16B" : "64B")
+
+constexpr std::size_t N = 4096;
+
+// Fails the run unless every published event reached the handler.
+template <class E>
+void check_delivered(benchmark::State& state, const sluice::bus& bus, std::size_t expected) {
+  const sluice::type_stats st = bus.stats<E>();
+  if (st.delivered != expected || st.handler_calls != expected)
+    state.SkipWithError("sluice did not deliver every event to its handler (events routed to "
+                        "another type's registry?)");
+}
+constexpr std::size_t drain_batch = SLUICE_DRAIN_BATCH;
+
+template <class E, bool Stamp>
+void BM_queued_sluice(benchmark::State& state) {
+  sluice::bus_options o;
+  o.lanes = 1;
+  o.lane_capacity = N;
+  o.stamp_time = Stamp;
+  sluice::bus bus(o);
+  const sluice::subscription sub = bus.subscribe<E>([](const E& e) { bench::work<0>(e); });
+  sluice::producer prod = bus.make_producer();
+  E e{};
+  std::size_t not_ok = 0;
+  std::size_t drained = 0;
+  for (auto _ : state) {
+    for (std::size_t i = 0; i < N; ++i) {
+      e.a = i;
+      not_ok += prod.publish(e) != sluice::publish_result::ok;
+    }
+    drained += bus.poll();
+  }
+  benchmark::DoNotOptimize(bench::g_sink);
+  const auto expected = static_cast<std::size_t>(state.iterations()) * N;
+  if (not_ok != 0 || drained != expected) state.SkipWithError("sluice refused or lost events");
+  check_delivered<E>(state, bus, expected);
+  state.SetItemsProcessed(state.iterations() * bench::to_i64(N));
+  state.SetBytesProcessed(state.iterations() * bench::to_i64(N * sizeof(E)));
+}
+
+// publish_bulk of the whole batch (one reservation, one bulk enqueue): not
+// asked for, but shows what the per-event publish path costs.
+template <class E>
+void BM_queued_sluice_bulk(benchmark::State& state) {
+  sluice::bus_options o;
+  o.lanes = 1;
+  o.lane_capacity = N;
+  o.stamp_time = false;
+  sluice::bus bus(o);
+  const sluice::subscription sub = bus.subscribe<E>([](const E& e) { bench::work<0>(e); });
+  sluice::producer prod = bus.make_producer();
+  std::vector<E> src(N);
+  for (std::size_t i = 0; i < N; ++i) src[i].a = i;
+  std::size_t published = 0;
+  std::size_t drained = 0;
+  for (auto _ : state) {
+    published += prod.publish_bulk(src.begin(), src.end());
+    drained += bus.poll();
+  }
+  benchmark::DoNotOptimize(bench::g_sink);
+  const auto expected = static_cast<std::size_t>(state.iterations()) * N;
+  if (published != expected || drained != expected)
+    state.SkipWithError("sluice refused or lost events");
+  check_delivered<E>(state, bus, expected);
+  state.SetItemsProcessed(state.iterations() * bench::to_i64(N));
+  state.SetBytesProcessed(state.iterations() * bench::to_i64(N * sizeof(E)));
+}
+
+template <class E>
+void BM_queued_vector(benchmark::State& state) {
+  std::vector<E> v;
+  v.reserve(N);
+  const bench::handler_fn<E> fn = bench::opaque(&bench::work<0, E>);
+  E e{};
+  for (auto _ : state) {
+    v.clear();
+    for (std::size_t i = 0; i < N; ++i) {
+      e.a = i;
+      v.push_back(e);
+    }
+    for (const E& x : v) fn(x);
+  }
+  benchmark::DoNotOptimize(bench::g_sink);
+  state.SetItemsProcessed(state.iterations() * bench::to_i64(N));
+  state.SetBytesProcessed(state.iterations() * bench::to_i64(N * sizeof(E)));
+}
+
+template <class E>
+void BM_queued_moodycamel(benchmark::State& state) {
+  using queue = sluice::detail::queue<E>;
+  queue q(N + 2 * queue::BLOCK_SIZE);
+  moodycamel::ProducerToken pt(q);
+  moodycamel::ConsumerToken ct(q);
+  const bench::handler_fn<E> fn = bench::opaque(&bench::work<0, E>);
+  E buf[drain_batch];
+  E e{};
+  std::size_t not_ok = 0;
+  std::size_t drained = 0;
+  for (auto _ : state) {
+    for (std::size_t i = 0; i < N; ++i) {
+      e.a = i;
+      not_ok += !q.enqueue(pt, e);
+    }
+    for (;;) {
+      const std::size_t n = q.try_dequeue_bulk(ct, buf, drain_batch);
+      if (n == 0) break;
+      for (std::size_t k = 0; k < n; ++k) fn(buf[k]);
+      drained += n;
+    }
+  }
+  benchmark::DoNotOptimize(bench::g_sink);
+  if (not_ok != 0 || drained != static_cast<std::size_t>(state.iterations()) * N)
+    state.SkipWithError("moodycamel refused or lost events");
+  state.SetItemsProcessed(state.iterations() * bench::to_i64(N));
+  state.SetBytesProcessed(state.iterations() * bench::to_i64(N * sizeof(E)));
+}
+
+void register_benchmarks() {
+  const std::string sz = SLUICE_BENCH_SIZE_NAME;
+  const auto reg = [&](const std::string& name, void (*fn)(benchmark::State&)) {
+    benchmark::RegisterBenchmark(name.c_str(), fn);
+  };
+  reg("queued/sluice/" + sz + "/stamp:0", BM_queued_sluice<event, false>);
+  reg("queued/sluice/" + sz + "/stamp:1", BM_queued_sluice<event, true>);
+  reg("queued/sluice_bulk/" + sz + "/stamp:0", BM_queued_sluice_bulk<event>);
+  reg("queued/vector/" + sz, BM_queued_vector<event>);
+  reg("queued/moodycamel/" + sz, BM_queued_moodycamel<event>);
+}
+
+}  // namespace
+
+SLUICE_BENCH_MAIN()
