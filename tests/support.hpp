@@ -63,17 +63,19 @@ inline int thread_count() {
   return -1;
 }
 
-// An event that counts its constructions and destructions.
+// An event that counts its constructions and destructions. Larger than the
+// inline size, so it is boxed on the heap.
 struct counted {
+  char padding[64] = {};
   static inline std::atomic<long> live{0};
   static inline std::atomic<long> copies{0};
   int value = 0;
   explicit counted(int v = 0) noexcept : value(v) { ++live; }
-  counted(const counted& o) noexcept : value(o.value) {
+  counted(const counted& o) noexcept : padding{}, value(o.value) {
     ++live;
     ++copies;
   }
-  counted(counted&& o) noexcept : value(o.value) { ++live; }
+  counted(counted&& o) noexcept : padding{}, value(o.value) { ++live; }
   counted& operator=(const counted&) = default;
   counted& operator=(counted&&) = default;
   ~counted() { --live; }

@@ -122,14 +122,16 @@ TEST_CASE("unsubscribe under load never runs a handler after reset", "[lifetime]
 
 TEST_CASE("destroying the bus destroys handlers it still holds", "[lifetime]") {
   auto alive = std::make_shared<int>(1);
+  sluice::subscription sub;  // outlives the bus: the bus holds the handler to the end
   {
     sluice::bus bus;
-    auto sub = bus.subscribe<job>([keep = alive](const job&) {});
+    sub = bus.subscribe<job>([keep = alive](const job&) {});
     bus.run(1);
     bus.publish(job{1});
     CHECK(alive.use_count() == 2);
   }
   CHECK(alive.use_count() == 1);
+  CHECK_FALSE(sub.active());
 }
 
 TEST_CASE("a handler may own subscriptions of its own bus", "[lifetime]") {

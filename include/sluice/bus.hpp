@@ -10,10 +10,10 @@
 // Thread-safety: every member may be called from any thread. From one of this
 // bus's handlers: publish, dispatch, poll, subscribe and reset are allowed
 // (see docs/reentrancy.md); stop() and run() are refused (return false);
-// destroying this bus is not allowed (another bus may be stopped or destroyed). Lifetime: destroying the bus stops it with stop(drain) and joins
-// its workers first; destroy producers before their bus (subscriptions may
-// outlive it). Failures: a handler's exception or failed outcome is caught,
-// counted and reported to bus_options::on_failure; delivery goes on.
+// destroying this bus is not allowed (another bus may be stopped or destroyed). Lifetime:
+// destroying the bus stops it with stop(drain) and joins its workers first; destroy producers
+// before their bus (subscriptions may outlive it). Failures: a handler's exception or failed
+// outcome is caught, counted and reported to bus_options::on_failure; delivery goes on.
 #pragma once
 
 #include <atomic>

@@ -125,7 +125,7 @@ class producer_core {
       for (; first != last; ++first) {
         const publish_result r = publish(std::move(*first), has_key, key, mode);
         if (r == publish_result::ok) ++done;
-        if (r == publish_result::stopped) {
+        if (r == publish_result::stopped || r == publish_result::full) {
           counter_cell::bump(cell(type_index<T>()).rejected,
                              static_cast<std::size_t>(std::distance(first, last)) - 1);
           break;

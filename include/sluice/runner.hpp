@@ -18,6 +18,7 @@ inline void worker_loop(bus_core& core, std::size_t index, std::chrono::nanoseco
   std::size_t start = index % lanes;
   unsigned misses = 0;
   std::int64_t idle_since = 0;
+  backoff draining;
   for (;;) {
     const run_state st = core.state();
     if (st == run_state::discarding || st == run_state::stopped) return;
@@ -29,7 +30,7 @@ inline void worker_loop(bus_core& core, std::size_t index, std::chrono::nanoseco
     }
     if (st == run_state::draining) {
       if (core.queued() == 0) return;
-      std::this_thread::yield();
+      draining.pause();  // another thread is delivering: do not burn a core
       continue;
     }
     // Idle: spin with pause for the first quarter of idle_spin (lowest

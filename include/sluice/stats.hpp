@@ -29,7 +29,7 @@ struct type_stats {
 };
 
 struct lane_stats {
-  std::size_t depth = 0;       // events queued or being delivered now
+  std::size_t depth = 0;       // events queued now (not those being delivered)
   std::size_t high_water = 0;  // most events ever queued at once
   std::size_t capacity = 0;    // the exact bound
 };

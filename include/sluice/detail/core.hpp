@@ -86,8 +86,15 @@ class bus_core {
 
   [[nodiscard]] std::size_t queued() const noexcept {
     std::size_t n = 0;
-    for (auto& l : lanes_) n += l->size();
+    for (auto& l : lanes_) n += l->pending();
     return n;
+  }
+
+  // Some lane has queued events and no drainer.
+  [[nodiscard]] bool work_available() const noexcept {
+    for (auto& l : lanes_)
+      if (l->size() != 0 && !l->locked()) return true;
+    return false;
   }
 
   void producer_made() noexcept { live_producers_.fetch_add(1, std::memory_order_relaxed); }
@@ -112,14 +119,9 @@ class bus_core {
   void park_worker() {
     std::unique_lock<std::mutex> lock(park_mutex_);
     sleepers_.fetch_add(1, std::memory_order_seq_cst);
-    if (state() == run_state::running) {
-      if (queued() == 0) {
-        park_cv_.wait(lock);
-      } else {
-        // Work exists but its lanes are held by other drainers: nap briefly.
-        park_cv_.wait_for(lock, std::chrono::milliseconds(1));
-      }
-    }
+    // Woken by a publish, by a drainer that leaves work in a lane it unlocks,
+    // or by stop().
+    if (state() == run_state::running && !work_available()) park_cv_.wait(lock);
     sleepers_.fetch_sub(1, std::memory_order_seq_cst);
   }
 
@@ -211,7 +213,11 @@ class bus_core {
   // that the lane's order is kept. Returns events taken (0: empty or busy).
   std::size_t drain_lane(std::size_t i, std::size_t max, bool discard = false) {
     lane& l = *lanes_[i];
-    if (l.size() == 0 || !l.try_lock()) return 0;
+    if (l.size() == 0) return 0;
+    reader_slot& s = *my_slot();
+    // Nested too deep to deliver: leave the events queued for a shallower
+    // drainer rather than take them and fail them.
+    if (s.depth >= SLUICE_MAX_DEPTH || !l.try_lock()) return 0;
     record batch[SLUICE_DRAIN_BATCH];
     const std::size_t n =
         l.q().try_dequeue_bulk(l.consumer(), batch, std::min<std::size_t>(max, SLUICE_DRAIN_BATCH));
@@ -219,7 +225,8 @@ class bus_core {
       l.unlock();
       return 0;
     }
-    reader_slot& s = *my_slot();
+    l.begin_delivery(n);
+    l.release(n);
     tally t;
     for (std::size_t k = 0; k < n; ++k) {
       record& rec = batch[k];
@@ -239,10 +246,9 @@ class bus_core {
       rec.reset();
     }
     t.flush();
-    // The places are given back only now, so that a lane's count covers
-    // events being delivered: stop() waits for them (and so do the counters).
-    l.release(n);
+    l.end_delivery(n);
     l.unlock();
+    if (l.size() != 0) wake_workers();  // a worker may have parked on this lane
     return n;
   }
 

@@ -86,7 +86,23 @@ class alignas(SLUICE_CACHE_LINE) lane {
     return !locked_.load(std::memory_order_relaxed) &&
            !locked_.exchange(true, std::memory_order_acquire);
   }
-  void unlock() noexcept { locked_.store(false, std::memory_order_release); }
+  // seq_cst: an idle worker parks only after seeing each lane with work
+  // locked; the unlocker then reads the worker's sleeper count (store-load).
+  void unlock() noexcept { locked_.store(false, std::memory_order_seq_cst); }
+  [[nodiscard]] bool locked() const noexcept { return locked_.load(std::memory_order_seq_cst); }
+
+  // Events taken off the queue but not yet settled (being delivered). The
+  // places are given back at once (handlers may publish into the lane); this
+  // count keeps the events visible to stop() and queued() meanwhile.
+  void begin_delivery(std::size_t n) noexcept { inflight_.fetch_add(n, std::memory_order_seq_cst); }
+  void end_delivery(std::size_t n) noexcept { inflight_.fetch_sub(n, std::memory_order_seq_cst); }
+
+  // Queued plus being delivered. Reads the count first: begin_delivery adds
+  // before release subtracts, so an event is never missed by both reads.
+  [[nodiscard]] std::size_t pending() const noexcept {
+    const std::size_t queued_now = size_.load(std::memory_order_seq_cst);
+    return queued_now + inflight_.load(std::memory_order_seq_cst);
+  }
 
   [[nodiscard]] std::size_t size() const noexcept { return size_.load(std::memory_order_seq_cst); }
   [[nodiscard]] std::size_t high_water() const noexcept {
@@ -108,6 +124,7 @@ class alignas(SLUICE_CACHE_LINE) lane {
   alignas(SLUICE_CACHE_LINE) std::atomic<std::size_t> size_{0};
   std::atomic<std::size_t> high_water_{0};
   std::atomic<std::uint32_t> waiters_{0};
+  std::atomic<std::size_t> inflight_{0};
   alignas(SLUICE_CACHE_LINE) std::atomic<bool> locked_{false};
   queue<record> queue_;
   consumer_token consumer_;
