@@ -250,3 +250,13 @@ TEST_CASE("many event types keep their identity through the queue", "[basic]") {
   CHECK(bus.stats<kind<11>>().delivered == 3);
   CHECK(bus.stats<kind<11>>().balanced());
 }
+
+TEST_CASE("generic lambdas are called with the event", "[basic]") {
+  sluice::bus bus;
+  int got = 0;
+  auto s = bus.subscribe<tick>([&](const auto& t) { got += t.n; });
+  bus.dispatch(tick{5});
+  bus.publish(tick{6});
+  bus.poll();
+  CHECK(got == 11);
+}

@@ -26,11 +26,13 @@
 #include <utility>
 #include <vector>
 
+#include "channel.hpp"
 #include "detail/core.hpp"
 #include "detail/type_id.hpp"
 #include "errors.hpp"
 #include "event.hpp"
 #include "options.hpp"
+#include "pipeline.hpp"
 #include "producer.hpp"
 #include "runner.hpp"
 #include "stats.hpp"
@@ -69,7 +71,7 @@ class bus {
     const std::size_t n = shared_count;
     for (std::size_t i = 0; i < n; ++i)
       shared_[i].core = std::make_unique<detail::producer_core>(core_, core_.next_producer_id(),
-                                                                core_.options().policy);
+                                                                core_.options().policy, true);
   }
   bus(const bus&) = delete;
   bus& operator=(const bus&) = delete;
@@ -125,9 +127,12 @@ class bus {
   template <class Event>
   std::size_t dispatch(const Event& e) {
     static_assert(check_event_type<Event>(), "");
+    core_.mark_started();
     detail::registry* r = core_.find_reg(detail::type_index<Event>());
     if (r == nullptr || core_.state() == detail::run_state::stopped) return 0;
-    return core_.deliver(*r, &e, no_metadata, *detail::my_slot());
+    std::size_t calls = 0;
+    (void)core_.process(*r, &e, no_metadata, *detail::my_slot(), 0, 0, calls);
+    return calls;
   }
 
   // ---- consuming -------------------------------------------------------------
@@ -137,6 +142,13 @@ class bus {
   // handlers; a handler subscribed during a delivery sees later events.
   template <class Event, class Handler>
   subscription subscribe(Handler&& handler) {
+    return subscribe<Event>(channel{}, std::forward<Handler>(handler));
+  }
+
+  // The same, listening only on channel `on` (picked by a route stage). A
+  // subscription without a channel (above) listens on every channel.
+  template <class Event, class Handler>
+  subscription subscribe(channel on, Handler&& handler) {
     static_assert(check_event_type<Event>(), "");
     using H = std::decay_t<Handler>;
     using traits = detail::handler_traits<Event, H>;
@@ -149,8 +161,54 @@ class bus {
     node->invoke = &traits::invoke;
     node->destroy = &traits::destroy;
     node->callable = callable.release();
+    node->channel = on.id();
     core_.reg(detail::type_index<Event>()).add(node.get());
     return subscription(node.release());
+  }
+
+  // ---- processing layer (see pipeline.hpp) ------------------------------------
+
+  // The stage chain of Event, to extend before the bus starts.
+  template <class Event>
+  [[nodiscard]] stage_builder<Event> stages() {
+    static_assert(check_event_type<Event>(), "");
+    return stage_builder<Event>(core_);
+  }
+
+  // Keys every Event published without a key: fn(const Event&) -> key_type.
+  // Set before the bus starts; returns nullptr, or why it was refused (and
+  // throws std::logic_error with exceptions).
+  template <class Event, class Fn>
+  const char* key(Fn&& fn) {
+    static_assert(check_event_type<Event>(), "");
+    using F = std::decay_t<Fn>;
+    static_assert(std::is_invocable_r_v<key_type, F&, const Event&>,
+                  "sluice: a key extractor must be callable as key_type(const Event&)");
+    const char* why = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(core_.config_mutex());
+      detail::registry& r = core_.reg(detail::type_index<Event>());
+      if (core_.started()) {
+        why =
+            "sluice: key extractors must be set before the bus starts (its first producer, "
+            "publish, dispatch or run)";
+      } else if (r.key_of != nullptr) {
+        why = "sluice: this event type already has a key extractor";
+      } else {
+        r.key_fn = new F(std::forward<Fn>(fn));
+        r.key_destroy = [](void* f) noexcept { delete static_cast<F*>(f); };
+        r.key_of = [](const void* f, const void* ev) -> key_type {
+          return static_cast<key_type>(
+              (*static_cast<F*>(const_cast<void*>(f)))(*static_cast<const Event*>(ev)));
+        };
+        return nullptr;
+      }
+    }
+#if SLUICE_HAS_EXCEPTIONS
+    throw std::logic_error(why);
+#else
+    return why;
+#endif
   }
 
   // ---- running ---------------------------------------------------------------
@@ -200,6 +258,7 @@ class bus {
     if (threads == 0 || !workers_.empty() || core_.state() != detail::run_state::running)
       return false;
     worker_count_.store(threads, std::memory_order_relaxed);
+    core_.mark_started();
     workers_.reserve(threads);
     for (std::size_t i = 0; i < threads; ++i)
       workers_.emplace_back([this, i, idle_spin] { detail::worker_loop(core_, i, idle_spin); });
@@ -273,6 +332,7 @@ class bus {
   template <class Event>
   publish_result shared_publish(Event&& e, bool has_key, key_type key, bool try_only) {
     using mode = detail::producer_core::attempt;
+    core_.mark_started();
     shared_producer& sp = shared_[detail::thread_number() % shared_count];
     detail::backoff wait;
     for (;;) {

@@ -30,6 +30,12 @@
 #define SLUICE_MAX_DEPTH 16
 #endif
 
+// How many type-changing transforms one event may go through (A -> B -> C
+// ...). Cycles are refused when stages are configured; this bounds the rest.
+#ifndef SLUICE_MAX_HOPS
+#define SLUICE_MAX_HOPS 8
+#endif
+
 // Events taken from a lane in one bulk dequeue.
 #ifndef SLUICE_DRAIN_BATCH
 #define SLUICE_DRAIN_BATCH 64

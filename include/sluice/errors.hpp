@@ -58,6 +58,7 @@ enum class failure_kind : std::uint8_t {
   exception,  // the handler threw (the message is what() for std::exception)
   outcome,    // the handler returned a failed outcome
   too_deep,   // a dispatch nested deeper than SLUICE_MAX_DEPTH was refused
+  stage,      // a stage (filter, tap, transform, route) threw; the event is dropped
 };
 
 // Reported to the bus's failure observer (bus_options::on_failure). The

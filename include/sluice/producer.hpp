@@ -60,11 +60,11 @@ class bulk_records {
 
 class producer_core {
  public:
-  producer_core(bus_core& core, std::uint32_t id, full_policy policy)
+  producer_core(bus_core& core, std::uint32_t id, full_policy policy, bool shared = false)
       : core_(&core), id_(id), policy_(policy), home_(id % core.lane_count()) {
     tokens_.reserve(core.lane_count());
     for (std::size_t i = 0; i < core.lane_count(); ++i) tokens_.emplace_back(core.lane_at(i).q());
-    core.producer_made();
+    core.producer_made(shared);
   }
   producer_core(const producer_core&) = delete;
   producer_core& operator=(const producer_core&) = delete;
@@ -87,7 +87,16 @@ class producer_core {
                          bool* would_block = nullptr) {
     using T = std::decay_t<E>;
     static_assert(check_event_type<T>(), "");
-    counter_cell& c = cell(type_index<T>());
+    const std::uint32_t type = type_index<T>();
+    counter_cell& c = cell(type);
+    if (!has_key) {
+      // A key extractor configured for the type keys the event.
+      const registry* r = core_->find_reg(type);
+      if (r != nullptr && r->key_of != nullptr) {
+        key = r->key_of(r->key_fn, static_cast<const void*>(&e));
+        has_key = true;
+      }
+    }
     const std::size_t li = has_key ? core_->lane_for(key) : home_;
     lane& l = core_->lane_at(li);
     const bool in_handler = inside(core_);
@@ -119,8 +128,12 @@ class producer_core {
     // moodycamel's bulk enqueue assumes that making an element cannot throw
     // when the element's move cannot: boxed events (an allocation) and events
     // whose copy may throw go one by one, so a throw loses nothing accepted.
-    if constexpr (!stored_inline<T> ||
-                  !std::is_nothrow_constructible_v<T, decltype(std::move(*first))>) {
+    // A key extractor keys each event on its own (so each may go to another
+    // lane): one by one as well.
+    const registry* kr = core_->find_reg(type_index<T>());
+    const bool extract = !has_key && kr != nullptr && kr->key_of != nullptr;
+    if (extract || !stored_inline<T> ||
+        !std::is_nothrow_constructible_v<T, decltype(std::move(*first))>) {
       std::size_t done = 0;
       for (; first != last; ++first) {
         const publish_result r = publish(std::move(*first), has_key, key, mode);

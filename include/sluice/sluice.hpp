@@ -3,11 +3,13 @@
 #pragma once
 
 #include "bus.hpp"
+#include "channel.hpp"
 #include "config.hpp"
 #include "errors.hpp"
 #include "event.hpp"
 #include "fwd.hpp"
 #include "options.hpp"
+#include "pipeline.hpp"
 #include "producer.hpp"
 #include "stats.hpp"
 #include "subscription.hpp"

@@ -1,7 +1,8 @@
 // sluice — counters. Snapshots are plain values; reading them never stops the
 // bus. During a run the fields are read one by one (not one atomic snapshot);
 // after stop() returns they are exact and satisfy
-//   published == delivered + filtered + dropped + unrouted + dead_lettered + discarded.
+//   published == delivered + filtered + transformed + dropped + unrouted
+//                + dead_lettered + discarded.
 #pragma once
 
 #include <cstddef>
@@ -10,11 +11,14 @@
 namespace sluice {
 
 struct type_stats {
-  std::uint64_t published = 0;      // accepted by publish (includes dropped)
+  std::uint64_t published = 0;      // accepted by publish (includes dropped), or made by a
+                                    // transform stage from another type
   std::uint64_t delivered = 0;      // handed to at least one handler
-  std::uint64_t filtered = 0;       // removed by a filter stage (processing layer)
+  std::uint64_t filtered = 0;       // removed by a filter stage, an empty transform, or a
+                                    // stage that failed
   std::uint64_t dropped = 0;        // discarded by the drop_newest policy
-  std::uint64_t unrouted = 0;       // no subscriber when it was drained
+  std::uint64_t unrouted = 0;       // no subscriber (on its channel) when it was drained
+  std::uint64_t transformed = 0;    // became another type's event in a transform stage
   std::uint64_t dead_lettered = 0;  // moved to a dead-letter channel (failure policy)
   std::uint64_t discarded = 0;      // still queued when stop(discard) ran
   std::uint64_t rejected = 0;       // refused (full or stopped): not accepted, not in the equation
@@ -22,7 +26,7 @@ struct type_stats {
   std::uint64_t handler_calls = 0;  // handler calls made for queued events
 
   [[nodiscard]] std::uint64_t settled() const noexcept {
-    return delivered + filtered + dropped + unrouted + dead_lettered + discarded;
+    return delivered + filtered + transformed + dropped + unrouted + dead_lettered + discarded;
   }
   // True when every accepted event has an end (true after stop()).
   [[nodiscard]] bool balanced() const noexcept { return published == settled(); }

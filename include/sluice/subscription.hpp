@@ -31,7 +31,11 @@ namespace detail {
 template <class Event, class Handler>
 struct handler_traits {
   static constexpr bool by_ref = std::is_invocable_v<Handler&, const Event&>;
-  static constexpr bool by_view = !by_ref && std::is_invocable_v<Handler&, event_view<Event>>;
+  // conjunction: a generic lambda taking `const auto&` is never instantiated
+  // with an event_view when it already takes the event itself.
+  static constexpr bool by_view =
+      std::conjunction_v<std::negation<std::is_invocable<Handler&, const Event&>>,
+                         std::is_invocable<Handler&, event_view<Event>>>;
   static constexpr bool callable = by_ref || by_view;
 
   template <bool Ref, class = void>

@@ -97,7 +97,10 @@ class bus_core {
     return false;
   }
 
-  void producer_made() noexcept { live_producers_.fetch_add(1, std::memory_order_relaxed); }
+  void producer_made(bool shared) noexcept {
+    live_producers_.fetch_add(1, std::memory_order_relaxed);
+    if (!shared) mark_started();  // the bus's own pool is made with the bus
+  }
   void producer_gone() noexcept { live_producers_.fetch_sub(1, std::memory_order_relaxed); }
   [[nodiscard]] std::uint32_t next_producer_id() noexcept {
     return next_producer_id_.fetch_add(1, std::memory_order_relaxed) + 1;
@@ -175,7 +178,8 @@ class bus_core {
 
   // Calls every open subscriber of r with the event on this thread. Returns
   // the number of handler calls made.
-  std::size_t deliver(registry& r, const void* ev, const metadata& m, reader_slot& s) noexcept {
+  std::size_t deliver(registry& r, const void* ev, const metadata& m, reader_slot& s,
+                      std::uint32_t channel = 0) noexcept {
     const unsigned d = s.depth;
     if (SLUICE_UNLIKELY(d >= SLUICE_MAX_DEPTH)) {
       report_failure(r, failure_kind::too_deep, 0, "dispatch nested deeper than SLUICE_MAX_DEPTH",
@@ -195,6 +199,7 @@ class bus_core {
     std::size_t calls = 0;
     if (a != nullptr) {
       for (sub_node* n : a->items) {
+        if (n->channel != 0 && n->channel != channel) continue;
         announce(s.node[d], n, asym);
         if (!reader_load(n->closed, asym)) {
           ++calls;
@@ -207,6 +212,107 @@ class bus_core {
     s.bus[d] = nullptr;
     s.depth = d;
     return calls;
+  }
+
+  // Runs the event through its type's stage chain from stage `from`, then
+  // delivers it on the channel a route picked. `calls` gets the handler calls.
+  // Stages run inside a frame of this bus (so that what they call knows it
+  // runs inside the bus); a failing stage is reported and drops the event.
+  fate process(registry& r, const void* ev, const metadata& m, reader_slot& s, std::size_t from,
+               unsigned hops, std::size_t& calls) noexcept {
+    calls = 0;
+    const stage_chain* c = r.chain.load(std::memory_order_acquire);
+    std::uint32_t channel = 0;
+    if (c != nullptr && from < c->stages.size()) {
+      const unsigned d = s.depth;
+      if (SLUICE_UNLIKELY(d >= SLUICE_MAX_DEPTH)) {
+        report_failure(r, failure_kind::too_deep, 0, "stages nested deeper than SLUICE_MAX_DEPTH",
+                       ev);
+        return fate::filtered;
+      }
+      s.depth = d + 1;
+      s.bus[d] = this;
+      bool go_on = true;
+      fate f = fate::filtered;
+      for (std::size_t i = from; go_on && i < c->stages.size(); ++i) {
+        const stage& st = c->stages[i];
+        switch (st.kind) {
+          case stage_kind::filter: {
+            bool pass = false;
+            if (!st.test(st.fn, ev, pass)) stage_failed(r, ev);
+            if (!pass) go_on = false;  // f stays filtered
+            break;
+          }
+          case stage_kind::tap:
+            if (!st.observe(st.fn, ev)) stage_failed(r, ev);
+            break;
+          case stage_kind::route:
+            if (!st.pick(st.fn, ev, channel)) {
+              stage_failed(r, ev);
+              go_on = false;
+            }
+            i = c->stages.size();  // a route ends the chain
+            break;
+          case stage_kind::enrich:
+          case stage_kind::transform: {
+            stage_context ctx{this, &s, hops};
+            if (!st.convert(st.fn, ev, m, ctx, i + 1, f)) {
+              stage_failed(r, ev);
+              f = fate::filtered;
+            }
+            go_on = false;
+            calls = ctx.calls;
+            s.bus[d] = nullptr;
+            s.depth = d;
+            return f;
+          }
+        }
+      }
+      s.bus[d] = nullptr;
+      s.depth = d;
+      if (!go_on) return f;
+    }
+    calls = deliver(r, ev, m, s, channel);
+    return calls != 0 ? fate::delivered : fate::unrouted;
+  }
+
+  // Counts the end of an event that no batch tally covers (a transform's output).
+  static void settle(registry& r, fate f, std::size_t calls) noexcept {
+    switch (f) {
+      case fate::delivered:
+        r.delivered.fetch_add(1, std::memory_order_relaxed);
+        break;
+      case fate::unrouted:
+        r.unrouted.fetch_add(1, std::memory_order_relaxed);
+        break;
+      case fate::filtered:
+        r.filtered.fetch_add(1, std::memory_order_relaxed);
+        break;
+      case fate::transformed:
+        r.transformed.fetch_add(1, std::memory_order_relaxed);
+        break;
+    }
+    if (calls != 0) r.handler_calls.fetch_add(calls, std::memory_order_relaxed);
+  }
+
+  void stage_failed(registry& r, const void* ev) noexcept {
+#if SLUICE_HAS_EXCEPTIONS
+    report_failure(r, failure_kind::stage, 0, stage_error_message(), ev);
+#else
+    report_failure(r, failure_kind::stage, 0, "a stage failed", ev);
+#endif
+  }
+
+  // Configuration of stages and key extractors is allowed until the bus
+  // starts: the first producer, publish, dispatch or run().
+  void mark_started() noexcept {
+    if (!started_.load(std::memory_order_relaxed)) started_.store(true, std::memory_order_relaxed);
+  }
+  [[nodiscard]] bool started() const noexcept {
+    return started_.load(std::memory_order_relaxed);
+  }
+  std::mutex& config_mutex() noexcept {
+    return config_mutex_;
   }
 
   // Takes one batch from lane i and delivers it, holding the lane's lock so
@@ -235,13 +341,22 @@ class bus_core {
       if (discard) {
         ++t.discarded;
       } else {
-        const std::size_t calls = deliver(r, rec.event(), rec.meta(), s);
-        t.calls += calls;
-        if (calls != 0) {
-          ++t.delivered;
-        } else {
-          ++t.unrouted;
+        std::size_t calls = 0;
+        switch (process(r, rec.event(), rec.meta(), s, 0, 0, calls)) {
+          case fate::delivered:
+            ++t.delivered;
+            break;
+          case fate::unrouted:
+            ++t.unrouted;
+            break;
+          case fate::filtered:
+            ++t.filtered;
+            break;
+          case fate::transformed:
+            ++t.transformed;
+            break;
         }
+        t.calls += calls;
       }
       rec.reset();
     }
@@ -294,6 +409,8 @@ class bus_core {
     st.handler_calls = r->handler_calls.load(std::memory_order_relaxed);
     st.filtered = r->filtered.load(std::memory_order_relaxed);
     st.dead_lettered = r->dead_lettered.load(std::memory_order_relaxed);
+    st.transformed = r->transformed.load(std::memory_order_relaxed);
+    st.published += r->derived.load(std::memory_order_relaxed);
     return st;
   }
 
@@ -321,7 +438,8 @@ class bus_core {
   // Per-batch counter accumulation: one atomic add per type run, not per event.
   struct tally {
     registry* r = nullptr;
-    std::uint64_t delivered = 0, unrouted = 0, discarded = 0, calls = 0;
+    std::uint64_t delivered = 0, unrouted = 0, discarded = 0, calls = 0, filtered = 0,
+                  transformed = 0;
     void switch_to(registry& next) {
       if (r == &next) return;
       flush();
@@ -333,7 +451,9 @@ class bus_core {
       if (unrouted) r->unrouted.fetch_add(unrouted, std::memory_order_relaxed);
       if (discarded) r->discarded.fetch_add(discarded, std::memory_order_relaxed);
       if (calls) r->handler_calls.fetch_add(calls, std::memory_order_relaxed);
-      delivered = unrouted = discarded = calls = 0;
+      if (filtered) r->filtered.fetch_add(filtered, std::memory_order_relaxed);
+      if (transformed) r->transformed.fetch_add(transformed, std::memory_order_relaxed);
+      delivered = unrouted = discarded = calls = filtered = transformed = 0;
     }
   };
 
@@ -342,6 +462,8 @@ class bus_core {
   std::atomic<registry*> regs_[SLUICE_MAX_EVENT_TYPES] = {};
   std::atomic<run_state> state_{run_state::running};
   std::atomic<int> live_producers_{0};
+  std::atomic<bool> started_{false};
+  std::mutex config_mutex_;
   std::atomic<std::uint32_t> next_producer_id_{0};
   alignas(SLUICE_CACHE_LINE) std::atomic<std::uint32_t> sleepers_{0};
   std::mutex park_mutex_;

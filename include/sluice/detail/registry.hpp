@@ -16,6 +16,7 @@
 #include "../config.hpp"
 #include "../errors.hpp"
 #include "../event.hpp"
+#include "stages.hpp"
 #include "tracking.hpp"
 
 namespace sluice::detail {
@@ -41,6 +42,7 @@ struct sub_node {
   void (*destroy)(void* callable) noexcept = nullptr;
   void* callable = nullptr;
   registry* owner = nullptr;
+  std::uint32_t channel = 0;  // 0: every channel; else only events routed there
   // Guarded by owner->mutex:
   std::uint32_t array_refs = 0;
   bool handle_released = false;
@@ -98,6 +100,7 @@ struct alignas(SLUICE_CACHE_LINE) registry {
       n = next;
     }
     for (callable_box& b : dead) b.run();
+    if (key_fn != nullptr) key_destroy(key_fn);
     counter_cell* c = cells.load(std::memory_order_relaxed);
     while (c != nullptr) {
       counter_cell* next = c->next;
@@ -117,6 +120,15 @@ struct alignas(SLUICE_CACHE_LINE) registry {
   std::atomic<std::uint64_t> handler_calls{0};
   std::atomic<std::uint64_t> filtered{0};
   std::atomic<std::uint64_t> dead_lettered{0};
+  std::atomic<std::uint64_t> transformed{0};  // left as another type's event
+  std::atomic<std::uint64_t> derived{0};      // made by a transform of another type
+
+  // Processing layer: set before the bus starts, read-only afterwards.
+  std::atomic<const stage_chain*> chain{nullptr};
+  std::unique_ptr<stage_chain> chain_owner;
+  key_type (*key_of)(const void* fn, const void* event) = nullptr;
+  void* key_fn = nullptr;
+  void (*key_destroy)(void* fn) noexcept = nullptr;
 
   alignas(SLUICE_CACHE_LINE) std::mutex mutex;
   std::vector<sub_array*> retired;  // guarded by mutex

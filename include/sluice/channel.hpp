@@ -1,0 +1,54 @@
+// sluice — channels: names that route stages pick and subscribers listen on.
+//
+// A channel is a small value (an interned id). Making one from a name takes a
+// lock and may allocate the first time that name is seen, so make channels
+// once (e.g. `static const sluice::channel pager{"pager"};`) and copy them.
+// The default channel (id 0) is where events go when no route stage picks
+// one; a subscription made without a channel listens on every channel.
+#pragma once
+
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+namespace sluice {
+
+namespace detail {
+struct channel_table {
+  std::mutex mutex;
+  std::unordered_map<std::string, std::uint32_t> ids;
+  std::uint32_t next = 1;
+};
+inline channel_table& channels() {
+  // Never destroyed: channels may be made from static destructors too.
+  static channel_table* table = new channel_table;
+  return *table;
+}
+}  // namespace detail
+
+class channel {
+ public:
+  // The default channel.
+  constexpr channel() noexcept = default;
+  // The channel of that name (the same id for the same name, process-wide).
+  // The empty name is the default channel.
+  explicit channel(std::string_view name) {
+    if (name.empty()) return;
+    detail::channel_table& t = detail::channels();
+    std::lock_guard<std::mutex> lock(t.mutex);
+    auto [it, fresh] = t.ids.try_emplace(std::string(name), t.next);
+    if (fresh) ++t.next;
+    id_ = it->second;
+  }
+  [[nodiscard]] constexpr std::uint32_t id() const noexcept { return id_; }
+  [[nodiscard]] constexpr bool is_default() const noexcept { return id_ == 0; }
+  friend constexpr bool operator==(channel a, channel b) noexcept { return a.id_ == b.id_; }
+  friend constexpr bool operator!=(channel a, channel b) noexcept { return a.id_ != b.id_; }
+
+ private:
+  std::uint32_t id_ = 0;
+};
+
+}  // namespace sluice

@@ -1,0 +1,277 @@
+// sluice — the processing layer: per-type stage chains and key extractors.
+//
+//   bus.stages<reading>()
+//       .filter([](const reading& r) { return r.valid; })        // drop: counted filtered
+//       .tap([](const reading& r) { log(r); })                    // observe
+//       .transform([](const reading& r) { return r.calibrated(); })  // T -> T: enrich, go on
+//       .transform([](const reading& r) -> std::optional<alert> {    // T -> U: ends the chain;
+//         ...                                                         // U goes through U's
+//       });                                                           // chain and subscribers
+//   bus.stages<alert>().route([](const alert& a) { return a.urgent ? pager : dashboard; });
+//   bus.key<order_placed>([](const order_placed& o) { return o.order_id; });
+//
+// Semantics: stages run on the thread that drains the event (a worker, a
+// poll() caller, or a dispatch() caller), in the order they were added, before
+// the type's subscribers. A transform's output keeps its cause's metadata (key,
+// sequence, timestamp, producer) and is handled at once on the same thread, so
+// per-key order holds through transforms. A route picks the channel; handlers
+// subscribed on that channel and those subscribed without one are called;
+// none: unrouted. A stage that throws is reported (failure_kind::stage),
+// counted in failed, and drops the event (counted filtered).
+//
+// Configuration: stages and key extractors are set before the bus starts (its
+// first producer, publish, dispatch or run()); afterwards they are refused, as
+// are a stage after a route or a type-changing transform, and a transform that
+// would close a cycle of types. Refusals throw std::logic_error; without
+// exceptions the stage is not added and error() says why.
+//
+// Thread-safety: configure from one thread, before the bus starts.
+#pragma once
+
+#include <optional>
+#include <type_traits>
+#include <utility>
+
+#include "channel.hpp"
+#include "detail/core.hpp"
+#include "detail/stages.hpp"
+#include "detail/type_id.hpp"
+#include "event.hpp"
+
+#if SLUICE_HAS_EXCEPTIONS
+#include <exception>
+#include <stdexcept>
+#endif
+
+namespace sluice {
+
+class bus;
+
+namespace detail {
+
+template <class T>
+struct optional_of {
+  static constexpr bool value = false;
+  using event = T;
+};
+template <class T>
+struct optional_of<std::optional<T>> {
+  static constexpr bool value = true;
+  using event = T;
+};
+
+// Calls f, turning an exception into `false` (its message kept for the report).
+template <class F>
+bool guarded(F&& f) noexcept {
+#if SLUICE_HAS_EXCEPTIONS
+  try {
+    f();
+    return true;
+  } catch (const std::exception& e) {
+    t_stage_error = e.what();
+  } catch (...) {
+    t_stage_error = "unknown exception";
+  }
+  return false;
+#else
+  f();
+  return true;
+#endif
+}
+
+template <class T, class F>
+struct stage_fns {
+  static void destroy(void* fn) noexcept { delete static_cast<F*>(fn); }
+  static F& fn_of(void* fn) noexcept { return *static_cast<F*>(fn); }
+  static const T& ev_of(const void* ev) noexcept { return *static_cast<const T*>(ev); }
+
+  static bool test(void* fn, const void* ev, bool& pass) {
+    return guarded([&] { pass = static_cast<bool>(fn_of(fn)(ev_of(ev))); });
+  }
+  static bool observe(void* fn, const void* ev) {
+    return guarded([&] { fn_of(fn)(ev_of(ev)); });
+  }
+  static bool pick(void* fn, const void* ev, std::uint32_t& channel_id) {
+    return guarded([&] { channel_id = fn_of(fn)(ev_of(ev)).id(); });
+  }
+  // T -> T: the rest of this chain gets the new value.
+  static bool enrich(void* fn, const void* ev, const metadata& m, stage_context& ctx,
+                     std::size_t next, fate& out) {
+    std::optional<T> made;
+    if (!guarded([&] { made.emplace(fn_of(fn)(ev_of(ev))); })) return false;
+    registry& r = ctx.core->reg(type_index<T>());
+    out = ctx.core->process(r, &*made, m, *ctx.slot, next, ctx.hops, ctx.calls);
+    return true;
+  }
+  // T -> U or optional<U>: U's chain and subscribers get the output.
+  template <class U, bool Optional>
+  static bool transform(void* fn, const void* ev, const metadata& m, stage_context& ctx,
+                        std::size_t, fate& out) {
+    std::optional<U> made;
+    if constexpr (Optional) {
+      if (!guarded([&] { made = fn_of(fn)(ev_of(ev)); })) return false;
+    } else {
+      if (!guarded([&] { made.emplace(fn_of(fn)(ev_of(ev))); })) return false;
+    }
+    if (!made) {
+      out = fate::filtered;  // an empty optional drops the event
+      return true;
+    }
+    registry& ru = ctx.core->reg(type_index<U>());
+    if (ctx.hops + 1 > SLUICE_MAX_HOPS) {
+      ctx.core->report_failure(ru, failure_kind::stage, 0,
+                               "an event went through more than SLUICE_MAX_HOPS transforms",
+                               &*made);
+      out = fate::filtered;
+      return true;
+    }
+    ru.derived.fetch_add(1, std::memory_order_relaxed);
+    std::size_t calls = 0;
+    const fate fu = ctx.core->process(ru, &*made, m, *ctx.slot, 0, ctx.hops + 1, calls);
+    bus_core::settle(ru, fu, calls);
+    out = fate::transformed;
+    return true;
+  }
+};
+
+}  // namespace detail
+
+// Builds the stage chain of event type T. Obtained from bus::stages<T>().
+template <class T>
+class stage_builder {
+ public:
+  // Keeps events for which pred(const T&) is true; the others are filtered.
+  template <class Pred>
+  stage_builder& filter(Pred&& pred) {
+    using P = std::decay_t<Pred>;
+    static_assert(std::is_invocable_r_v<bool, P&, const T&>,
+                  "sluice: a filter must be callable as bool(const T&) for the chain's type T");
+    detail::stage st;
+    st.kind = detail::stage_kind::filter;
+    st.test = &detail::stage_fns<T, P>::test;
+    add(st, new P(std::forward<Pred>(pred)), &detail::stage_fns<T, P>::destroy, nullptr);
+    return *this;
+  }
+
+  // Calls fn(const T&) and passes the event on unchanged.
+  template <class Fn>
+  stage_builder& tap(Fn&& fn) {
+    using F = std::decay_t<Fn>;
+    static_assert(std::is_invocable_v<F&, const T&>,
+                  "sluice: a tap must be callable as f(const T&) for the chain's type T");
+    detail::stage st;
+    st.kind = detail::stage_kind::tap;
+    st.observe = &detail::stage_fns<T, F>::observe;
+    add(st, new F(std::forward<Fn>(fn)), &detail::stage_fns<T, F>::destroy, nullptr);
+    return *this;
+  }
+
+  // fn(const T&) returning T (enrichment: the chain goes on with the result),
+  // U (the event becomes a U: this chain ends, U's chain and subscribers take
+  // over), or std::optional<U> (empty: filtered). Returns *this for T -> T.
+  template <class Fn>
+  decltype(auto) transform(Fn&& fn) {
+    using F = std::decay_t<Fn>;
+    static_assert(std::is_invocable_v<F&, const T&>,
+                  "sluice: a transform must be callable as f(const T&) for the chain's type T");
+    using R = std::decay_t<std::invoke_result_t<F&, const T&>>;
+    constexpr bool optional = detail::optional_of<R>::value;
+    using U = typename detail::optional_of<R>::event;
+    static_assert(!std::is_void_v<U>, "sluice: a transform must return an event or an optional");
+    static_assert(check_event_type<U>(), "");
+    detail::stage st;
+    if constexpr (std::is_same_v<U, T> && !optional) {
+      st.kind = detail::stage_kind::enrich;
+      st.convert = &detail::stage_fns<T, F>::enrich;
+      add(st, new F(std::forward<Fn>(fn)), &detail::stage_fns<T, F>::destroy, nullptr);
+      return (*this);
+    } else {
+      st.kind = detail::stage_kind::transform;
+      st.convert = &detail::stage_fns<T, F>::template transform<U, optional>;
+      const std::uint32_t out = detail::type_index<U>();
+      add(st, new F(std::forward<Fn>(fn)), &detail::stage_fns<T, F>::destroy, &out);
+    }
+  }
+
+  // fn(const T&) returning a sluice::channel: handlers on that channel (and
+  // those subscribed without a channel) get the event. Ends the chain.
+  template <class Fn>
+  void route(Fn&& fn) {
+    using F = std::decay_t<Fn>;
+    static_assert(std::is_invocable_v<F&, const T&>,
+                  "sluice: a route must be callable as f(const T&) for the chain's type T");
+    static_assert(std::is_same_v<std::decay_t<std::invoke_result_t<F&, const T&>>, channel>,
+                  "sluice: a route function must return a sluice::channel");
+    detail::stage st;
+    st.kind = detail::stage_kind::route;
+    st.pick = &detail::stage_fns<T, F>::pick;
+    add(st, new F(std::forward<Fn>(fn)), &detail::stage_fns<T, F>::destroy, nullptr);
+  }
+
+  // The first refusal of this builder (no exceptions), or nullptr.
+  [[nodiscard]] const char* error() const noexcept { return error_; }
+
+ private:
+  friend class bus;
+  explicit stage_builder(detail::bus_core& core) noexcept : core_(&core) {}
+
+  // Adds a stage (taking ownership of fn) or refuses it.
+  void add(detail::stage st, void* fn, void (*destroy)(void*) noexcept, const std::uint32_t* out) {
+    st.fn = fn;
+    st.destroy = destroy;
+    const char* why = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(core_->config_mutex());
+      detail::registry& r = core_->reg(detail::type_index<T>());
+      detail::stage_chain* c = r.chain_owner.get();
+      if (core_->started()) {
+        why =
+            "sluice: stages must be added before the bus starts (its first producer, "
+            "publish, dispatch or run)";
+      } else if (c != nullptr && c->closed) {
+        why = "sluice: this chain already ends in a route or a type-changing transform";
+      } else if (out != nullptr && reaches(*out, detail::type_index<T>())) {
+        why = "sluice: this transform would close a cycle of event types";
+      } else {
+        if (c == nullptr) {
+          r.chain_owner = std::make_unique<detail::stage_chain>();
+          c = r.chain_owner.get();
+        }
+        c->stages.push_back(st);
+        if (out != nullptr) c->outputs.push_back(*out);
+        if (st.kind == detail::stage_kind::route || st.kind == detail::stage_kind::transform)
+          c->closed = true;
+        r.chain.store(c, std::memory_order_release);
+        return;
+      }
+    }
+    destroy(fn);
+    error_ = why;
+#if SLUICE_HAS_EXCEPTIONS
+    throw std::logic_error(why);
+#endif
+  }
+
+  // Whether type `from` leads to type `to` through configured transforms.
+  bool reaches(std::uint32_t from, std::uint32_t to) const {
+    if (from == to) return true;
+    std::vector<std::uint32_t> todo{from};
+    std::vector<bool> seen(SLUICE_MAX_EVENT_TYPES, false);
+    while (!todo.empty()) {
+      const std::uint32_t t = todo.back();
+      todo.pop_back();
+      if (t == to) return true;
+      if (seen[t]) continue;
+      seen[t] = true;
+      const detail::registry* r = core_->find_reg(t);
+      if (r != nullptr && r->chain_owner != nullptr)
+        for (std::uint32_t o : r->chain_owner->outputs) todo.push_back(o);
+    }
+    return false;
+  }
+
+  detail::bus_core* core_;
+  const char* error_ = nullptr;
+};
+
+}  // namespace sluice
