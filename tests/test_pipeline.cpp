@@ -332,3 +332,21 @@ TEST_CASE("a transform chain longer than SLUICE_MAX_HOPS is cut with an error", 
   ok.poll();
   CHECK(within == 3);
 }
+
+TEST_CASE("a transform's output keeps its cause's metadata", "[pipeline]") {
+  sluice::bus bus;
+  bus.stages<order>().transform([](const order& o) { return invoice{o.id, o.cents, o.n, 0}; });
+  std::vector<sluice::metadata> got;
+  auto s = bus.subscribe<invoice>([&](sluice::event_view<invoice> v) { got.push_back(v.meta()); });
+  auto p = bus.make_producer();
+  p.publish(order{1, 10, 1, 0}, 77);
+  p.publish(order{2, 20, 1, 0}, 77);
+  bus.poll();
+  REQUIRE(got.size() == 2);
+  CHECK(got[0].key == 77);
+  CHECK(got[0].has_key);
+  CHECK(got[0].sequence == 1);
+  CHECK(got[1].sequence == 2);
+  CHECK(got[0].producer == p.id());
+  CHECK(got[0].timestamp > 0);
+}
