@@ -350,3 +350,56 @@ TEST_CASE("a transform's output keeps its cause's metadata", "[pipeline]") {
   CHECK(got[0].producer == p.id());
   CHECK(got[0].timestamp > 0);
 }
+
+TEST_CASE("throwing taps, transforms and routes", "[pipeline][failures]") {
+  int stage_failures = 0;
+  sluice::bus bus{sluice::bus_options{}.with_on_failure([&](const sluice::failure_info& f) {
+    if (f.kind == sluice::failure_kind::stage) ++stage_failures;
+  })};
+  bus.stages<reading>()
+      .tap([](const reading& r) {
+        if (r.sensor == 1) throw std::runtime_error("tap");  // counted; the event goes on
+      })
+      .transform([](const reading& r) {
+        if (r.sensor == 2) throw std::runtime_error("transform");  // drops the event
+        return alert{r.sensor, r.celsius, 1};
+      });
+  bus.stages<alert>().route([](const alert& a) {
+    if (a.sensor == 3) throw std::runtime_error("route");  // drops the alert
+    return sluice::channel{"ops"};
+  });
+  std::vector<int> got;
+  auto s = bus.subscribe<alert>(sluice::channel{"ops"},
+                                [&](const alert& a) { got.push_back(static_cast<int>(a.sensor)); });
+  for (int sensor : {0, 1, 2, 3}) bus.publish(reading{sensor, 20});
+  bus.poll();
+  CHECK(got == std::vector<int>{0, 1});
+  CHECK(stage_failures == 3);
+  const auto rs = bus.stats<reading>();
+  CHECK(rs.failed == 2);  // tap, transform
+  CHECK(rs.filtered == 1);
+  CHECK(rs.transformed == 3);
+  CHECK(rs.balanced());
+  const auto as = bus.stats<alert>();
+  CHECK(as.failed == 1);
+  CHECK(as.filtered == 1);
+  CHECK(as.delivered == 2);
+  CHECK(as.balanced());
+}
+
+TEST_CASE("transform T to optional<T> enriches or drops", "[pipeline]") {
+  sluice::bus bus;
+  bus.stages<reading>().transform([](const reading& r) -> std::optional<reading> {
+    if (r.celsius < 0) return std::nullopt;
+    return reading{r.sensor, r.celsius + 273.15};
+  });
+  std::vector<double> kelvin;
+  auto s = bus.subscribe<reading>([&](const reading& r) { kelvin.push_back(r.celsius); });
+  bus.publish(reading{1, 10});
+  bus.publish(reading{1, -5});
+  bus.poll();
+  REQUIRE(kelvin.size() == 1);
+  CHECK(kelvin[0] == Approx(283.15));
+  CHECK(bus.stats<reading>().filtered == 1);
+  CHECK(bus.stats<reading>().balanced());
+}

@@ -58,7 +58,8 @@ enum class failure_kind : std::uint8_t {
   exception,  // the handler threw (the message is what() for std::exception)
   outcome,    // the handler returned a failed outcome
   too_deep,   // a dispatch nested deeper than SLUICE_MAX_DEPTH was refused
-  stage,      // a stage (filter, tap, transform, route) threw; the event is dropped
+  stage,      // a stage threw (a filter, transform or route: the event is dropped;
+              // a tap: the event goes on), or a chain exceeded SLUICE_MAX_HOPS
 };
 
 // Reported to the bus's failure observer (bus_options::on_failure). The

@@ -16,8 +16,10 @@
 // sequence, timestamp, producer) and is handled at once on the same thread, so
 // per-key order holds through transforms. A route picks the channel; handlers
 // subscribed on that channel and those subscribed without one are called;
-// none: unrouted. A stage that throws is reported (failure_kind::stage),
-// counted in failed, and drops the event (counted filtered).
+// none: unrouted. A stage that throws is reported (failure_kind::stage) and
+// counted in failed; a throwing filter, transform or route drops the event
+// (counted filtered), a throwing tap does not (like a failing handler, it
+// does not stop the event).
 //
 // Configuration: stages and key extractors are set before the bus starts (its
 // first producer, publish, dispatch or run()); afterwards they are refused, as
@@ -94,11 +96,21 @@ struct stage_fns {
   static bool pick(void* fn, const void* ev, std::uint32_t& channel_id) {
     return guarded([&] { channel_id = fn_of(fn)(ev_of(ev)).id(); });
   }
-  // T -> T: the rest of this chain gets the new value.
+  // T -> T (or optional<T>: empty drops it): the rest of this chain gets the
+  // new value.
+  template <bool Optional>
   static bool enrich(void* fn, const void* ev, const metadata& m, stage_context& ctx,
                      std::size_t next, fate& out) {
     std::optional<T> made;
-    if (!guarded([&] { made.emplace(fn_of(fn)(ev_of(ev))); })) return false;
+    if constexpr (Optional) {
+      if (!guarded([&] { made = fn_of(fn)(ev_of(ev)); })) return false;
+    } else {
+      if (!guarded([&] { made.emplace(fn_of(fn)(ev_of(ev))); })) return false;
+    }
+    if (!made) {
+      out = fate::filtered;
+      return true;
+    }
     registry& r = ctx.core->reg(type_index<T>());
     out = ctx.core->process(r, &*made, m, *ctx.slot, next, ctx.hops, ctx.calls);
     return true;
@@ -166,9 +178,10 @@ class stage_builder {
     return *this;
   }
 
-  // fn(const T&) returning T (enrichment: the chain goes on with the result),
-  // U (the event becomes a U: this chain ends, U's chain and subscribers take
-  // over), or std::optional<U> (empty: filtered). Returns *this for T -> T.
+  // fn(const T&) returning T or std::optional<T> (enrichment: the chain goes
+  // on with the result; empty: filtered), U (the event becomes a U: this chain
+  // ends, U's chain and subscribers take over), or std::optional<U> (empty:
+  // filtered). Returns *this for T -> T.
   template <class Fn>
   decltype(auto) transform(Fn&& fn) {
     using F = std::decay_t<Fn>;
@@ -180,9 +193,9 @@ class stage_builder {
     static_assert(!std::is_void_v<U>, "sluice: a transform must return an event or an optional");
     static_assert(check_event_type<U>(), "");
     detail::stage st;
-    if constexpr (std::is_same_v<U, T> && !optional) {
+    if constexpr (std::is_same_v<U, T>) {
       st.kind = detail::stage_kind::enrich;
-      st.convert = &detail::stage_fns<T, F>::enrich;
+      st.convert = &detail::stage_fns<T, F>::template enrich<optional>;
       add(st, new F(std::forward<Fn>(fn)), &detail::stage_fns<T, F>::destroy, nullptr);
       return (*this);
     } else {
@@ -246,7 +259,7 @@ class stage_builder {
       }
     }
     destroy(fn);
-    error_ = why;
+    if (error_ == nullptr) error_ = why;
 #if SLUICE_HAS_EXCEPTIONS
     throw std::logic_error(why);
 #endif
