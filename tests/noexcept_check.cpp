@@ -52,6 +52,31 @@ int main() {
   EXPECT(reported.load() == 250);
   EXPECT(st.balanced());
 
+  // the processing layer without exceptions: refusals are values
+  {
+    sluice::bus staged;
+    const sluice::channel hot{"hot"};
+    EXPECT(staged.key<reading>([](const reading& r) {
+      return static_cast<sluice::key_type>(r.sensor);
+    }) == nullptr);
+    EXPECT(staged.key<reading>(
+               [](const reading& r) { return static_cast<sluice::key_type>(r.value); }) != nullptr);
+    auto chain = staged.stages<reading>();
+    chain.filter([](const reading& r) { return r.value >= 0; });
+    chain.route([&](const reading& r) { return r.value > 5 ? hot : sluice::channel{}; });
+    chain.tap([](const reading&) {});  // after a route: refused
+    EXPECT(chain.error() != nullptr);
+    int hot_calls = 0;
+    auto on_hot = staged.subscribe<reading>(hot, [&](const reading&) { ++hot_calls; });
+    for (int v : {-1, 3, 9, 7}) staged.publish(reading{1, v});
+    staged.poll();
+    EXPECT(hot_calls == 2);
+    const auto rs = staged.stats<reading>();
+    EXPECT(rs.filtered == 1);
+    EXPECT(rs.unrouted == 1);
+    EXPECT(rs.balanced());
+  }
+
   // invalid options: no exception, an invalid bus that refuses events
   sluice::bus broken{sluice::bus_options{}.with_lanes(0)};
   EXPECT(!broken.valid());
