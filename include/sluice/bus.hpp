@@ -130,8 +130,11 @@ class bus {
     core_.mark_started();
     detail::registry* r = core_.find_reg(detail::type_index<Event>());
     if (r == nullptr || core_.state() == detail::run_state::stopped) return 0;
+    detail::reader_slot& slot = *detail::my_slot();
+    if (r->chain.load(std::memory_order_acquire) == nullptr)
+      return core_.deliver(*r, &e, no_metadata, slot);  // no stages: straight to the handlers
     std::size_t calls = 0;
-    (void)core_.process(*r, &e, no_metadata, *detail::my_slot(), 0, 0, calls);
+    (void)core_.process(*r, &e, no_metadata, slot, 0, 0, calls);
     return calls;
   }
 

@@ -342,7 +342,12 @@ class bus_core {
         ++t.discarded;
       } else {
         std::size_t calls = 0;
-        switch (process(r, rec.event(), rec.meta(), s, 0, 0, calls)) {
+        const fate f =
+            r.chain.load(std::memory_order_acquire) == nullptr
+                ? ((calls = deliver(r, rec.event(), rec.meta(), s)) != 0 ? fate::delivered
+                                                                         : fate::unrouted)
+                : process(r, rec.event(), rec.meta(), s, 0, 0, calls);
+        switch (f) {
           case fate::delivered:
             ++t.delivered;
             break;
