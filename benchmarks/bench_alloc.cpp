@@ -5,8 +5,9 @@
 // the timed loop / events. Expected 0 for events stored inline; 64-byte
 // events exceed SLUICE_INLINE_SIZE (48) and are boxed, so 1 is expected there.
 // One event size per binary (SLUICE_BENCH_EVENT_BYTES; CMake also builds
-// bench_alloc_64B), for the reason given in bench_queued.cpp. Each run also
-// checks that the handler received every event.
+// bench_alloc_64B), as in bench_queued.cpp: a layout choice, not a workaround
+// (the GCC type-identity bug is fixed). Each run also checks that the handler
+// received every event.
 #include "common.hpp"
 
 #ifndef SLUICE_BENCH_EVENT_BYTES

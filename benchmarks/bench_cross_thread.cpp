@@ -14,6 +14,8 @@
 //    it is full.
 // The handler does the same work on both sides and bumps a single-writer
 // counter (plain store) that the producer thread waits on.
+// Diagnostics (no target): the raw pipe with 96-byte (record-sized) payloads,
+// and with a lane's 64-item drain batch, then also its exact, shared count.
 // Targets: publish >= 2x raw single-item; publish_bulk >= 0.8x raw bulk.
 #include "common.hpp"
 
@@ -150,6 +152,72 @@ void BM_xt_moodycamel(benchmark::State& state) {
   benchmark::DoNotOptimize(bench::g_sink);
   state.SetItemsProcessed(state.iterations() * bench::to_i64(total));
 }
+// Diagnostics: a raw pipe built like a sluice lane, one piece at a time. The
+// consumer takes up to 64 items per try_dequeue_bulk (a lane drain's batch);
+// with Counted, the producer also takes a place in a shared, exactly bounded
+// count (8192) with a seq_cst compare-and-swap before each enqueue, and the
+// consumer looks at the count before dequeuing and gives places back per
+// batch, as a sluice lane does for its capacity bound.
+template <bool Counted, class E = ev16>
+void BM_xt_moodycamel_drain64(benchmark::State& state) {
+  using queue = sluice::detail::queue<E>;
+  constexpr std::size_t capacity = 8192;
+  queue q(capacity + 2 * queue::BLOCK_SIZE);
+  bench::padded_counter handled;
+  struct alignas(64) padded_size {
+    std::atomic<std::size_t> n{0};
+  } size;
+  std::atomic<bool> stop{false};
+  const bench::handler_fn<E> fn = bench::opaque(&bench::work<0, E>);
+  std::thread consumer([&] {
+    moodycamel::ConsumerToken ct(q);
+    E buf[SLUICE_DRAIN_BATCH];
+    while (!stop.load(std::memory_order_relaxed)) {
+      if (Counted && size.n.load(std::memory_order_seq_cst) == 0) continue;
+      const std::size_t n = q.try_dequeue_bulk(ct, buf, SLUICE_DRAIN_BATCH);
+      for (std::size_t k = 0; k < n; ++k) fn(buf[k]);
+      if (n != 0) {
+        if (Counted) size.n.fetch_sub(n, std::memory_order_seq_cst);
+        handled.bump(n);
+      }
+    }
+  });
+  moodycamel::ProducerToken pt(q);
+  std::uint64_t target = 0;
+  std::size_t not_ok = 0;
+  bool lost = false;
+  E e{};
+  for (auto _ : state) {
+    target += total;
+    for (std::size_t i = 0; i < total; ++i) {
+      if (Counted) {
+        std::size_t s = size.n.load(std::memory_order_seq_cst);
+        for (;;) {
+          if (s >= capacity) {
+            bench::cpu_relax();
+            s = size.n.load(std::memory_order_seq_cst);
+          } else if (size.n.compare_exchange_weak(s, s + 1, std::memory_order_seq_cst,
+                                                  std::memory_order_relaxed)) {
+            break;
+          }
+        }
+      }
+      e.a = i;
+      not_ok += !q.enqueue(pt, e);
+    }
+    if (not_ok != 0) break;
+    if (!bench::wait_until([&] { return handled.get() >= target; })) {
+      lost = true;
+      break;
+    }
+  }
+  stop.store(true, std::memory_order_relaxed);
+  consumer.join();
+  if (not_ok != 0) state.SkipWithError("moodycamel refused events");
+  if (lost) state.SkipWithError("moodycamel lost events");
+  benchmark::DoNotOptimize(bench::g_sink);
+  state.SetItemsProcessed(state.iterations() * bench::to_i64(total));
+}
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
 #endif
@@ -171,6 +239,12 @@ void register_benchmarks() {
   // Diagnostics: raw moodycamel moving record-sized (96 B) payloads.
   setup(benchmark::RegisterBenchmark("xt/moodycamel_single/96B", BM_xt_moodycamel<false, ev96>));
   setup(benchmark::RegisterBenchmark("xt/moodycamel_bulk256/96B", BM_xt_moodycamel<true, ev96>));
+  // Diagnostics: a raw pipe with a lane's drain batch, then with its exact count.
+  setup(benchmark::RegisterBenchmark("xt/moodycamel_drain64", BM_xt_moodycamel_drain64<false>));
+  setup(benchmark::RegisterBenchmark("xt/moodycamel_drain64_counted",
+                                     BM_xt_moodycamel_drain64<true>));
+  setup(benchmark::RegisterBenchmark("xt/moodycamel_drain64_counted/96B",
+                                     BM_xt_moodycamel_drain64<true, ev96>));
 }
 
 }  // namespace

@@ -67,6 +67,8 @@ COMPARISONS = [
      "xt/moodycamel_single", "rate", None),
     ("bench_cross_thread", "1->1 publish vs raw single, 96 B payload", "xt/sluice_publish",
      "xt/moodycamel_single/96B", "rate", None),
+    ("bench_cross_thread", "1->1 publish vs raw drain(64) + exact count", "xt/sluice_publish",
+     "xt/moodycamel_drain64_counted", "rate", None),
     ("bench_cross_thread", "1->1 publish_bulk vs raw bulk, 96 B payload",
      "xt/sluice_publish_bulk256", "xt/moodycamel_bulk256/96B", "rate", None),
     ("bench_keyed", "4->2 keyed vs raw 4->2", "keyed/sluice_4p_2w", "keyed/moodycamel_4p_2c",

@@ -14,6 +14,8 @@
 #                            processes used > 10% of its wall time (default 2;
 #                            the attempt least disturbed is kept). Disturbed
 #                            figures that remain are flagged in the report.
+#   SLUICE_BENCH_PYTHON      interpreter for report.py (default: python3, or
+#                            /usr/bin/python3 if only that one has matplotlib)
 # Extra arguments are passed to every benchmark binary (for example
 # --benchmark_filter=... or --benchmark_min_time=...).
 set -euo pipefail
@@ -196,4 +198,12 @@ echo "    <sluice/sluice.hpp> TU: ${sl} ms; <concurrentqueue/concurrentqueue.h> 
 
 # ---- report ------------------------------------------------------------------
 echo "=== report"
-python3 benchmarks/report.py "$results"
+# report.py draws its PNGs with matplotlib. The first python3 on PATH may be a
+# separate installation (pyenv, venv) that cannot see the distribution's
+# python3-matplotlib, so fall back to /usr/bin/python3 when it can import it.
+py=${SLUICE_BENCH_PYTHON:-python3}
+if [ -z "${SLUICE_BENCH_PYTHON:-}" ] && ! "$py" -c 'import matplotlib' 2>/dev/null \
+   && [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; then
+  py=/usr/bin/python3
+fi
+"$py" benchmarks/report.py "$results"

@@ -403,3 +403,53 @@ TEST_CASE("transform T to optional<T> enriches or drops", "[pipeline]") {
   CHECK(bus.stats<reading>().filtered == 1);
   CHECK(bus.stats<reading>().balanced());
 }
+
+namespace {
+struct frozen {  // not assignable: a const member
+  const int v;
+};
+}  // namespace
+
+TEST_CASE("transforms to optional of a non-assignable type", "[pipeline]") {
+  sluice::bus bus;
+  bus.stages<ping>().transform([](const ping& p) -> std::optional<frozen> {
+    if (p.n < 0) return std::nullopt;
+    return frozen{p.n};
+  });
+  int got = 0;
+  auto s = bus.subscribe<frozen>([&](const frozen& f) { got += f.v; });
+  bus.publish(ping{4});
+  bus.publish(ping{-1});
+  bus.poll();
+  CHECK(got == 4);
+  CHECK(bus.stats<ping>().filtered == 1);
+}
+
+TEST_CASE("enrichments do not use up nesting depth", "[pipeline]") {
+  sluice::bus bus;
+  auto chain = bus.stages<ping>();
+  for (int i = 0; i < 2 * SLUICE_MAX_DEPTH; ++i)
+    chain.transform([](const ping& p) { return ping{p.n + 1}; });
+  int got = -1;
+  auto s = bus.subscribe<ping>([&](const ping& p) { got = p.n; });
+  bus.publish(ping{0});
+  bus.poll();
+  CHECK(got == 2 * SLUICE_MAX_DEPTH);
+  CHECK(bus.stats<ping>().delivered == 1);
+}
+
+TEST_CASE("a throwing key extractor leaves bus.publish usable", "[pipeline][failures]") {
+  test::watchdog wd(std::chrono::seconds(20), "throwing key extractor");
+  sluice::bus bus;
+  REQUIRE(bus.key<ping>([](const ping& p) -> sluice::key_type {
+    if (p.n < 0) throw std::runtime_error("no key");
+    return static_cast<sluice::key_type>(p.n);
+  }) == nullptr);
+  int got = 0;
+  auto s = bus.subscribe<ping>([&](const ping&) { ++got; });
+  CHECK_THROWS_AS(bus.publish(ping{-1}), std::runtime_error);  // not accepted
+  CHECK(bus.publish(ping{2}) == sluice::publish_result::ok);   // the shared producer is free
+  bus.poll();
+  CHECK(got == 1);
+  CHECK(bus.stats<ping>().published == 1);
+}

@@ -344,11 +344,17 @@ class bus {
              sp.busy.exchange(true, std::memory_order_acquire))
         spin.pause();
       bool would_block = false;
-      // Only the attempt that is accepted consumes the event.
-      const publish_result r =
-          sp.core->publish(std::forward<Event>(e), has_key, key,
-                           try_only ? mode::try_once : mode::probe, &would_block);
-      sp.busy.store(false, std::memory_order_release);
+      publish_result r;
+      {
+        // Released even if the event's copy or a key extractor throws.
+        struct release_busy {
+          std::atomic<bool>& busy;
+          ~release_busy() { busy.store(false, std::memory_order_release); }
+        } held{sp.busy};
+        // Only the attempt that is accepted consumes the event.
+        r = sp.core->publish(std::forward<Event>(e), has_key, key,
+                             try_only ? mode::try_once : mode::probe, &would_block);
+      }
       if (!would_block) return r;
       wait.pause();
     }

@@ -30,6 +30,8 @@
 // Thread-safety: configure from one thread, before the bus starts.
 #pragma once
 
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <type_traits>
 #include <utility>
@@ -70,9 +72,9 @@ bool guarded(F&& f) noexcept {
     f();
     return true;
   } catch (const std::exception& e) {
-    t_stage_error = e.what();
+    set_stage_error(e.what());
   } catch (...) {
-    t_stage_error = "unknown exception";
+    set_stage_error("unknown exception");
   }
   return false;
 #else
@@ -103,7 +105,10 @@ struct stage_fns {
                      std::size_t next, fate& out) {
     std::optional<T> made;
     if constexpr (Optional) {
-      if (!guarded([&] { made = fn_of(fn)(ev_of(ev)); })) return false;
+      if (!guarded([&] {
+            if (auto o = fn_of(fn)(ev_of(ev))) made.emplace(std::move(*o));
+          }))
+        return false;
     } else {
       if (!guarded([&] { made.emplace(fn_of(fn)(ev_of(ev))); })) return false;
     }
@@ -111,8 +116,9 @@ struct stage_fns {
       out = fate::filtered;
       return true;
     }
-    registry& r = ctx.core->reg(type_index<T>());
-    out = ctx.core->process(r, &*made, m, *ctx.slot, next, ctx.hops, ctx.calls);
+    registry& r = *ctx.core->find_reg(type_index<T>());
+    // The rest of the chain runs in the frame already open for this event.
+    out = ctx.core->process(r, &*made, m, *ctx.slot, next, ctx.hops, ctx.calls, true);
     return true;
   }
   // T -> U or optional<U>: U's chain and subscribers get the output.
@@ -121,7 +127,10 @@ struct stage_fns {
                         std::size_t, fate& out) {
     std::optional<U> made;
     if constexpr (Optional) {
-      if (!guarded([&] { made = fn_of(fn)(ev_of(ev)); })) return false;
+      if (!guarded([&] {
+            if (auto o = fn_of(fn)(ev_of(ev))) made.emplace(std::move(*o));
+          }))
+        return false;
     } else {
       if (!guarded([&] { made.emplace(fn_of(fn)(ev_of(ev))); })) return false;
     }
@@ -129,7 +138,7 @@ struct stage_fns {
       out = fate::filtered;  // an empty optional drops the event
       return true;
     }
-    registry& ru = ctx.core->reg(type_index<U>());
+    registry& ru = *ctx.core->find_reg(type_index<U>());  // made when the stage was added
     if (ctx.hops + 1 > SLUICE_MAX_HOPS) {
       ctx.core->report_failure(ru, failure_kind::stage, 0,
                                "an event went through more than SLUICE_MAX_HOPS transforms",
@@ -230,6 +239,7 @@ class stage_builder {
 
   // Adds a stage (taking ownership of fn) or refuses it.
   void add(detail::stage st, void* fn, void (*destroy)(void*) noexcept, const std::uint32_t* out) {
+    std::unique_ptr<void, void (*)(void*) noexcept> owned(fn, destroy);
     st.fn = fn;
     st.destroy = destroy;
     const char* why = nullptr;
@@ -246,11 +256,16 @@ class stage_builder {
       } else if (out != nullptr && reaches(*out, detail::type_index<T>())) {
         why = "sluice: this transform would close a cycle of event types";
       } else {
+        if (out != nullptr) (void)core_->reg(*out);  // drainers only look it up
         if (c == nullptr) {
           r.chain_owner = std::make_unique<detail::stage_chain>();
           c = r.chain_owner.get();
         }
+        // Reserve first: nothing below may throw once the stage is in.
+        c->stages.reserve(c->stages.size() + 1);
+        c->outputs.reserve(c->outputs.size() + 1);
         c->stages.push_back(st);
+        owned.release();
         if (out != nullptr) c->outputs.push_back(*out);
         if (st.kind == detail::stage_kind::route || st.kind == detail::stage_kind::transform)
           c->closed = true;
@@ -258,7 +273,7 @@ class stage_builder {
         return;
       }
     }
-    destroy(fn);
+    owned.reset();
     if (error_ == nullptr) error_ = why;
 #if SLUICE_HAS_EXCEPTIONS
     throw std::logic_error(why);

@@ -97,7 +97,7 @@ class bus_core {
     return false;
   }
 
-  void producer_made(bool shared) noexcept {
+  void producer_made(bool shared) {
     live_producers_.fetch_add(1, std::memory_order_relaxed);
     if (!shared) mark_started();  // the bus's own pool is made with the bus
   }
@@ -218,20 +218,23 @@ class bus_core {
   // delivers it on the channel a route picked. `calls` gets the handler calls.
   // Stages run inside a frame of this bus (so that what they call knows it
   // runs inside the bus); a failing stage is reported and drops the event.
+  // `framed`: the event's frame is already open (an enrichment continuing).
   fate process(registry& r, const void* ev, const metadata& m, reader_slot& s, std::size_t from,
-               unsigned hops, std::size_t& calls) noexcept {
+               unsigned hops, std::size_t& calls, bool framed = false) noexcept {
     calls = 0;
     const stage_chain* c = r.chain.load(std::memory_order_acquire);
     std::uint32_t channel = 0;
     if (c != nullptr && from < c->stages.size()) {
       const unsigned d = s.depth;
-      if (SLUICE_UNLIKELY(d >= SLUICE_MAX_DEPTH)) {
-        report_failure(r, failure_kind::too_deep, 0, "stages nested deeper than SLUICE_MAX_DEPTH",
-                       ev);
-        return fate::filtered;
+      if (!framed) {
+        if (SLUICE_UNLIKELY(d >= SLUICE_MAX_DEPTH)) {
+          report_failure(r, failure_kind::too_deep, 0, "stages nested deeper than SLUICE_MAX_DEPTH",
+                         ev);
+          return fate::filtered;
+        }
+        s.depth = d + 1;
+        s.bus[d] = this;
       }
-      s.depth = d + 1;
-      s.bus[d] = this;
       bool go_on = true;
       fate f = fate::filtered;
       for (std::size_t i = from; go_on && i < c->stages.size(); ++i) {
@@ -260,17 +263,25 @@ class bus_core {
               stage_failed(r, ev);
               f = fate::filtered;
             }
-            go_on = false;
             calls = ctx.calls;
-            s.bus[d] = nullptr;
-            s.depth = d;
+            if (!framed) {
+              s.bus[d] = nullptr;
+              s.depth = d;
+            }
             return f;
           }
         }
       }
-      s.bus[d] = nullptr;
-      s.depth = d;
+      if (!framed) {
+        s.bus[d] = nullptr;
+        s.depth = d;
+      }
       if (!go_on) return f;
+    }
+    if (SLUICE_UNLIKELY(s.depth >= SLUICE_MAX_DEPTH)) {
+      report_failure(r, failure_kind::too_deep, 0, "delivery nested deeper than SLUICE_MAX_DEPTH",
+                     ev);
+      return fate::filtered;  // not delivered, whether or not it had subscribers
     }
     calls = deliver(r, ev, m, s, channel);
     return calls != 0 ? fate::delivered : fate::unrouted;
@@ -305,11 +316,15 @@ class bus_core {
 
   // Configuration of stages and key extractors is allowed until the bus
   // starts: the first producer, publish, dispatch or run().
-  void mark_started() noexcept {
-    if (!started_.load(std::memory_order_relaxed)) started_.store(true, std::memory_order_relaxed);
+  // The first start takes the configuration lock, so a configuration either
+  // completes before the bus starts or is refused.
+  void mark_started() {
+    if (SLUICE_LIKELY(started_.load(std::memory_order_acquire))) return;
+    std::lock_guard<std::mutex> lock(config_mutex_);
+    started_.store(true, std::memory_order_release);
   }
   [[nodiscard]] bool started() const noexcept {
-    return started_.load(std::memory_order_relaxed);
+    return started_.load(std::memory_order_acquire);
   }
   std::mutex& config_mutex() noexcept {
     return config_mutex_;

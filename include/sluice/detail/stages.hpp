@@ -5,7 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <string>
+#include <cstring>
 #include <vector>
 
 #include "../event.hpp"
@@ -31,9 +31,14 @@ struct stage_context {
 
 // The message of the exception a stage threw (valid until the next one on
 // this thread).
-inline thread_local std::string t_stage_error;
+// A fixed buffer: filled on a path that must not allocate.
+inline thread_local char t_stage_error[256] = {};
+inline void set_stage_error(const char* message) noexcept {
+  std::strncpy(t_stage_error, message, sizeof t_stage_error - 1);
+  t_stage_error[sizeof t_stage_error - 1] = '\0';
+}
 [[nodiscard]] inline const char* stage_error_message() noexcept {
-  return t_stage_error.c_str();
+  return t_stage_error;
 }
 
 struct stage {
