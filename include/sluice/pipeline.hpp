@@ -98,20 +98,25 @@ struct stage_fns {
   static bool pick(void* fn, const void* ev, std::uint32_t& channel_id) {
     return guarded([&] { channel_id = fn_of(fn)(ev_of(ev)).id(); });
   }
+  // Runs a converting stage's function into `made` (left empty when it
+  // returns an empty optional); false if it threw.
+  template <class Out, bool Optional>
+  static bool make(void* fn, const void* ev, std::optional<Out>& made) {
+    if constexpr (Optional) {
+      return guarded([&] {
+        if (auto o = fn_of(fn)(ev_of(ev))) made.emplace(std::move(*o));
+      });
+    } else {
+      return guarded([&] { made.emplace(fn_of(fn)(ev_of(ev))); });
+    }
+  }
   // T -> T (or optional<T>: empty drops it): the rest of this chain gets the
   // new value.
   template <bool Optional>
   static bool enrich(void* fn, const void* ev, const metadata& m, stage_context& ctx,
                      std::size_t next, fate& out) {
     std::optional<T> made;
-    if constexpr (Optional) {
-      if (!guarded([&] {
-            if (auto o = fn_of(fn)(ev_of(ev))) made.emplace(std::move(*o));
-          }))
-        return false;
-    } else {
-      if (!guarded([&] { made.emplace(fn_of(fn)(ev_of(ev))); })) return false;
-    }
+    if (!make<T, Optional>(fn, ev, made)) return false;
     if (!made) {
       out = fate::filtered;
       return true;
@@ -126,14 +131,7 @@ struct stage_fns {
   static bool transform(void* fn, const void* ev, const metadata& m, stage_context& ctx,
                         std::size_t, fate& out) {
     std::optional<U> made;
-    if constexpr (Optional) {
-      if (!guarded([&] {
-            if (auto o = fn_of(fn)(ev_of(ev))) made.emplace(std::move(*o));
-          }))
-        return false;
-    } else {
-      if (!guarded([&] { made.emplace(fn_of(fn)(ev_of(ev))); })) return false;
-    }
+    if (!make<U, Optional>(fn, ev, made)) return false;
     if (!made) {
       out = fate::filtered;  // an empty optional drops the event
       return true;
