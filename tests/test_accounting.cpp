@@ -189,3 +189,24 @@ TEST_CASE("the equation detects an unbalanced count (positive control)", "[accou
   st.unrouted = 1;
   CHECK(st.balanced());
 }
+
+TEST_CASE("stop waits for a batch another thread is still delivering", "[accounting]") {
+  test::watchdog wd(std::chrono::seconds(30), "stop during a poll");
+  sluice::bus bus{sluice::bus_options{}.with_lanes(1)};
+  std::atomic<bool> entered{false}, finished{false};
+  auto sub = bus.subscribe<alpha>([&](const alpha&) {
+    entered = true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    finished = true;
+  });
+  bus.publish(alpha{1});
+  std::thread poller([&] { bus.poll(); });
+  REQUIRE(test::wait_until([&] { return entered.load(); }));
+  REQUIRE(bus.stop());
+  // The event was taken off the lane, but stop() waited for its delivery.
+  CHECK(finished.load());
+  const auto st = bus.stats<alpha>();
+  CHECK(st.delivered == 1);
+  CHECK(st.balanced());
+  poller.join();
+}

@@ -89,13 +89,10 @@ class producer_core {
     static_assert(check_event_type<T>(), "");
     const std::uint32_t type = type_index<T>();
     counter_cell& c = cell(type);
-    if (!has_key) {
+    if (!has_key && c.owner->key_of != nullptr) {
       // A key extractor configured for the type keys the event.
-      const registry* r = core_->find_reg(type);
-      if (r != nullptr && r->key_of != nullptr) {
-        key = r->key_of(r->key_fn, static_cast<const void*>(&e));
-        has_key = true;
-      }
+      key = c.owner->key_of(c.owner->key_fn, static_cast<const void*>(&e));
+      has_key = true;
     }
     const std::size_t li = has_key ? core_->lane_for(key) : home_;
     lane& l = core_->lane_at(li);
@@ -130,8 +127,8 @@ class producer_core {
     // whose copy may throw go one by one, so a throw loses nothing accepted.
     // A key extractor keys each event on its own (so each may go to another
     // lane): one by one as well.
-    const registry* kr = core_->find_reg(type_index<T>());
-    const bool extract = !has_key && kr != nullptr && kr->key_of != nullptr;
+    counter_cell& c = cell(type_index<T>());
+    const bool extract = !has_key && c.owner->key_of != nullptr;
     if (extract || !stored_inline<T> ||
         !std::is_nothrow_constructible_v<T, decltype(std::move(*first))>) {
       std::size_t done = 0;
@@ -139,14 +136,12 @@ class producer_core {
         const publish_result r = publish(std::move(*first), has_key, key, mode);
         if (r == publish_result::ok) ++done;
         if (r == publish_result::stopped || r == publish_result::full) {
-          counter_cell::bump(cell(type_index<T>()).rejected,
-                             static_cast<std::size_t>(std::distance(first, last)) - 1);
+          counter_cell::bump(c.rejected, static_cast<std::size_t>(std::distance(first, last)) - 1);
           break;
         }
       }
       return done;
     }
-    counter_cell& c = cell(type_index<T>());
     const std::size_t li = has_key ? core_->lane_for(key) : home_;
     lane& l = core_->lane_at(li);
     const bool in_handler = inside(core_);

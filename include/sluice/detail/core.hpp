@@ -445,6 +445,7 @@ class bus_core {
         return c;
     }
     auto* c = new counter_cell;
+    c->owner = &r;
     c->in_use.store(true, std::memory_order_relaxed);
     counter_cell* head = r.cells.load(std::memory_order_relaxed);
     do {

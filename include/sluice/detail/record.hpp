@@ -109,10 +109,8 @@ class record {
     ops_ = nullptr;
   }
 
-  void set_meta(const metadata& m) noexcept { meta_ = m; }
   void set_sequence(std::uint64_t s) noexcept { meta_.sequence = s; }
 
-  [[nodiscard]] bool empty() const noexcept { return ops_ == nullptr; }
   [[nodiscard]] std::uint32_t type() const noexcept { return ops_->type; }
   [[nodiscard]] const void* event() const noexcept { return ops_->get(buf_); }
   [[nodiscard]] const metadata& meta() const noexcept { return meta_; }

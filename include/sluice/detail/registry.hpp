@@ -67,6 +67,7 @@ struct alignas(SLUICE_CACHE_LINE) counter_cell {
   std::atomic<std::uint64_t> rejected{0};
   std::atomic<bool> in_use{false};
   counter_cell* next = nullptr;
+  const registry* owner = nullptr;  // the type's registry (key extractor, stages)
 
   static void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
     c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
@@ -134,11 +135,6 @@ struct alignas(SLUICE_CACHE_LINE) registry {
   std::vector<sub_array*> retired;  // guarded by mutex
   sub_node* nodes = nullptr;        // guarded by mutex
   std::atomic<counter_cell*> cells{nullptr};
-
-  [[nodiscard]] bool has_subscribers() const noexcept {
-    const sub_array* a = current.load(std::memory_order_acquire);
-    return a != nullptr && !a->items.empty();
-  }
 
   // --- writer side (all under mutex) ---------------------------------------
 

@@ -116,22 +116,7 @@ SLUICE_NOINLINE inline reader_slot* acquire_slot() {
 }
 
 // Reader side: announce a pointer, then read what the writer may have changed.
-inline void announce(std::atomic<const void*>& cell, const void* p) noexcept {
-  if (g_asymmetric.load(std::memory_order_relaxed)) {
-    cell.store(p, std::memory_order_relaxed);
-    std::atomic_signal_fence(std::memory_order_seq_cst);
-  } else {
-    cell.store(p, std::memory_order_seq_cst);
-  }
-}
-
-template <class T>
-[[nodiscard]] inline T reader_load(const std::atomic<T>& a) noexcept {
-  if (g_asymmetric.load(std::memory_order_relaxed)) return a.load(std::memory_order_acquire);
-  return a.load(std::memory_order_seq_cst);
-}
-
-// The same, with the fence mode read once by the caller (hot loops).
+// `asym` is asymmetric_mode(), read once by the caller.
 inline void announce(std::atomic<const void*>& cell, const void* p, bool asym) noexcept {
   if (asym) {
     cell.store(p, std::memory_order_relaxed);
@@ -179,7 +164,6 @@ class backoff {
     }
     ++n_;
   }
-  [[nodiscard]] unsigned count() const noexcept { return n_; }
 
  private:
   unsigned n_ = 0;
