@@ -31,3 +31,18 @@ else()
   endif()
 endif()
 message(STATUS "sluice: concurrentqueue from ${SLUICE_QUEUE_KIND}")
+
+# {fmt}: only the JSON-lines sink (sluice/storage/json_sink.hpp), the
+# sluice-log tool, the examples and the tests use it; the core never does.
+function(sluice_find_fmt)
+  if(TARGET fmt::fmt)
+    return()
+  endif()
+  find_package(fmt CONFIG QUIET)
+  if(NOT TARGET fmt::fmt)
+    include(FetchContent)
+    message(STATUS "sluice: fmt not found on the system, fetching it")
+    FetchContent_Declare(fmt GIT_REPOSITORY https://github.com/fmtlib/fmt.git GIT_TAG 9.1.0)
+    FetchContent_MakeAvailable(fmt)
+  endif()
+endfunction()

@@ -95,7 +95,8 @@ class bus {
 
   [[nodiscard]] producer make_producer(producer_options po = {}) {
     return producer(std::make_unique<detail::producer_core>(
-        core_, core_.next_producer_id(), po.override_policy ? po.policy : core_.options().policy));
+        core_, core_.next_producer_id(), po.override_policy ? po.policy : core_.options().policy,
+        false, po.replayed));
   }
 
   // Convenience publish through a small pool of shared producers (a thread
@@ -128,8 +129,11 @@ class bus {
   std::size_t dispatch(const Event& e) {
     static_assert(check_event_type<Event>(), "");
     core_.mark_started();
+    if (core_.state() == detail::run_state::stopped) return 0;
+    if (detail::record_hook* h = core_.hook())
+      h->on_event(detail::type_index<Event>(), &e, no_metadata);
     detail::registry* r = core_.find_reg(detail::type_index<Event>());
-    if (r == nullptr || core_.state() == detail::run_state::stopped) return 0;
+    if (r == nullptr) return 0;
     detail::reader_slot& slot = *detail::my_slot();
     if (r->chain.load(std::memory_order_acquire) == nullptr)
       return core_.deliver(*r, &e, no_metadata, slot);  // no stages: straight to the handlers
@@ -214,6 +218,25 @@ class bus {
 #endif
   }
 
+  // ---- storage (see storage/recorder.hpp) -------------------------------------
+
+  // Records every event this bus takes from a lane for delivery (in lane
+  // order, before any stage or handler sees it) and every dispatched event,
+  // except replayed ones. Before the bus starts; stop() then writes and syncs
+  // what was recorded. Returns nullptr, or why it was refused (and throws
+  // std::logic_error with exceptions).
+  template <class Recorder>
+  const char* record(std::shared_ptr<Recorder> rec) {
+    static_assert(std::is_base_of_v<detail::record_hook, Recorder>,
+                  "sluice: bus::record takes a std::shared_ptr<sluice::recorder>");
+    const char* why = rec == nullptr ? "sluice: bus::record needs a recorder"
+                                     : core_.set_hook(std::move(rec));
+#if SLUICE_HAS_EXCEPTIONS
+    if (why != nullptr) throw std::logic_error(why);
+#endif
+    return why;
+  }
+
   // ---- running ---------------------------------------------------------------
 
   // Drains queued events on this thread; returns how many were taken.
@@ -285,6 +308,7 @@ class bus {
     core_.set_state(detail::run_state::stopped);
     core_.wake_everyone();
     core_.drain_all(discard);  // events accepted just before the state changed
+    if (detail::record_hook* h = core_.hook()) h->on_stop();
     return true;
   }
 

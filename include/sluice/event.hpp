@@ -19,13 +19,16 @@ using key_type = std::uint64_t;
 //  - timestamp: steady-clock nanoseconds at publish (0 when the bus was made
 //               with stamp_time(false));
 //  - producer:  the publishing producer's id (1..n within a bus; 0 for dispatch);
-//  - key / has_key: the key given to publish, if any.
+//  - key / has_key: the key given to publish, if any;
+//  - replayed:  the event was published by a replay of a stored log (see
+//               storage/replay.hpp): handlers with outside effects (mail, payments) may skip it.
 struct metadata {
   std::uint64_t sequence = 0;
   std::int64_t timestamp = 0;
   key_type key = 0;
   std::uint32_t producer = 0;
   bool has_key = false;
+  bool replayed = false;
 };
 
 // The metadata of an event that was dispatched, not published: all zero.

@@ -93,6 +93,9 @@ struct bus_options {
 struct producer_options {
   bool override_policy = false;
   full_policy policy = full_policy::block;
+  // Marks every event as replayed (metadata::replayed): what a log replay uses.
+  // Recorders do not store replayed events again.
+  bool replayed = false;
 
   static producer_options with_policy(full_policy p) {
     producer_options o;

@@ -92,7 +92,7 @@ struct stage_fns {
   static bool test(void* fn, const void* ev, bool& pass) {
     return guarded([&] { pass = static_cast<bool>(fn_of(fn)(ev_of(ev))); });
   }
-  static bool observe(void* fn, const void* ev) {
+  static bool observe(void* fn, const void* ev, const metadata&) {
     return guarded([&] { fn_of(fn)(ev_of(ev)); });
   }
   static bool pick(void* fn, const void* ev, std::uint32_t& channel_id) {
@@ -182,6 +182,28 @@ class stage_builder {
     st.kind = detail::stage_kind::tap;
     st.observe = &detail::stage_fns<T, F>::observe;
     add(st, new F(std::forward<Fn>(fn)), &detail::stage_fns<T, F>::destroy, nullptr);
+    return *this;
+  }
+
+  // Stores the event (with its metadata) in a recorder (storage/recorder.hpp)
+  // and passes it on: placed after filters, it stores only what passed them.
+  // Events a replay publishes are not stored again.
+  template <class Recorder>
+  stage_builder& store(std::shared_ptr<Recorder> rec) {
+    static_assert(std::is_base_of_v<detail::record_hook, Recorder>,
+                  "sluice: store takes a std::shared_ptr<sluice::recorder>");
+    struct store_fn {
+      std::shared_ptr<detail::record_hook> hook;
+      static bool observe(void* fn, const void* ev, const metadata& m) {
+        static_cast<store_fn*>(fn)->hook->on_event(detail::type_index<T>(), ev, m);
+        return true;
+      }
+      static void destroy(void* fn) noexcept { delete static_cast<store_fn*>(fn); }
+    };
+    detail::stage st;
+    st.kind = detail::stage_kind::tap;
+    st.observe = &store_fn::observe;
+    add(st, new store_fn{std::move(rec)}, &store_fn::destroy, nullptr);
     return *this;
   }
 

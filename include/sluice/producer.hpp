@@ -60,8 +60,9 @@ class bulk_records {
 
 class producer_core {
  public:
-  producer_core(bus_core& core, std::uint32_t id, full_policy policy, bool shared = false)
-      : core_(&core), id_(id), policy_(policy), home_(id % core.lane_count()) {
+  producer_core(bus_core& core, std::uint32_t id, full_policy policy, bool shared = false,
+                bool replayed = false)
+      : core_(&core), id_(id), policy_(policy), replayed_(replayed), home_(id % core.lane_count()) {
     tokens_.reserve(core.lane_count());
     for (std::size_t i = 0; i < core.lane_count(); ++i) tokens_.emplace_back(core.lane_at(i).q());
     core.producer_made(shared);
@@ -194,6 +195,7 @@ class producer_core {
     m.key = key;
     m.producer = id_;
     m.has_key = has_key;
+    m.replayed = replayed_;
     return m;
   }
 
@@ -270,12 +272,17 @@ class producer_core {
   std::uint32_t id_;
   std::uint64_t seq_ = 0;
   full_policy policy_;
+  bool replayed_;
   std::size_t home_;
   std::vector<producer_token> tokens_;
   counter_cell* cells_[SLUICE_MAX_EVENT_TYPES] = {};
 };
 
 }  // namespace detail
+
+namespace detail {
+struct producer_access;
+}
 
 class producer {
  public:
@@ -331,9 +338,24 @@ class producer {
 
  private:
   friend class bus;
+  friend struct detail::producer_access;
   using mode = detail::producer_core::attempt;
   explicit producer(std::unique_ptr<detail::producer_core> c) noexcept : core_(std::move(c)) {}
   std::unique_ptr<detail::producer_core> core_;
 };
+
+namespace detail {
+// For the storage layer's replay: publishes without waiting and without
+// counting a full lane (`would_block` says to drain and try again).
+struct producer_access {
+  template <class Event>
+  static publish_result probe(producer& p, Event&& e, bool has_key, key_type key,
+                              bool& would_block) {
+    if (!p.core_) return publish_result::stopped;
+    return p.core_->publish(std::forward<Event>(e), has_key, key, producer_core::attempt::probe,
+                            &would_block);
+  }
+};
+}  // namespace detail
 
 }  // namespace sluice

@@ -25,6 +25,20 @@ namespace sluice::detail {
 
 enum class run_state : std::uint8_t { running, draining, discarding, stopped };
 
+// What a recorder (storage/recorder.hpp) implements to see a bus's events.
+// Called on the delivering threads; must not throw.
+class record_hook {
+ public:
+  virtual ~record_hook() = default;
+  // Events taken from a lane for delivery, in lane order, before any stage or
+  // handler sees them.
+  virtual void on_batch(const record* recs, std::size_t n) noexcept = 0;
+  // One event: a dispatch, or a store stage.
+  virtual void on_event(std::uint32_t type, const void* ev, const metadata& m) noexcept = 0;
+  // The bus has stopped: everything recorded is to be written (and synced).
+  virtual void on_stop() noexcept = 0;
+};
+
 [[nodiscard]] inline std::int64_t now_ns() noexcept {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
@@ -247,7 +261,7 @@ class bus_core {
             break;
           }
           case stage_kind::tap:
-            if (!st.observe(st.fn, ev)) stage_failed(r, ev);
+            if (!st.observe(st.fn, ev, m)) stage_failed(r, ev);
             break;
           case stage_kind::route:
             if (!st.pick(st.fn, ev, channel)) {
@@ -330,6 +344,18 @@ class bus_core {
     return config_mutex_;
   }
 
+  // Sets the recorder that sees every event leaving a lane (and every
+  // dispatch). Before the bus starts only; nullptr when set, else why not.
+  const char* set_hook(std::shared_ptr<record_hook> h) {
+    std::lock_guard<std::mutex> lock(config_mutex_);
+    if (started()) return "sluice: a recorder must be attached before the bus starts";
+    if (hook_owner_ != nullptr) return "sluice: this bus already has a recorder";
+    hook_owner_ = std::move(h);
+    hook_.store(hook_owner_.get(), std::memory_order_release);
+    return nullptr;
+  }
+  [[nodiscard]] record_hook* hook() const noexcept { return hook_.load(std::memory_order_acquire); }
+
   // Takes one batch from lane i and delivers it, holding the lane's lock so
   // that the lane's order is kept. Returns events taken (0: empty or busy).
   std::size_t drain_lane(std::size_t i, std::size_t max, bool discard = false) {
@@ -348,6 +374,9 @@ class bus_core {
     }
     l.begin_delivery(n);
     l.release(n);
+    if (!discard) {
+      if (record_hook* h = hook()) h->on_batch(batch, n);
+    }
     tally t;
     for (std::size_t k = 0; k < n; ++k) {
       record& rec = batch[k];
@@ -485,6 +514,8 @@ class bus_core {
   std::atomic<int> live_producers_{0};
   std::atomic<bool> started_{false};
   std::mutex config_mutex_;
+  std::shared_ptr<record_hook> hook_owner_;
+  std::atomic<record_hook*> hook_{nullptr};
   std::atomic<std::uint32_t> next_producer_id_{0};
   alignas(SLUICE_CACHE_LINE) std::atomic<std::uint32_t> sleepers_{0};
   std::mutex park_mutex_;

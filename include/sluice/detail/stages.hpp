@@ -50,7 +50,7 @@ struct stage {
   // chain for enrich, the output type's chain for transform) and says what
   // became of the input. Each returns false if the user's function threw.
   bool (*test)(void* fn, const void* ev, bool& pass) = nullptr;
-  bool (*observe)(void* fn, const void* ev) = nullptr;
+  bool (*observe)(void* fn, const void* ev, const metadata& m) = nullptr;
   bool (*pick)(void* fn, const void* ev, std::uint32_t& channel) = nullptr;
   bool (*convert)(void* fn, const void* ev, const metadata& m, stage_context& ctx, std::size_t next,
                   fate& out) = nullptr;

@@ -1,0 +1,247 @@
+// sluice — the stored record format, shared by every sink and the reader.
+//
+// All integers are little-endian. docs/log-format.md is the specification;
+// this file is its one implementation.
+//
+//   record  = frame header (8 bytes) + body
+//   frame   = u32 body length L | u32 CRC32C of the L body bytes
+//   body    = u64 offset | i64 time (ns since the Unix epoch) | u64 key
+//           | u32 producer | u32 type version | u16 flags | u16 name length N
+//           | N bytes type name | L - 36 - N bytes payload
+//   flags   = bit 0: has key, bit 1: replayed; other bits are zero
+//
+//   segment = header (64 bytes) + records
+//   header  = "SLUICELG" | u32 format version (1) | u32 header size (64)
+//           | u64 offset of the first record | i64 creation time (ns, Unix)
+//           | 28 zero bytes | u32 CRC32C of the 60 bytes before it
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+#include "../event.hpp"
+#include "crc32c.hpp"
+
+namespace sluice {
+
+// A read-only run of bytes.
+struct byte_view {
+  const unsigned char* data = nullptr;
+  std::size_t size = 0;
+};
+
+// One stored event as a sink or a reader sees it: a view, valid until the
+// next call on whatever produced it.
+struct stored_event {
+  std::uint64_t offset = 0;   // position in its log: 0, 1, 2, ...
+  std::int64_t time_ns = 0;   // when it was published, ns since the Unix epoch
+  key_type key = 0;           // meaningful when has_key
+  std::uint32_t producer = 0; // the publishing producer's id within its bus
+  std::uint32_t version = 0;  // the codec version it was written with
+  bool has_key = false;
+  bool replayed = false;      // it came from a replay
+  std::string_view type;      // the stable event name given to sluice::codecs
+  byte_view payload;          // the codec's bytes
+};
+
+namespace storage {
+
+inline constexpr char segment_magic[8] = {'S', 'L', 'U', 'I', 'C', 'E', 'L', 'G'};
+inline constexpr std::uint32_t format_version = 1;
+inline constexpr std::size_t segment_header_size = 64;
+inline constexpr std::size_t frame_size = 8;
+inline constexpr std::size_t body_fixed = 36;  // body bytes before the name
+inline constexpr std::size_t max_name = 255;
+inline constexpr std::uint16_t flag_key = 1;
+inline constexpr std::uint16_t flag_replayed = 2;
+inline constexpr std::uint16_t known_flags = flag_key | flag_replayed;
+// The largest body a reader accepts by default (a length beyond it is damage,
+// not an allocation).
+inline constexpr std::size_t default_max_record = std::size_t{16} << 20;
+
+// ---- little-endian loads and stores ------------------------------------------
+
+template <class T>
+inline void store_le(unsigned char* p, T v) noexcept {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  if constexpr (sizeof(T) == 2) v = static_cast<T>(__builtin_bswap16(static_cast<std::uint16_t>(v)));
+  if constexpr (sizeof(T) == 4) v = static_cast<T>(__builtin_bswap32(static_cast<std::uint32_t>(v)));
+  if constexpr (sizeof(T) == 8) v = static_cast<T>(__builtin_bswap64(static_cast<std::uint64_t>(v)));
+#endif
+  std::memcpy(p, &v, sizeof v);
+}
+
+template <class T>
+[[nodiscard]] inline T load_le(const unsigned char* p) noexcept {
+  T v;
+  std::memcpy(&v, p, sizeof v);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  if constexpr (sizeof(T) == 2) v = static_cast<T>(__builtin_bswap16(static_cast<std::uint16_t>(v)));
+  if constexpr (sizeof(T) == 4) v = static_cast<T>(__builtin_bswap32(static_cast<std::uint32_t>(v)));
+  if constexpr (sizeof(T) == 8) v = static_cast<T>(__builtin_bswap64(static_cast<std::uint64_t>(v)));
+#endif
+  return v;
+}
+
+// ---- records -------------------------------------------------------------------
+
+// Writes a frame and body header at p (frame_size + body_fixed + name bytes);
+// the length and checksum are filled in by finish_record.
+inline void begin_record(unsigned char* p, std::int64_t time_ns, const metadata& m,
+                         std::uint32_t version, std::string_view name) noexcept {
+  unsigned char* b = p + frame_size;
+  store_le<std::uint64_t>(b, 0);
+  store_le<std::int64_t>(b + 8, time_ns);
+  store_le<std::uint64_t>(b + 16, m.has_key ? m.key : 0);
+  store_le<std::uint32_t>(b + 24, m.producer);
+  store_le<std::uint32_t>(b + 28, version);
+  const std::uint16_t flags = static_cast<std::uint16_t>((m.has_key ? flag_key : 0) |
+                                                         (m.replayed ? flag_replayed : 0));
+  store_le<std::uint16_t>(b + 32, flags);
+  store_le<std::uint16_t>(b + 34, static_cast<std::uint16_t>(name.size()));
+  std::memcpy(b + body_fixed, name.data(), name.size());
+}
+
+// Sets the length of a record whose body is `body` bytes.
+inline void set_length(unsigned char* p, std::size_t body) noexcept {
+  store_le<std::uint32_t>(p, static_cast<std::uint32_t>(body));
+}
+
+// Numbers a record and seals it with its checksum.
+inline void seal_record(unsigned char* p, std::uint64_t offset) noexcept {
+  const std::uint32_t body = load_le<std::uint32_t>(p);
+  store_le<std::uint64_t>(p + frame_size, offset);
+  store_le<std::uint32_t>(p + 4, detail::crc32c(p + frame_size, body));
+}
+
+enum class parse_status : std::uint8_t {
+  ok,         // a whole, checked record
+  need_more,  // the bytes end inside the record (a torn tail, or still being written)
+  damaged,    // the bytes are not a valid record
+};
+
+struct parse_result {
+  parse_status status = parse_status::ok;
+  std::size_t size = 0;        // bytes the record takes (ok), or needs (need_more)
+  const char* reason = nullptr;  // why it is damaged
+};
+
+// Checks the record at p (n bytes available) and fills `out` on success.
+// Never reads beyond p + n.
+inline parse_result parse_record(const unsigned char* p, std::size_t n, stored_event& out,
+                                 std::size_t max_record = default_max_record) noexcept {
+  parse_result r;
+  if (n < frame_size) {
+    r.status = parse_status::need_more;
+    r.size = frame_size;
+    return r;
+  }
+  const std::uint32_t body = load_le<std::uint32_t>(p);
+  const std::uint32_t crc = load_le<std::uint32_t>(p + 4);
+  if (body == 0 && crc == 0) {
+    r.status = parse_status::damaged;
+    r.reason = "zero-filled bytes where a record should start";
+    return r;
+  }
+  if (body < body_fixed + 1 || body > max_record) {
+    r.status = parse_status::damaged;
+    r.reason = body > max_record ? "record length beyond the largest allowed record"
+                                 : "record length too small for a record";
+    return r;
+  }
+  if (n - frame_size < body) {
+    r.status = parse_status::need_more;
+    r.size = frame_size + body;
+    return r;
+  }
+  const unsigned char* b = p + frame_size;
+  if (detail::crc32c(b, body) != crc) {
+    r.status = parse_status::damaged;
+    r.reason = "checksum mismatch";
+    return r;
+  }
+  const std::uint16_t flags = load_le<std::uint16_t>(b + 32);
+  const std::uint16_t name_len = load_le<std::uint16_t>(b + 34);
+  if ((flags & ~known_flags) != 0) {
+    r.status = parse_status::damaged;
+    r.reason = "unknown record flags";
+    return r;
+  }
+  if (name_len == 0 || name_len > max_name || body_fixed + name_len > body) {
+    r.status = parse_status::damaged;
+    r.reason = "bad type name length";
+    return r;
+  }
+  out.offset = load_le<std::uint64_t>(b);
+  out.time_ns = load_le<std::int64_t>(b + 8);
+  out.key = load_le<std::uint64_t>(b + 16);
+  out.producer = load_le<std::uint32_t>(b + 24);
+  out.version = load_le<std::uint32_t>(b + 28);
+  out.has_key = (flags & flag_key) != 0;
+  out.replayed = (flags & flag_replayed) != 0;
+  out.type = std::string_view(reinterpret_cast<const char*>(b + body_fixed), name_len);
+  out.payload.data = b + body_fixed + name_len;
+  out.payload.size = body - body_fixed - name_len;
+  r.size = frame_size + body;
+  return r;
+}
+
+// ---- segment headers -------------------------------------------------------------
+
+inline void write_segment_header(unsigned char* p, std::uint64_t base,
+                                 std::int64_t created_ns) noexcept {
+  std::memset(p, 0, segment_header_size);
+  std::memcpy(p, segment_magic, sizeof segment_magic);
+  store_le<std::uint32_t>(p + 8, format_version);
+  store_le<std::uint32_t>(p + 12, static_cast<std::uint32_t>(segment_header_size));
+  store_le<std::uint64_t>(p + 16, base);
+  store_le<std::int64_t>(p + 24, created_ns);
+  store_le<std::uint32_t>(p + 60, detail::crc32c(p, 60));
+}
+
+struct segment_header {
+  std::uint64_t base = 0;
+  std::int64_t created_ns = 0;
+};
+
+// nullptr when the 64 bytes at p are a valid header, else why not.
+[[nodiscard]] inline const char* read_segment_header(const unsigned char* p,
+                                                     segment_header& out) noexcept {
+  if (std::memcmp(p, segment_magic, sizeof segment_magic) != 0)
+    return "not a sluice log segment (bad magic)";
+  if (load_le<std::uint32_t>(p + 60) != detail::crc32c(p, 60))
+    return "segment header checksum mismatch";
+  if (load_le<std::uint32_t>(p + 8) != format_version)
+    return "unsupported log format version (this build reads version 1)";
+  if (load_le<std::uint32_t>(p + 12) != segment_header_size) return "bad segment header size";
+  out.base = load_le<std::uint64_t>(p + 16);
+  out.created_ns = load_le<std::int64_t>(p + 24);
+  return nullptr;
+}
+
+// Segment files are named by their first offset: 20 digits, ".slog".
+[[nodiscard]] inline std::string segment_name(std::uint64_t base) {
+  std::string s = std::to_string(base);
+  return std::string(20 - s.size(), '0') + s + ".slog";
+}
+
+// The base offset a segment file name gives, or false for other files.
+[[nodiscard]] inline bool parse_segment_name(std::string_view name, std::uint64_t& base) noexcept {
+  if (name.size() != 25 || name.substr(20) != ".slog") return false;
+  std::uint64_t v = 0;
+  for (std::size_t i = 0; i < 20; ++i) {
+    const char c = name[i];
+    if (c < '0' || c > '9') return false;
+    const auto d = static_cast<std::uint64_t>(c - '0');
+    if (v > (UINT64_MAX - d) / 10) return false;
+    v = v * 10 + d;
+  }
+  base = v;
+  return true;
+}
+
+}  // namespace storage
+}  // namespace sluice

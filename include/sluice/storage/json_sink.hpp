@@ -1,0 +1,191 @@
+// sluice — a JSON-lines text sink: one human-readable line per event, for
+// audit trails that people and log tools read. Needs {fmt} (link fmt::fmt).
+//
+//   {"offset":7,"time_ns":1764000000000000000,"type":"order","version":1,
+//    "key":42,"producer":3,"replayed":false,"event":"order #42: 3 x AAPL"}
+//
+// "event" is the event formatted with fmt::formatter<T> for the types shown
+// with show<T>(); other types get "payload_base64" (their codec's bytes).
+// Names are printable ASCII (codecs::check_name); text is escaped as JSON.
+//
+// Thread-safety: a sink (the recorder's writer thread calls it).
+#pragma once
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "codec.hpp"
+#include "file_log.hpp"
+#include "format.hpp"
+#include "sink.hpp"
+
+namespace sluice {
+
+namespace detail {
+
+inline void json_escape(fmt::memory_buffer& out, std::string_view s) {
+  for (char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    switch (c) {
+      case '"':
+        out.append(std::string_view("\\\""));
+        break;
+      case '\\':
+        out.append(std::string_view("\\\\"));
+        break;
+      case '\n':
+        out.append(std::string_view("\\n"));
+        break;
+      case '\r':
+        out.append(std::string_view("\\r"));
+        break;
+      case '\t':
+        out.append(std::string_view("\\t"));
+        break;
+      default:
+        if (c < 0x20 || c == 0x7F) {
+          fmt::format_to(std::back_inserter(out), "\\u{:04x}", static_cast<unsigned>(c));
+        } else {
+          out.push_back(ch);
+        }
+    }
+  }
+}
+
+inline void base64(fmt::memory_buffer& out, byte_view in) {
+  static constexpr char digits[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::size_t i = 0;
+  for (; i + 3 <= in.size; i += 3) {
+    const std::uint32_t v = (std::uint32_t{in.data[i]} << 16) | (std::uint32_t{in.data[i + 1]} << 8) |
+                            in.data[i + 2];
+    const char q[4] = {digits[v >> 18], digits[(v >> 12) & 63], digits[(v >> 6) & 63], digits[v & 63]};
+    out.append(q, q + 4);
+  }
+  if (i < in.size) {
+    std::uint32_t v = std::uint32_t{in.data[i]} << 16;
+    if (i + 1 < in.size) v |= std::uint32_t{in.data[i + 1]} << 8;
+    const char q[4] = {digits[v >> 18], digits[(v >> 12) & 63],
+                       i + 1 < in.size ? digits[(v >> 6) & 63] : '=', '='};
+    out.append(q, q + 4);
+  }
+}
+
+}  // namespace detail
+
+// Appends one JSON line (with '\n') for `e`. `text`: the formatted event, or
+// nullptr to show the payload as base64 (or as hex when `hex`).
+inline void append_json_line(fmt::memory_buffer& out, const stored_event& e,
+                             const std::string* text, bool hex = false) {
+  fmt::format_to(std::back_inserter(out),
+                 "{{\"offset\":{},\"time_ns\":{},\"type\":\"", e.offset, e.time_ns);
+  detail::json_escape(out, e.type);
+  fmt::format_to(std::back_inserter(out), "\",\"version\":{},\"key\":", e.version);
+  if (e.has_key) {
+    fmt::format_to(std::back_inserter(out), "{}", e.key);
+  } else {
+    out.append(std::string_view("null"));
+  }
+  fmt::format_to(std::back_inserter(out), ",\"producer\":{},\"replayed\":{},", e.producer,
+                 e.replayed ? "true" : "false");
+  if (text != nullptr) {
+    out.append(std::string_view("\"event\":\""));
+    detail::json_escape(out, *text);
+  } else if (hex) {
+    out.append(std::string_view("\"payload_hex\":\""));
+    for (std::size_t i = 0; i < e.payload.size; ++i)
+      fmt::format_to(std::back_inserter(out), "{:02x}", e.payload.data[i]);
+  } else {
+    out.append(std::string_view("\"payload_base64\":\""));
+    detail::base64(out, e.payload);
+  }
+  out.append(std::string_view("\"}\n"));
+}
+
+class json_sink final : public sink {
+ public:
+  // Appends to the file at `path` (made if missing). nullptr on error.
+  static std::unique_ptr<json_sink> open(const std::string& path,
+                                         std::shared_ptr<const codecs> types,
+                                         storage_error& err) {
+    err = {};
+    const int fd = detail::open_retry(path.c_str(), O_WRONLY | O_CREAT | O_APPEND);
+    if (fd < 0) {
+      err = detail::errno_error("open", path, errno);
+      return nullptr;
+    }
+    return std::unique_ptr<json_sink>(new json_sink(fd, path, std::move(types)));
+  }
+
+  json_sink(const json_sink&) = delete;
+  json_sink& operator=(const json_sink&) = delete;
+  ~json_sink() override { (void)close(); }
+
+  // Shows events of type T as fmt::format("{}", event) (decoded with the codecs).
+  // Call before the sink is handed to a recorder.
+  template <class T>
+  json_sink& show() {
+    const codec_entry* c = types_ ? types_->find<T>() : nullptr;
+    if (c == nullptr) return *this;
+    formatters_[c->name] = [](const codecs& types, const stored_event& e, std::string& out) {
+      decoded<T> d = types.decode<T>(e);
+      if (!d) return false;
+      out = fmt::format("{}", d.value());
+      return true;
+    };
+    return *this;
+  }
+
+  storage_error append(record_batch& b) override {
+    if (fd_ < 0) return storage_error::make(storage_errc::closed, "sluice: the JSON sink is closed", path_);
+    b.seal(next_);
+    next_ += b.size();
+    buf_.clear();
+    std::string text;
+    b.for_each([&](const stored_event& e) {
+      auto it = formatters_.find(std::string(e.type));
+      const bool shown = it != formatters_.end() && it->second(*types_, e, text);
+      append_json_line(buf_, e, shown ? &text : nullptr);
+    });
+    int err = 0;
+    if (!detail::write_all(fd_, reinterpret_cast<const unsigned char*>(buf_.data()), buf_.size(), err))
+      return detail::errno_error("write", path_, err);
+    return {};
+  }
+
+  storage_error sync() override {
+    if (fd_ < 0) return storage_error::make(storage_errc::closed, "sluice: the JSON sink is closed", path_);
+    if (::fdatasync(fd_) != 0) return detail::errno_error("fdatasync", path_, errno);
+    return {};
+  }
+
+  storage_error close() override {
+    if (fd_ < 0) return {};
+    storage_error e = sync();
+    ::close(fd_);
+    fd_ = -1;
+    return e;
+  }
+
+ private:
+  json_sink(int fd, std::string path, std::shared_ptr<const codecs> types)
+      : fd_(fd), path_(std::move(path)), types_(std::move(types)) {}
+
+  using format_fn = bool (*)(const codecs&, const stored_event&, std::string&);
+  int fd_;
+  std::string path_;
+  std::shared_ptr<const codecs> types_;
+  std::unordered_map<std::string, format_fn> formatters_;
+  fmt::memory_buffer buf_;
+  std::uint64_t next_ = 0;
+};
+
+}  // namespace sluice

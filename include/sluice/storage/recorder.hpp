@@ -1,0 +1,435 @@
+// sluice — the recorder: encodes events into a bounded buffer and writes them
+// to a sink on its own thread, with group commit.
+//
+// The threads that deliver events (workers, poll, dispatch, a store stage)
+// only encode into the buffer: no I/O, no system call, no allocation once the
+// buffer has reached its size. The writer thread swaps the buffer out and
+// hands everything gathered meanwhile to the sink in one append, then syncs as
+// the sync policy says: one fdatasync covers every record of the batch, from
+// every lane (group commit).
+//
+// Full buffer: with full_behaviour::block (the default) a delivering thread
+// waits for the writer, so a slow disk backs up into the lanes, where the
+// bus's own full_policy applies to publishers (block, drop_newest or reject):
+// the recorder never loses an accepted event. With full_behaviour::drop the
+// record is counted as dropped and delivery goes on (for logs that matter less
+// than delivery).
+//
+// Thread-safety: every member may be called from any thread. Lifetime: a bus
+// holds the recorder attached to it (shared ownership); the destructor
+// closes it (writes, syncs, joins the writer).
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "../bus.hpp"
+#include "../detail/core.hpp"
+#include "../detail/record.hpp"
+#include "codec.hpp"
+#include "error.hpp"
+#include "file_log.hpp"
+#include "format.hpp"
+#include "sink.hpp"
+
+namespace sluice {
+
+enum class sync_policy : std::uint8_t {
+  never,        // the operating system writes when it likes; sync() and close() still sync
+  interval,     // at most every sync_interval while records arrive
+  every_batch,  // after every append: a record is durable within one batch's time
+};
+
+enum class full_behaviour : std::uint8_t {
+  block,  // the delivering thread waits for room (backpressure into the lanes)
+  drop,   // the record is dropped and counted; delivery goes on
+};
+
+struct record_options {
+  // Bytes the delivering threads may gather before the writer takes them (two
+  // such buffers exist: one filling, one being written). One record may go
+  // beyond it.
+  std::size_t buffer_bytes = std::size_t{4} << 20;
+  full_behaviour when_full = full_behaviour::block;
+  sync_policy sync = sync_policy::every_batch;
+  std::chrono::milliseconds sync_interval{100};
+  // Waits, on the delivering thread, until each batch is durable before its
+  // events are delivered: true write-ahead logging, at a sync per batch.
+  bool durable_before_delivery = false;
+  // Also store events that a replay published (metadata::replayed).
+  bool record_replayed = false;
+  // Called on the writer thread for each sink error. Must not throw.
+  std::function<void(const storage_error&)> on_error;
+
+  [[nodiscard]] const char* validate() const noexcept {
+    if (buffer_bytes < 4096) return "sluice: record_options::buffer_bytes must be at least 4096";
+    if (sync == sync_policy::interval && sync_interval.count() <= 0)
+      return "sluice: record_options::sync_interval must be positive";
+    if (when_full != full_behaviour::block && when_full != full_behaviour::drop)
+      return "sluice: record_options::when_full is not a full_behaviour value";
+    return nullptr;
+  }
+};
+
+struct recorder_stats {
+  std::uint64_t recorded = 0;    // put in the buffer
+  std::uint64_t written = 0;     // appended to the sink
+  std::uint64_t synced = 0;      // known durable (after a successful sync)
+  std::uint64_t dropped = 0;     // buffer full (drop), or recorder closed
+  std::uint64_t unrecorded = 0;  // no codec for the type
+  std::uint64_t failed = 0;      // the codec threw, the record was too large, or the sink failed
+  std::uint64_t bytes = 0;       // bytes appended to the sink
+  std::uint64_t batches = 0;     // appends
+  std::uint64_t syncs = 0;       // successful syncs
+};
+
+class recorder final : public detail::record_hook {
+ public:
+  // Starts the writer thread. Invalid options: the constructor throws
+  // std::invalid_argument (without exceptions: valid() is false and every
+  // record is counted as dropped).
+  recorder(std::unique_ptr<sink> s, std::shared_ptr<const codecs> types, record_options o = {})
+      : sink_(std::move(s)), types_(std::move(types)), opts_(std::move(o)) {
+    error_ = opts_.validate();
+    if (error_ == nullptr && (sink_ == nullptr || types_ == nullptr))
+      error_ = "sluice: a recorder needs a sink and codecs";
+    if (error_ != nullptr) {
+      closed_ = true;
+#if SLUICE_HAS_EXCEPTIONS
+      throw std::invalid_argument(error_);
+#else
+      return;
+#endif
+    }
+    open_.reserve(opts_.buffer_bytes + 4096);
+    spare_.reserve(opts_.buffer_bytes + 4096);
+    last_sync_ = std::chrono::steady_clock::now();
+    writer_running_ = true;
+    writer_ = std::thread([this] { write_loop(); });
+  }
+
+  recorder(const recorder&) = delete;
+  recorder& operator=(const recorder&) = delete;
+  ~recorder() override { (void)close(); }
+
+  [[nodiscard]] bool valid() const noexcept { return error_ == nullptr; }
+  [[nodiscard]] const char* error() const noexcept { return error_; }
+
+  // Records one event directly (no bus). False when it was not recorded
+  // (no codec, dropped, closed, or the codec failed).
+  template <class T>
+  bool write(const T& e, const metadata& m = {}) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    return put(lock, detail::type_index<T>(), &e, m, time_of(m, offset_now()));
+  }
+
+  // Returns when everything recorded so far has been handed to the sink.
+  storage_error flush() { return wait_for(false); }
+  // Returns when everything recorded so far is durable (or the sync failed).
+  storage_error sync() { return wait_for(true); }
+
+  // Writes and syncs everything, stops the writer and closes the sink. Later
+  // records are counted as dropped.
+  storage_error close() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    if (closed_) return {};
+    closed_ = true;
+    sync_wanted_ = opts_.sync != sync_policy::never;
+    wake_.notify_all();
+    room_.notify_all();
+    lock.unlock();
+    if (writer_.joinable()) writer_.join();
+    storage_error e = sink_->close();
+    if (e) report(e);
+    return e;
+  }
+
+  [[nodiscard]] recorder_stats stats() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return stats_;
+  }
+  // The last sink error (ok when none).
+  [[nodiscard]] storage_error last_error() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return last_error_;
+  }
+  [[nodiscard]] const record_options& options() const noexcept { return opts_; }
+
+  // ---- record_hook ---------------------------------------------------------------
+
+  void on_batch(const detail::record* recs, std::size_t n) noexcept override {
+    const std::int64_t delta = offset_now();
+    std::uint64_t mine = 0;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      for (std::size_t i = 0; i < n; ++i) {
+        const detail::record& r = recs[i];
+        (void)put(lock, r.type(), r.event(), r.meta(), time_of(r.meta(), delta));
+      }
+      mine = seq_;
+    }
+    if (opts_.durable_before_delivery) (void)wait_until_synced(mine);
+  }
+
+  void on_event(std::uint32_t type, const void* ev, const metadata& m) noexcept override {
+    std::uint64_t mine = 0;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      (void)put(lock, type, ev, m, time_of(m, offset_now()));
+      mine = seq_;
+    }
+    if (opts_.durable_before_delivery) (void)wait_until_synced(mine);
+  }
+
+  void on_stop() noexcept override {
+    if (opts_.sync == sync_policy::never) {
+      (void)flush();
+    } else {
+      (void)sync();
+    }
+  }
+
+ private:
+  // Wall-clock time of an event stamped with the steady clock.
+  static std::int64_t offset_now() noexcept { return detail::wall_ns() - detail::now_ns(); }
+  static std::int64_t time_of(const metadata& m, std::int64_t delta) noexcept {
+    return m.timestamp != 0 ? m.timestamp + delta : detail::now_ns() + delta;
+  }
+
+  // Encodes one event into the open buffer (mutex_ held).
+  bool put(std::unique_lock<std::mutex>& lock, std::uint32_t type, const void* ev,
+           const metadata& m, std::int64_t time_ns) noexcept {
+    if (m.replayed && !opts_.record_replayed) return false;
+    const codec_entry* c = types_ != nullptr ? types_->find(type) : nullptr;
+    if (c == nullptr) {
+      ++stats_.unrecorded;
+      return false;
+    }
+    while (!closed_ && open_.size() >= opts_.buffer_bytes && open_count_ != 0) {
+      if (opts_.when_full == full_behaviour::drop) {
+        ++stats_.dropped;
+        return false;
+      }
+      wake_.notify_all();
+      room_.wait(lock);
+    }
+    if (closed_) {
+      ++stats_.dropped;
+      return false;
+    }
+    const std::size_t start = open_.size();
+    const std::size_t head = storage::frame_size + storage::body_fixed + c->name.size();
+    bool ok = true;
+#if SLUICE_HAS_EXCEPTIONS
+    try {
+#endif
+      open_.resize(start + head);
+      storage::begin_record(open_.data() + start, time_ns, m, c->version, c->name);
+      byte_writer out(open_);
+      c->encode(c->codec.get(), ev, out);
+#if SLUICE_HAS_EXCEPTIONS
+    } catch (...) {
+      ok = false;
+    }
+#endif
+    const std::size_t body = open_.size() - start - storage::frame_size;
+    if (!ok || body > storage::default_max_record) {
+      open_.resize(start);
+      ++stats_.failed;
+      return false;
+    }
+    storage::set_length(open_.data() + start, body);
+    ++open_count_;
+    ++seq_;
+    ++stats_.recorded;
+    if (open_count_ == 1) wake_.notify_all();
+    return true;
+  }
+
+  storage_error wait_for(bool durable) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    const std::uint64_t target = seq_;
+    if (writer_.get_id() == std::thread::id() || std::this_thread::get_id() == writer_.get_id())
+      return {};
+    if (durable) {
+      sync_wanted_ = true;
+      wake_.notify_all();
+      done_.wait(lock, [&] { return sync_tried_ >= target || !writer_running_; });
+      return sync_error_;
+    }
+    wake_.notify_all();
+    done_.wait(lock, [&] { return written_seq_ >= target || !writer_running_; });
+    return last_error_;
+  }
+
+  storage_error wait_until_synced(std::uint64_t target) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    sync_wanted_ = true;
+    wake_.notify_all();
+    done_.wait(lock, [&] { return sync_tried_ >= target || !writer_running_; });
+    return sync_error_;
+  }
+
+  void report(const storage_error& e) noexcept {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      last_error_ = e;
+    }
+    if (opts_.on_error) {
+#if SLUICE_HAS_EXCEPTIONS
+      try {
+        opts_.on_error(e);
+      } catch (...) {
+      }
+#else
+      opts_.on_error(e);
+#endif
+    }
+  }
+
+  void write_loop() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    bool unsynced = false;  // records written since the last sync
+    for (;;) {
+      const bool timed = opts_.sync == sync_policy::interval && unsynced;
+      const auto deadline = last_sync_ + opts_.sync_interval;
+      auto ready = [&] { return open_count_ != 0 || closed_ || sync_wanted_; };
+      if (timed) {
+        wake_.wait_until(lock, deadline, ready);
+      } else {
+        wake_.wait(lock, ready);
+      }
+      if (open_count_ == 0 && closed_ && !sync_wanted_) break;
+      // Take the whole buffer: every lane's records since the last append.
+      open_.swap(spare_);
+      const std::size_t n = open_count_;
+      open_count_ = 0;
+      const std::uint64_t upto = seq_;
+      bool want_sync = sync_wanted_;
+      sync_wanted_ = false;
+      room_.notify_all();
+      lock.unlock();
+
+      storage_error append_error;
+      if (n != 0) {
+        record_batch b(spare_, n);
+        append_error = sink_->append(b);
+      }
+      const std::size_t bytes = spare_.size();
+      spare_.clear();
+      const auto now = std::chrono::steady_clock::now();
+      if (n != 0 && !append_error) unsynced = true;
+      if (opts_.sync == sync_policy::every_batch && n != 0) want_sync = true;
+      if (opts_.sync == sync_policy::interval && unsynced && now - last_sync_ >= opts_.sync_interval)
+        want_sync = true;
+      storage_error sync_error;
+      bool synced = false;
+      if (want_sync) {
+        sync_error = sink_->sync();
+        synced = !sync_error;
+        last_sync_ = now;
+      }
+      if (append_error) report(append_error);
+      if (sync_error) report(sync_error);
+
+      lock.lock();
+      if (n != 0) {
+        if (append_error) {
+          stats_.failed += n;
+        } else {
+          stats_.written += n;
+          stats_.bytes += bytes;
+          ++stats_.batches;
+        }
+      }
+      written_seq_ = upto;
+      if (want_sync) {
+        sync_tried_ = upto;
+        sync_error_ = sync_error;
+        if (synced) {
+          ++stats_.syncs;
+          stats_.synced = stats_.written;
+          unsynced = false;
+        }
+      }
+      done_.notify_all();
+    }
+    writer_running_ = false;
+    done_.notify_all();
+    room_.notify_all();
+  }
+
+  std::unique_ptr<sink> sink_;
+  std::shared_ptr<const codecs> types_;
+  record_options opts_;
+  const char* error_ = nullptr;
+
+  mutable std::mutex mutex_;
+  std::condition_variable wake_;  // the writer waits here
+  std::condition_variable room_;  // delivering threads wait here for room
+  std::condition_variable done_;  // flush/sync callers wait here
+  std::vector<unsigned char> open_;   // being filled
+  std::vector<unsigned char> spare_;  // being written (writer only)
+  std::size_t open_count_ = 0;
+  std::uint64_t seq_ = 0;          // records put so far
+  std::uint64_t written_seq_ = 0;  // records the writer has handled
+  std::uint64_t sync_tried_ = 0;   // records covered by the last sync attempt
+  storage_error sync_error_;
+  storage_error last_error_;
+  bool sync_wanted_ = false;
+  bool closed_ = false;
+  bool writer_running_ = false;
+  std::chrono::steady_clock::time_point last_sync_;
+  recorder_stats stats_;
+  std::thread writer_;
+};
+
+// What record_to_folder gives: the attached recorder, or why there is none,
+// and what recovery cut off when the log was opened.
+struct folder_recording {
+  std::shared_ptr<recorder> rec;
+  storage_error error;
+  std::vector<damage_report> recovered;
+  explicit operator bool() const noexcept { return rec != nullptr; }
+};
+
+// Opens (or creates) a file log in `dir`, makes a recorder for it and attaches
+// it to the bus: the one call that gives a bus a durable log.
+inline folder_recording record_to_folder(bus& b, const std::string& dir,
+                                         std::shared_ptr<const codecs> types,
+                                         record_options ro = {}, file_log_options fo = {}) {
+  folder_recording out;
+  fo.dir = dir;
+  std::unique_ptr<file_log> log = file_log::open(std::move(fo), out.error);
+  if (log == nullptr) return out;
+  out.recovered = log->recovered();
+#if SLUICE_HAS_EXCEPTIONS
+  try {
+#endif
+    auto rec = std::make_shared<recorder>(std::move(log), std::move(types), std::move(ro));
+    if (!rec->valid()) {
+      out.error = storage_error::make(storage_errc::bad_option, rec->error());
+      return out;
+    }
+    if (const char* why = b.record(rec)) {
+      out.error = storage_error::make(storage_errc::bad_option, why);
+      return out;
+    }
+    out.rec = std::move(rec);
+#if SLUICE_HAS_EXCEPTIONS
+  } catch (const std::exception& e) {
+    out.error = storage_error::make(storage_errc::bad_option, e.what());
+  }
+#endif
+  return out;
+}
+
+}  // namespace sluice

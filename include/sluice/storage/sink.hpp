@@ -1,0 +1,92 @@
+// sluice — sinks: where a recorder's records go.
+//
+// A recorder (recorder.hpp) encodes events on the threads that deliver them
+// and hands them, in batches, to its sink on its own writer thread. A sink's
+// members are only ever called from that one thread, so a sink needs no
+// locking of its own against the recorder (only against its own readers).
+//
+// Batches hold records already laid out as in a log file (format.hpp) but not
+// yet numbered: a sink numbers them with seal(first_offset), which also
+// computes their checksums, or reads them with for_each.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "error.hpp"
+#include "format.hpp"
+
+namespace sluice {
+
+class record_batch {
+ public:
+  record_batch(std::vector<unsigned char>& bytes, std::size_t count) noexcept
+      : bytes_(&bytes), count_(count) {}
+
+  [[nodiscard]] std::size_t size() const noexcept { return count_; }
+  [[nodiscard]] bool empty() const noexcept { return count_ == 0; }
+  [[nodiscard]] const unsigned char* data() const noexcept { return bytes_->data(); }
+  [[nodiscard]] std::size_t bytes() const noexcept { return bytes_->size(); }
+
+  // Numbers the records first_offset, first_offset + 1, ... and checksums them.
+  void seal(std::uint64_t first_offset) noexcept {
+    unsigned char* p = bytes_->data();
+    unsigned char* end = p + bytes_->size();
+    std::uint64_t off = first_offset;
+    while (p < end) {
+      storage::seal_record(p, off++);
+      p += storage::frame_size + storage::load_le<std::uint32_t>(p);
+    }
+  }
+
+  // Calls f(const stored_event&) for each record, in order.
+  template <class F>
+  void for_each(F&& f) const {
+    const unsigned char* p = bytes_->data();
+    const unsigned char* end = p + bytes_->size();
+    stored_event e;
+    while (p < end) {
+      const std::uint32_t body = storage::load_le<std::uint32_t>(p);
+      view(p, body, e);
+      f(static_cast<const stored_event&>(e));
+      p += storage::frame_size + body;
+    }
+  }
+
+ private:
+  static void view(const unsigned char* p, std::uint32_t body, stored_event& e) noexcept {
+    const unsigned char* b = p + storage::frame_size;
+    e.offset = storage::load_le<std::uint64_t>(b);
+    e.time_ns = storage::load_le<std::int64_t>(b + 8);
+    e.key = storage::load_le<std::uint64_t>(b + 16);
+    e.producer = storage::load_le<std::uint32_t>(b + 24);
+    e.version = storage::load_le<std::uint32_t>(b + 28);
+    const auto flags = storage::load_le<std::uint16_t>(b + 32);
+    const auto name_len = storage::load_le<std::uint16_t>(b + 34);
+    e.has_key = (flags & storage::flag_key) != 0;
+    e.replayed = (flags & storage::flag_replayed) != 0;
+    e.type = std::string_view(reinterpret_cast<const char*>(b + storage::body_fixed), name_len);
+    e.payload.data = b + storage::body_fixed + name_len;
+    e.payload.size = body - storage::body_fixed - name_len;
+  }
+
+  std::vector<unsigned char>* bytes_;
+  std::size_t count_;
+};
+
+class sink {
+ public:
+  virtual ~sink() = default;
+  // Takes a batch of records, in order. The bytes may be changed (seal).
+  // An error loses this batch only; the recorder reports it and goes on.
+  virtual storage_error append(record_batch& batch) = 0;
+  // Hands what is buffered to the operating system.
+  virtual storage_error flush() { return {}; }
+  // Makes everything appended durable (fdatasync for files).
+  virtual storage_error sync() { return flush(); }
+  // Flushes, syncs and releases resources; later calls may fail with closed.
+  virtual storage_error close() { return sync(); }
+};
+
+}  // namespace sluice
