@@ -8,12 +8,21 @@
 // a front end has many orders in flight at once, so the lanes carry a mix of
 // orders and event types.
 //
-// At the end it stops the bus (stop_mode::drain), prints the counters of each
-// event type and lane, and exits with 0 only when the accounting equation
-// holds for every type and no order was seen out of order.
+// Every event is stored in a durable log (sluice's file log, in the folder
+// given by --data, by default ./order_service.data) through a recorder
+// attached to the bus. When the service starts again it first rebuilds its
+// state by replaying the log into the same handlers (event sourcing), checks
+// that the rebuilt state equals the state the last run saved, and only then
+// takes new orders, whose ids continue where the last run stopped.
 //
-//   order_service [--orders N] [--producers N] [--workers N]
+// At the end it stops the bus (stop_mode::drain: every event delivered and
+// its record synced), prints the counters of each event type and lane, and
+// exits with 0 only when the accounting equation holds for every type, no
+// order was seen out of order and the replayed state matched.
+//
+//   order_service [--orders N] [--producers N] [--workers N] [--data DIR] [--fresh] [--no-store]
 #include <sluice/sluice.hpp>
+#include <sluice/storage.hpp>
 
 #include <unistd.h>
 
@@ -25,6 +34,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -53,31 +64,42 @@ struct order_shipped {
 
 // ---- command line ---------------------------------------------------------------
 
-constexpr std::uint64_t default_orders = 15'000'000;
+constexpr std::uint64_t default_orders = 2'000'000;
 constexpr std::uint64_t max_orders = 100'000'000;
 
 struct settings {
   std::uint64_t orders = default_orders;
   std::uint64_t producers = 3;
   std::uint64_t workers = 2;
+  std::string data = "order_service.data";
+  bool store = true;
+  bool fresh = false;
 };
 
 void print_usage(std::FILE* out) {
   std::fprintf(out,
                "usage: order_service [--orders N] [--producers N] [--workers N]\n"
+               "                     [--data DIR] [--fresh] [--no-store]\n"
                "\n"
                "Runs an order service on a sluice bus: producer threads publish\n"
                "order_placed, order_paid and order_shipped events keyed by order id;\n"
                "a worker pool handles them and checks that every order arrives in\n"
-               "order. Prints live progress, then counters and throughput.\n"
+               "order. Every event is stored in a durable log; started again, the\n"
+               "service rebuilds its state by replaying the log before going on.\n"
+               "Prints live progress, then counters and throughput.\n"
                "\n"
-               "  --orders N     orders to process (1..%" PRIu64 ", default %" PRIu64 ")\n"
+               "  --orders N     new orders to process (1..%" PRIu64 ", default %" PRIu64 ")\n"
                "  --producers N  producer threads (1..64, default 3)\n"
                "  --workers N    worker threads (1..64, default 2)\n"
+               "  --data DIR     folder of the event log and saved state\n"
+               "                 (default ./order_service.data)\n"
+               "  --fresh        delete the folder's log and state first\n"
+               "  --no-store     keep nothing (no log, no replay)\n"
                "  --help         show this text\n"
                "\n"
-               "Exit status: 0 when every event is accounted for and no order was\n"
-               "seen out of order; 1 otherwise; 2 for bad arguments.\n",
+               "Exit status: 0 when every event is accounted for, no order was seen\n"
+               "out of order and the replayed state matched the saved one; 1\n"
+               "otherwise; 2 for bad arguments; 3 when the log cannot be opened.\n",
                max_orders, default_orders);
 }
 
@@ -111,6 +133,23 @@ int parse_args(int argc, char** argv, settings& s) {
     if (arg == "--help" || arg == "-h") {
       print_usage(stdout);
       return 1;
+    }
+    if (arg == "--fresh" || arg == "--no-store") {
+      (arg == "--fresh" ? s.fresh : s.store) = arg == "--fresh";
+      continue;
+    }
+    if (arg == "--data" || arg.rfind("--data=", 0) == 0) {
+      if (arg == "--data" && i + 1 >= argc) {
+        std::fprintf(stderr, "order_service: --data needs a folder\n");
+        std::fprintf(stderr, "Try 'order_service --help'.\n");
+        return 2;
+      }
+      s.data = arg == "--data" ? argv[++i] : arg.substr(7);
+      if (s.data.empty()) {
+        std::fprintf(stderr, "order_service: --data needs a folder\n");
+        return 2;
+      }
+      continue;
     }
     const option_spec* spec = nullptr;
     std::string value;
@@ -189,7 +228,16 @@ struct order_book {
     s.store(to, std::memory_order_relaxed);
   }
 
+  // A digest of the state of orders [0, n): each order's stage and the revenue.
+  [[nodiscard]] std::uint64_t digest(std::uint64_t n) const {
+    std::uint64_t h = scramble(n + 1) ^ scramble(static_cast<std::uint64_t>(revenue.load()));
+    for (std::uint64_t i = 0; i < n; ++i)
+      h = scramble(h ^ (i << 2) ^ stages[i].load(std::memory_order_relaxed));
+    return h;
+  }
+
   std::unique_ptr<std::atomic<std::uint8_t>[]> stages;
+  std::atomic<std::int64_t> revenue{0};
   std::atomic<std::uint64_t> violations{0};
   std::atomic<std::uint64_t> mismatches{0};  // paid amount differs from the price
   std::atomic<std::uint64_t> completed{0};
@@ -236,19 +284,74 @@ std::string human_ns(std::uint64_t ns) {
   return buf;
 }
 
+// ---- storage: the log and the saved state -------------------------------------------
+
+std::shared_ptr<sluice::codecs> event_types() {
+  auto t = std::make_shared<sluice::codecs>();
+  t->add<order_placed>("order_placed");
+  t->add<order_paid>("order_paid");
+  t->add<order_shipped>("order_shipped");
+  return t;
+}
+
+// Orders the log knows of: one past the largest placed order id.
+bool orders_in_log(const std::string& dir, const sluice::codecs& types, std::uint64_t& out) {
+  out = 0;
+  if (!std::filesystem::exists(dir)) return true;
+  sluice::reader_options ro;
+  ro.type = "order_placed";
+  sluice::storage_error err;
+  auto reader = sluice::log_reader::open(dir, ro, err);
+  if (reader == nullptr) {
+    std::fprintf(stderr, "order_service: %s\n", err.describe().c_str());
+    return false;
+  }
+  sluice::stored_event e;
+  while (reader->next(e) == sluice::read_status::event) {
+    const auto placed = types.decode<order_placed>(e);
+    if (placed && placed->order + 1 > out) out = placed->order + 1;
+  }
+  return true;
+}
+
+// The state a run ends with: how many orders, and the digest of their state.
+struct saved_state {
+  std::uint64_t orders = 0;
+  std::uint64_t digest = 0;
+};
+
+bool load_state(const std::string& path, saved_state& out) {
+  std::ifstream f(path);
+  std::string k1, k2;
+  return static_cast<bool>(f >> k1 >> out.orders >> k2 >> std::hex >> out.digest) &&
+         k1 == "orders" && k2 == "digest";
+}
+
+bool save_state(const std::string& path, const saved_state& st) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::trunc);
+    f << "orders " << st.orders << "\ndigest " << std::hex << st.digest << "\n";
+    if (!f.flush()) return false;
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  return !ec;
+}
+
 // ---- the front ends -------------------------------------------------------------
 
 // One front end: takes the orders o with o % count == index and keeps up to
 // `window` of them in flight, so that a lane carries many orders at once.
 // Every event of an order goes through this thread's producer with the order
 // id as key: that is what keeps placed, paid and shipped in order.
-void front_end(sluice::bus& bus, std::uint64_t index, std::uint64_t count, std::uint64_t orders,
-               std::atomic<std::uint64_t>& refused) {
+void front_end(sluice::bus& bus, std::uint64_t index, std::uint64_t count, std::uint64_t base,
+               std::uint64_t orders, std::atomic<std::uint64_t>& refused) {
   sluice::producer producer = bus.make_producer();
   constexpr std::uint64_t window = 64;
   const std::uint64_t mine = orders / count + (index < orders % count ? 1 : 0);
   std::uint64_t not_ok = 0;
-  auto order_at = [&](std::uint64_t k) { return k * count + index; };
+  auto order_at = [&](std::uint64_t k) { return base + k * count + index; };
   for (std::uint64_t step = 0; step < mine + 2 * window; ++step) {
     if (step < mine) {
       const std::uint64_t o = order_at(step);
@@ -316,24 +419,40 @@ int main(int argc, char** argv) {
                            .with_policy(sluice::full_policy::block)
                            .with_expected_producers(static_cast<std::size_t>(cfg.producers));
 
-  std::printf("order service: %" PRIu64 " orders, %" PRIu64 " producers, %" PRIu64
+  // ---- the log: what earlier runs stored ----
+  const std::string log_dir = cfg.data + "/log";
+  const std::string state_path = cfg.data + "/state";
+  auto types = event_types();
+  std::uint64_t base = 0;  // orders earlier runs took; new ids start here
+  if (cfg.store) {
+    if (cfg.fresh) {
+      std::error_code ec;
+      std::filesystem::remove_all(log_dir, ec);
+      std::filesystem::remove(state_path, ec);
+    }
+    if (!orders_in_log(log_dir, *types, base)) return 3;
+  }
+
+  std::printf("order service: %" PRIu64 " new orders, %" PRIu64 " producers, %" PRIu64
               " workers, %zu lanes x %zu events (policy %s)\n",
               cfg.orders, cfg.producers, cfg.workers, options.lanes, options.lane_capacity,
               sluice::to_string(options.policy));
 
-  order_book book(static_cast<std::size_t>(cfg.orders));
+  order_book book(static_cast<std::size_t>(base + cfg.orders));
   latency_histogram latency;
   std::atomic<std::uint64_t> refused{0};
 
   sluice::bus bus{options};
 
   // Handlers: one per event type. They run on the workers; each order's
-  // events arrive one after another, in publication order.
+  // events arrive one after another, in publication order. Replayed events go
+  // through the same handlers: that is how the state is rebuilt.
   sluice::subscription on_placed = bus.subscribe<order_placed>([&](const order_placed& e) {
     book.advance(e.order, none, placed);
   });
   sluice::subscription on_paid = bus.subscribe<order_paid>([&](const order_paid& e) {
     book.advance(e.order, placed, paid);
+    book.revenue.fetch_add(e.amount_cents, std::memory_order_relaxed);
     if (e.amount_cents != price_of(e.order)) book.mismatches.fetch_add(1, std::memory_order_relaxed);
   });
   // This one takes an event_view to read the metadata stamped at publish.
@@ -341,21 +460,70 @@ int main(int argc, char** argv) {
       bus.subscribe<order_shipped>([&](sluice::event_view<order_shipped> v) {
         book.advance(v->order, paid, shipped);
         book.completed.fetch_add(1, std::memory_order_relaxed);
-        latency.add(now_ns() - v.meta().timestamp);
+        if (!v.meta().replayed) latency.add(now_ns() - v.meta().timestamp);
       });
 
-  const auto start = std::chrono::steady_clock::now();
+  // One call gives the bus a durable log: every event the workers take is
+  // recorded before its handlers run, and synced in group commits.
+  std::shared_ptr<sluice::recorder> recorder;
+  if (cfg.store) {
+    sluice::folder_recording r = sluice::record_to_folder(bus, log_dir, types);
+    if (!r) {
+      std::fprintf(stderr, "order_service: cannot open the log: %s\n", r.error.describe().c_str());
+      return 3;
+    }
+    for (const sluice::damage_report& d : r.recovered)
+      std::printf("log recovery: %s:%" PRIu64 ": %s (%" PRIu64 " bytes kept in %s)\n",
+                  d.file.c_str(), d.offset, d.reason.c_str(), d.bytes, d.saved_to.c_str());
+    recorder = r.rec;
+  }
+
   if (!bus.run(static_cast<std::size_t>(cfg.workers))) {
     std::fprintf(stderr, "order_service: could not start the workers\n");
     return 1;
   }
 
+  // ---- rebuild the state by replay ----
+  bool state_ok = true;
+  std::uint64_t replayed = 0;
+  if (cfg.store && base != 0) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const sluice::replay_result res = sluice::replay(log_dir, bus, *types);
+    replayed = res.published;
+    // Wait until the workers have handled every replayed event.
+    while (delivered_so_far(bus).sum() < replayed) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::printf("replayed %" PRIu64 " events (%" PRIu64 " orders) in %.2f s = %.2f M events/s\n",
+                replayed, base, took, static_cast<double>(replayed) / took / 1e6);
+    if (!res.ok()) {
+      std::printf("replay stopped early: %s\n", res.error.describe().c_str());
+      state_ok = false;
+    }
+    saved_state saved;
+    const std::uint64_t rebuilt = book.digest(base);
+    if (!load_state(state_path, saved)) {
+      std::printf("no saved state to compare with (the last run did not finish)\n");
+    } else if (saved.orders != base || saved.digest != rebuilt) {
+      std::printf("rebuilt state DIFFERS from the saved state (%" PRIu64 " orders, digest %016" PRIx64
+                  "; rebuilt %" PRIu64 " orders, digest %016" PRIx64 ")\n",
+                  saved.orders, saved.digest, base, rebuilt);
+      state_ok = false;
+    } else {
+      std::printf("rebuilt state matches the saved state (%" PRIu64 " orders, digest %016" PRIx64
+                  ")\n",
+                  base, rebuilt);
+    }
+  }
+  const std::uint64_t completed_before = book.completed.load();
+  const totals before = delivered_so_far(bus);
+
+  const auto start = std::chrono::steady_clock::now();
   std::atomic<std::uint64_t> producers_done{0};
   std::vector<std::thread> front_ends;
   front_ends.reserve(static_cast<std::size_t>(cfg.producers));
   for (std::uint64_t i = 0; i < cfg.producers; ++i)
     front_ends.emplace_back([&, i] {
-      front_end(bus, i, cfg.producers, cfg.orders, refused);
+      front_end(bus, i, cfg.producers, base, cfg.orders, refused);
       producers_done.fetch_add(1, std::memory_order_release);
     });
 
@@ -365,7 +533,7 @@ int main(int argc, char** argv) {
   };
   const auto interval = tty ? std::chrono::milliseconds(250) : std::chrono::milliseconds(1000);
   auto last_time = start;
-  std::uint64_t last_count = 0;
+  std::uint64_t last_count = before.sum();
   auto next_report = start + interval;
   while (producers_done.load(std::memory_order_acquire) < cfg.producers) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -374,22 +542,23 @@ int main(int argc, char** argv) {
     next_report += interval;
     const std::uint64_t count = delivered_so_far(bus).sum();
     const double dt = std::chrono::duration<double>(now - last_time).count();
-    print_progress(bus, cfg.orders, seconds_since(start),
+    print_progress(bus, base + cfg.orders, seconds_since(start),
                    dt > 0 ? static_cast<double>(count - last_count) / dt : 0.0, tty);
     last_time = now;
     last_count = count;
   }
   for (std::thread& t : front_ends) t.join();
 
-  // Deliver whatever is still queued, then join the workers.
+  // Deliver whatever is still queued, join the workers; the recorder writes
+  // and syncs everything recorded.
   const bool stopped = bus.stop(sluice::stop_mode::drain);
   const double elapsed = seconds_since(start);
-  print_progress(bus, cfg.orders, elapsed,
-                 static_cast<double>(delivered_so_far(bus).sum()) / elapsed, tty);
+  print_progress(bus, base + cfg.orders, elapsed,
+                 static_cast<double>(delivered_so_far(bus).sum() - before.sum()) / elapsed, tty);
   if (tty) std::printf("\n");
 
   // ---- summary ----
-  std::printf("\nper event type (after stop):\n");
+  std::printf("\nper event type (after stop, replayed events included):\n");
   std::printf("  %-14s %10s %10s %9s %8s %9s %7s  %s\n", "type", "published", "delivered",
               "unrouted", "dropped", "rejected", "failed", "balanced");
   bool balanced = true;
@@ -406,11 +575,27 @@ int main(int argc, char** argv) {
 
   const std::uint64_t events = bus.stats<order_placed>().published +
                                bus.stats<order_paid>().published +
-                               bus.stats<order_shipped>().published;
+                               bus.stats<order_shipped>().published - replayed;
   const std::uint64_t violations = book.violations.load();
   const std::uint64_t mismatches = book.mismatches.load();
-  const std::uint64_t completed = book.completed.load();
+  const std::uint64_t completed = book.completed.load() - completed_before;
   const std::uint64_t not_ok = refused.load();
+
+  bool stored_ok = true;
+  if (recorder != nullptr) {
+    const sluice::recorder_stats rs = recorder->stats();
+    stored_ok = rs.recorded == events && rs.written == rs.recorded && rs.synced == rs.written &&
+                rs.failed == 0 && rs.dropped == 0;
+    std::printf("\nevent log %s: %" PRIu64 " records written, %" PRIu64 " bytes, %" PRIu64
+                " syncs (%.0f records per sync)%s\n",
+                log_dir.c_str(), rs.written, rs.bytes, rs.syncs,
+                rs.syncs != 0 ? static_cast<double>(rs.written) / static_cast<double>(rs.syncs) : 0.0,
+                stored_ok ? "" : "  <- NOT all recorded and synced");
+    if (!save_state(state_path, saved_state{base + cfg.orders, book.digest(base + cfg.orders)})) {
+      std::printf("could not save the state to %s\n", state_path.c_str());
+      stored_ok = false;
+    }
+  }
 
   std::printf("\norders completed:     %" PRIu64 " of %" PRIu64 "\n", completed, cfg.orders);
   std::printf("ordering violations:  %" PRIu64 "\n", violations);
@@ -422,7 +607,7 @@ int main(int argc, char** argv) {
               elapsed, static_cast<double>(events) / elapsed / 1e6);
 
   const bool ok = stopped && balanced && violations == 0 && mismatches == 0 &&
-                  completed == cfg.orders && not_ok == 0;
+                  completed == cfg.orders && not_ok == 0 && state_ok && stored_ok;
   std::printf("\nresult: %s\n", ok ? "OK (every event accounted for, every order in order)"
                                    : "FAILED");
   return ok ? 0 : 1;

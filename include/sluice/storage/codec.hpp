@@ -131,7 +131,9 @@ class decoded {
   [[nodiscard]] T& value() noexcept { return *value_; }
   [[nodiscard]] const T& value() const noexcept { return *value_; }
   T& operator*() noexcept { return *value_; }
+  const T& operator*() const noexcept { return *value_; }
   T* operator->() noexcept { return &*value_; }
+  const T* operator->() const noexcept { return &*value_; }
   [[nodiscard]] const decode_error& error() const noexcept { return error_; }
 
  private:
