@@ -21,9 +21,6 @@
 // order was seen out of order and the replayed state matched.
 //
 //   order_service [--orders N] [--producers N] [--workers N] [--data DIR] [--fresh] [--no-store]
-#include <sluice/sluice.hpp>
-#include <sluice/storage.hpp>
-
 #include <unistd.h>
 
 #include <array>
@@ -37,6 +34,8 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <sluice/sluice.hpp>
+#include <sluice/storage.hpp>
 #include <string>
 #include <thread>
 #include <vector>
@@ -88,7 +87,8 @@ void print_usage(std::FILE* out) {
                "service rebuilds its state by replaying the log before going on.\n"
                "Prints live progress, then counters and throughput.\n"
                "\n"
-               "  --orders N     new orders to process (1..%" PRIu64 ", default %" PRIu64 ")\n"
+               "  --orders N     new orders to process (1..%" PRIu64 ", default %" PRIu64
+               ")\n"
                "  --producers N  producer threads (1..64, default 3)\n"
                "  --workers N    worker threads (1..64, default 2)\n"
                "  --data DIR     folder of the event log and saved state\n"
@@ -224,7 +224,8 @@ struct order_book {
   // Moves `order` from `from` to `to`; counts a violation if it was elsewhere.
   void advance(std::uint64_t order, stage from, stage to) {
     std::atomic<std::uint8_t>& s = stages[order];
-    if (s.load(std::memory_order_relaxed) != from) violations.fetch_add(1, std::memory_order_relaxed);
+    if (s.load(std::memory_order_relaxed) != from)
+      violations.fetch_add(1, std::memory_order_relaxed);
     s.store(to, std::memory_order_relaxed);
   }
 
@@ -447,13 +448,13 @@ int main(int argc, char** argv) {
   // Handlers: one per event type. They run on the workers; each order's
   // events arrive one after another, in publication order. Replayed events go
   // through the same handlers: that is how the state is rebuilt.
-  sluice::subscription on_placed = bus.subscribe<order_placed>([&](const order_placed& e) {
-    book.advance(e.order, none, placed);
-  });
+  sluice::subscription on_placed = bus.subscribe<order_placed>(
+      [&](const order_placed& e) { book.advance(e.order, none, placed); });
   sluice::subscription on_paid = bus.subscribe<order_paid>([&](const order_paid& e) {
     book.advance(e.order, placed, paid);
     book.revenue.fetch_add(e.amount_cents, std::memory_order_relaxed);
-    if (e.amount_cents != price_of(e.order)) book.mismatches.fetch_add(1, std::memory_order_relaxed);
+    if (e.amount_cents != price_of(e.order))
+      book.mismatches.fetch_add(1, std::memory_order_relaxed);
   });
   // This one takes an event_view to read the metadata stamped at publish.
   sluice::subscription on_shipped =
@@ -491,8 +492,10 @@ int main(int argc, char** argv) {
     const sluice::replay_result res = sluice::replay(log_dir, bus, *types);
     replayed = res.published;
     // Wait until the workers have handled every replayed event.
-    while (delivered_so_far(bus).sum() < replayed) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    while (delivered_so_far(bus).sum() < replayed)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    const double took =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::printf("replayed %" PRIu64 " events (%" PRIu64 " orders) in %.2f s = %.2f M events/s\n",
                 replayed, base, took, static_cast<double>(replayed) / took / 1e6);
     if (!res.ok()) {
@@ -504,8 +507,9 @@ int main(int argc, char** argv) {
     if (!load_state(state_path, saved)) {
       std::printf("no saved state to compare with (the last run did not finish)\n");
     } else if (saved.orders != base || saved.digest != rebuilt) {
-      std::printf("rebuilt state DIFFERS from the saved state (%" PRIu64 " orders, digest %016" PRIx64
-                  "; rebuilt %" PRIu64 " orders, digest %016" PRIx64 ")\n",
+      std::printf("rebuilt state DIFFERS from the saved state (%" PRIu64
+                  " orders, digest %016" PRIx64 "; rebuilt %" PRIu64 " orders, digest %016" PRIx64
+                  ")\n",
                   saved.orders, saved.digest, base, rebuilt);
       state_ok = false;
     } else {
@@ -586,11 +590,12 @@ int main(int argc, char** argv) {
     const sluice::recorder_stats rs = recorder->stats();
     stored_ok = rs.recorded == events && rs.written == rs.recorded && rs.synced == rs.written &&
                 rs.failed == 0 && rs.dropped == 0;
-    std::printf("\nevent log %s: %" PRIu64 " records written, %" PRIu64 " bytes, %" PRIu64
-                " syncs (%.0f records per sync)%s\n",
-                log_dir.c_str(), rs.written, rs.bytes, rs.syncs,
-                rs.syncs != 0 ? static_cast<double>(rs.written) / static_cast<double>(rs.syncs) : 0.0,
-                stored_ok ? "" : "  <- NOT all recorded and synced");
+    std::printf(
+        "\nevent log %s: %" PRIu64 " records written, %" PRIu64 " bytes, %" PRIu64
+        " syncs (%.0f records per sync)%s\n",
+        log_dir.c_str(), rs.written, rs.bytes, rs.syncs,
+        rs.syncs != 0 ? static_cast<double>(rs.written) / static_cast<double>(rs.syncs) : 0.0,
+        stored_ok ? "" : "  <- NOT all recorded and synced");
     if (!save_state(state_path, saved_state{base + cfg.orders, book.digest(base + cfg.orders)})) {
       std::printf("could not save the state to %s\n", state_path.c_str());
       stored_ok = false;
@@ -608,7 +613,7 @@ int main(int argc, char** argv) {
 
   const bool ok = stopped && balanced && violations == 0 && mismatches == 0 &&
                   completed == cfg.orders && not_ok == 0 && state_ok && stored_ok;
-  std::printf("\nresult: %s\n", ok ? "OK (every event accounted for, every order in order)"
-                                   : "FAILED");
+  std::printf("\nresult: %s\n",
+              ok ? "OK (every event accounted for, every order in order)" : "FAILED");
   return ok ? 0 : 1;
 }

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstdio>
 #include <sluice/sluice.hpp>
+#include <sluice/storage.hpp>
 
 #if defined(__cpp_exceptions) || defined(__GXX_RTTI)
 #error "this file must be built with -fno-exceptions -fno-rtti"
@@ -82,6 +83,33 @@ int main() {
   EXPECT(!broken.valid());
   EXPECT(broken.error() != nullptr);
   EXPECT(broken.publish(reading{1, 1}) == sluice::publish_result::stopped);
+
+  // storage without exceptions: refusals and errors are values
+  {
+    auto types = std::make_shared<sluice::codecs>();
+    EXPECT(types->add<reading>("reading") == nullptr);
+    EXPECT(types->add<reading>("again") != nullptr);  // a type is registered once
+    auto ring = std::make_unique<sluice::memory_sink>(100);
+    auto* r = ring.get();
+    auto rec = std::make_shared<sluice::recorder>(std::move(ring), types);
+    EXPECT(rec->valid());
+    sluice::bus recorded;
+    EXPECT(recorded.record(rec) == nullptr);
+    EXPECT(recorded.record(rec) != nullptr);  // one recorder per bus
+    for (int i = 0; i < 10; ++i) recorded.publish(reading{i, i * 2});
+    EXPECT(recorded.stop());
+    EXPECT(r->size() == 10);
+    const auto events = r->events();
+    EXPECT(types->decode<reading>(events[3].view())->value == 6);
+    sluice::record_options bad_options;
+    bad_options.buffer_bytes = 1;
+    sluice::recorder invalid(std::make_unique<sluice::memory_sink>(1), types, bad_options);
+    EXPECT(!invalid.valid());
+    EXPECT(!invalid.write(reading{1, 1}));
+    sluice::storage_error err;
+    EXPECT(sluice::file_log::open(sluice::file_log_options{}, err) == nullptr);
+    EXPECT(err.code == sluice::storage_errc::bad_option);
+  }
 
   std::printf("noexcept check: %s\n", failures == 0 ? "ok" : "FAILED");
   return failures == 0 ? 0 : 1;

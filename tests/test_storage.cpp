@@ -1,8 +1,5 @@
 // Storage: codecs, the record format, sinks, the recorder attached to a bus,
 // reading, replay (event sourcing) and checkpoints.
-#include <sluice/storage.hpp>
-#include <sluice/storage/json_sink.hpp>
-
 #include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
@@ -11,6 +8,8 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <sluice/storage.hpp>
+#include <sluice/storage/json_sink.hpp>
 #include <string>
 #include <thread>
 #include <vector>
@@ -93,7 +92,8 @@ std::vector<sluice::owned_event> read_all(const std::string& dir, sluice::reader
   std::vector<sluice::owned_event> out;
   sluice::stored_event e;
   sluice::read_status s;
-  while ((s = r->next(e)) == sluice::read_status::event) out.push_back(sluice::owned_event::from(e));
+  while ((s = r->next(e)) == sluice::read_status::event)
+    out.push_back(sluice::owned_event::from(e));
   INFO(r->error().describe());
   REQUIRE(s == sluice::read_status::end);
   REQUIRE(r->pending_bytes() == 0);
@@ -110,7 +110,8 @@ class test_sink final : public sluice::sink {
     b.seal(next);
     next += b.size();
     appended.store(next);
-    b.for_each([&](const sluice::stored_event& e) { events.push_back(sluice::owned_event::from(e)); });
+    b.for_each(
+        [&](const sluice::stored_event& e) { events.push_back(sluice::owned_event::from(e)); });
     return {};
   }
   sluice::storage_error sync() override {
@@ -431,7 +432,8 @@ TEST_CASE("recorder: a bus records every accepted event in lane order; replay re
   // Event sourcing: a new bus fed by replay reaches the same state.
   std::map<std::uint64_t, std::int64_t> rebuilt;
   sluice::bus b2(sluice::bus_options{}.with_lanes(2).with_lane_capacity(64));
-  auto rec2 = sluice::record_to_folder(b2, dir.path(), types);  // replayed events are not stored again
+  auto rec2 =
+      sluice::record_to_folder(b2, dir.path(), types);  // replayed events are not stored again
   REQUIRE(rec2);
   std::atomic<int> seen_replayed{0};
   auto sub2 = b2.subscribe<order>([&](sluice::event_view<order> v) {
@@ -453,8 +455,9 @@ TEST_CASE("recorder: a bus records every accepted event in lane order; replay re
   REQUIRE(read_all(dir.path()).size() == static_cast<std::size_t>(producers * per + 1));
 }
 
-TEST_CASE("recorder: dispatch is recorded, discarded events are not, types without codec are counted",
-          "[storage]") {
+TEST_CASE(
+    "recorder: dispatch is recorded, discarded events are not, types without codec are counted",
+    "[storage]") {
   auto sink = std::make_unique<test_sink>();
   auto* s = sink.get();
   auto rec = std::make_shared<sluice::recorder>(std::move(sink), make_types());
@@ -724,7 +727,9 @@ TEST_CASE("replay: filters, unknown types and a start offset", "[storage]") {
   auto sub = b.subscribe<order>([&](const order& o) { ids.push_back(o.id); });
   int unknown_reports = 0;
   sluice::replay_options o;
-  o.filter = [](const sluice::stored_event& e) { return e.offset % 4 != 1; };  // skip orders 0, 2, ..
+  o.filter = [](const sluice::stored_event& e) {
+    return e.offset % 4 != 1;
+  };  // skip orders 0, 2, ..
   o.on_decode_error = [&](const sluice::stored_event&, const sluice::decode_error& e) {
     if (e.code == sluice::decode_errc::unknown_type) ++unknown_reports;
   };

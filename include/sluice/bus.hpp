@@ -229,8 +229,8 @@ class bus {
   const char* record(std::shared_ptr<Recorder> rec) {
     static_assert(std::is_base_of_v<detail::record_hook, Recorder>,
                   "sluice: bus::record takes a std::shared_ptr<sluice::recorder>");
-    const char* why = rec == nullptr ? "sluice: bus::record needs a recorder"
-                                     : core_.set_hook(std::move(rec));
+    const char* why =
+        rec == nullptr ? "sluice: bus::record needs a recorder" : core_.set_hook(std::move(rec));
 #if SLUICE_HAS_EXCEPTIONS
     if (why != nullptr) throw std::logic_error(why);
 #endif

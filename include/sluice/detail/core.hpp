@@ -354,7 +354,9 @@ class bus_core {
     hook_.store(hook_owner_.get(), std::memory_order_release);
     return nullptr;
   }
-  [[nodiscard]] record_hook* hook() const noexcept { return hook_.load(std::memory_order_acquire); }
+  [[nodiscard]] record_hook* hook() const noexcept {
+    return hook_.load(std::memory_order_acquire);
+  }
 
   // Takes one batch from lane i and delivers it, holding the lane's lock so
   // that the lane's order is kept. Returns events taken (0: empty or busy).

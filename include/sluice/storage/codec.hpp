@@ -223,8 +223,8 @@ class codecs {
     using C = std::decay_t<Codec>;
     static_assert(std::is_invocable_v<decltype(&C::encode), const C&, const T&, byte_writer&>,
                   "sluice: a codec needs void encode(const T&, sluice::byte_writer&) const");
-    static_assert(std::is_same_v<decltype(std::declval<const C&>().decode(
-                                     std::declval<byte_view>(), std::uint32_t{})),
+    static_assert(std::is_same_v<decltype(std::declval<const C&>().decode(std::declval<byte_view>(),
+                                                                          std::uint32_t{})),
                                  decoded<T>>,
                   "sluice: a codec needs sluice::decoded<T> decode(sluice::byte_view, "
                   "std::uint32_t version) const");
@@ -281,7 +281,9 @@ class codecs {
     auto it = by_name_.find(std::string(name));
     return it == by_name_.end() ? nullptr : it->second;
   }
-  [[nodiscard]] std::size_t size() const noexcept { return entries_.size(); }
+  [[nodiscard]] std::size_t size() const noexcept {
+    return entries_.size();
+  }
 
   // Decodes a stored event as T: an error if it holds another type, or its
   // payload does not decode.
@@ -292,8 +294,7 @@ class codecs {
       return decode_failure("sluice: no codec is registered under this event name",
                             decode_errc::unknown_type);
     if (c->type != detail::type_index<T>())
-      return decode_failure("sluice: the record holds another event type",
-                            decode_errc::wrong_type);
+      return decode_failure("sluice: the record holds another event type", decode_errc::wrong_type);
     decoded<T> out = decode_failure("", decode_errc::malformed);
     c->decode_into(c->codec.get(), e.payload, e.version, &out);
     return out;

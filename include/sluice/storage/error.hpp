@@ -9,12 +9,12 @@ namespace sluice {
 
 enum class storage_errc : std::uint8_t {
   ok,
-  io,             // the operating system refused (see message: it names the call and errno)
-  bad_option,     // an impossible option
-  not_a_log,      // a file where a segment should be is not one
-  bad_version,    // a segment of another format version
-  damaged,        // a record or header failed its checks (see file and offset)
-  closed,         // the sink or recorder is closed
+  io,           // the operating system refused (see message: it names the call and errno)
+  bad_option,   // an impossible option
+  not_a_log,    // a file where a segment should be is not one
+  bad_version,  // a segment of another format version
+  damaged,      // a record or header failed its checks (see file and offset)
+  closed,       // the sink or recorder is closed
 };
 
 // What went wrong and where. `file` and `offset` (bytes into the file) are set

@@ -44,8 +44,8 @@ namespace detail {
 
 inline storage_error errno_error(const char* call, const std::string& file, int err,
                                  std::uint64_t offset = 0) {
-  return storage_error::make(storage_errc::io, std::string(call) + ": " + std::strerror(err),
-                             file, offset);
+  return storage_error::make(storage_errc::io, std::string(call) + ": " + std::strerror(err), file,
+                             offset);
 }
 
 inline bool write_all(int fd, const unsigned char* p, std::size_t n, int& err) noexcept {
@@ -114,7 +114,9 @@ inline storage_error list_segments(const std::string& dir, std::vector<segment_f
   out.clear();
   std::error_code ec;
   std::filesystem::directory_iterator it(dir, ec);
-  if (ec) return storage_error::make(storage_errc::io, "cannot list the log folder: " + ec.message(), dir);
+  if (ec)
+    return storage_error::make(storage_errc::io, "cannot list the log folder: " + ec.message(),
+                               dir);
   for (const auto& entry : it) {
     std::uint64_t base = 0;
     const std::string name = entry.path().filename().string();
@@ -132,15 +134,16 @@ inline storage_error list_segments(const std::string& dir, std::vector<segment_f
 }  // namespace detail
 
 struct file_log_options {
-  std::string dir;                                     // the log's folder (made if missing)
-  std::size_t segment_bytes = std::size_t{64} << 20;   // roll to a new segment past this size
-  std::uint64_t retain_bytes = 0;                      // delete oldest segments past this total (0: keep)
-  std::chrono::seconds retain_age{0};                  // delete segments older than this (0: keep)
+  std::string dir;                                    // the log's folder (made if missing)
+  std::size_t segment_bytes = std::size_t{64} << 20;  // roll to a new segment past this size
+  std::uint64_t retain_bytes = 0;      // delete oldest segments past this total (0: keep)
+  std::chrono::seconds retain_age{0};  // delete segments older than this (0: keep)
   std::size_t max_record = storage::default_max_record;  // larger lengths are damage
 
   [[nodiscard]] const char* validate() const noexcept {
     if (dir.empty()) return "sluice: file_log_options::dir must name a folder";
-    if (segment_bytes < 4096) return "sluice: file_log_options::segment_bytes must be at least 4096";
+    if (segment_bytes < 4096)
+      return "sluice: file_log_options::segment_bytes must be at least 4096";
     if (max_record < storage::body_fixed + 1 || max_record > (std::size_t{1} << 31))
       return "sluice: file_log_options::max_record must be between 37 bytes and 2 GiB";
     if (retain_age.count() < 0) return "sluice: file_log_options::retain_age must not be negative";
@@ -155,7 +158,7 @@ struct damage_report {
   std::uint64_t offset = 0;  // byte offset of the first damaged byte in `file`
   std::uint64_t bytes = 0;   // bytes cut off
   std::string reason;
-  std::string saved_to;      // side file holding the cut bytes (empty if none)
+  std::string saved_to;  // side file holding the cut bytes (empty if none)
 };
 
 class file_log final : public sink {
@@ -178,7 +181,8 @@ class file_log final : public sink {
   ~file_log() override { (void)close(); }
 
   storage_error append(record_batch& b) override {
-    if (fd_ < 0) return storage_error::make(storage_errc::closed, "sluice: the log is closed", opts_.dir);
+    if (fd_ < 0)
+      return storage_error::make(storage_errc::closed, "sluice: the log is closed", opts_.dir);
     if (b.empty()) return {};
     if (size_ >= opts_.segment_bytes && size_ > storage::segment_header_size) {
       if (storage_error e = roll()) return e;
@@ -198,7 +202,8 @@ class file_log final : public sink {
   }
 
   storage_error sync() override {
-    if (fd_ < 0) return storage_error::make(storage_errc::closed, "sluice: the log is closed", opts_.dir);
+    if (fd_ < 0)
+      return storage_error::make(storage_errc::closed, "sluice: the log is closed", opts_.dir);
     if (::fdatasync(fd_) != 0) return detail::errno_error("fdatasync", current_path(), errno);
     return {};
   }
@@ -253,7 +258,8 @@ class file_log final : public sink {
     ::close(fd);
     if (n < 0) return detail::errno_error("pread", s.path, err);
     if (static_cast<std::size_t>(n) < sizeof buf)
-      return storage_error::make(storage_errc::damaged, "segment shorter than its header", s.path, 0);
+      return storage_error::make(storage_errc::damaged, "segment shorter than its header", s.path,
+                                 0);
     return header_error(buf, s, h);
   }
 
@@ -283,16 +289,19 @@ class file_log final : public sink {
     struct stat st {};
     if (::fstat(fd, &st) != 0) return detail::errno_error("fstat", s.path, errno);
     const auto file_size = static_cast<std::uint64_t>(st.st_size);
-    std::vector<unsigned char> buf(std::max<std::size_t>(std::size_t{1} << 20, storage::segment_header_size));
+    std::vector<unsigned char> buf(
+        std::max<std::size_t>(std::size_t{1} << 20, storage::segment_header_size));
     int err = 0;
     ssize_t n = detail::pread_some(fd, buf.data(), storage::segment_header_size, 0, err);
     if (n < 0) return detail::errno_error("pread", s.path, err);
-    const bool all_zero = std::all_of(buf.begin(), buf.begin() + n, [](unsigned char c) { return c == 0; });
+    const bool all_zero =
+        std::all_of(buf.begin(), buf.begin() + n, [](unsigned char c) { return c == 0; });
     if (static_cast<std::size_t>(n) < storage::segment_header_size || all_zero) {
       // Made but its header never reached the disk: a crash while rolling.
       // Only safe to rewrite if nothing but the torn header is there.
       if (file_size > storage::segment_header_size && !all_zero)
-        return storage_error::make(storage_errc::damaged, "segment shorter than its header", s.path, 0);
+        return storage_error::make(storage_errc::damaged, "segment shorter than its header", s.path,
+                                   0);
       if (storage_error e = cut(s, 0, file_size, "segment header never completed")) return e;
       return write_header(s.base);
     }
@@ -355,7 +364,8 @@ class file_log final : public sink {
   }
 
   // Copies [from, to) of segment s to a side file, then cuts the segment at `from`.
-  storage_error cut(detail::segment_file& s, std::uint64_t from, std::uint64_t to, const char* reason) {
+  storage_error cut(detail::segment_file& s, std::uint64_t from, std::uint64_t to,
+                    const char* reason) {
     damage_report d;
     d.file = s.path;
     d.offset = from;
@@ -369,11 +379,13 @@ class file_log final : public sink {
       std::uint64_t at = from;
       int err = 0;
       while (at < to) {
-        const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), to - at));
+        const std::size_t want =
+            static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), to - at));
         const ssize_t n = detail::pread_some(fd_, buf.data(), want, at, err);
         if (n <= 0 || !detail::write_all(out, buf.data(), static_cast<std::size_t>(n), err)) {
           ::close(out);
-          return detail::errno_error(n < 0 ? "pread" : "write", n < 0 ? s.path : d.saved_to, err, at);
+          return detail::errno_error(n < 0 ? "pread" : "write", n < 0 ? s.path : d.saved_to, err,
+                                     at);
         }
         at += static_cast<std::uint64_t>(n);
       }
@@ -461,9 +473,9 @@ class file_log final : public sink {
 // ---- reading -------------------------------------------------------------------
 
 struct reader_options {
-  std::uint64_t from = 0;                 // first offset wanted
-  std::string type;                       // only this event name (empty: all)
-  std::optional<key_type> key;            // only events with this key
+  std::uint64_t from = 0;       // first offset wanted
+  std::string type;             // only this event name (empty: all)
+  std::optional<key_type> key;  // only events with this key
   std::size_t max_record = storage::default_max_record;
 };
 
@@ -481,7 +493,8 @@ class log_reader {
                                           storage_error& err) {
     err = {};
     if (o.max_record < storage::body_fixed + 1) {
-      err = storage_error::make(storage_errc::bad_option, "sluice: reader_options::max_record is too small");
+      err = storage_error::make(storage_errc::bad_option,
+                                "sluice: reader_options::max_record is too small");
       return nullptr;
     }
     std::error_code ec;
@@ -576,7 +589,8 @@ class log_reader {
   read_status open_segment() {
     if (cur_ >= segments_.size()) {
       // Nothing yet (or the folder was empty): look again.
-      if (detail::list_segments(dir_, segments_) || cur_ >= segments_.size()) return read_status::end;
+      if (detail::list_segments(dir_, segments_) || cur_ >= segments_.size())
+        return read_status::end;
     }
     const detail::segment_file& s = segments_[cur_];
     const int fd = detail::open_retry(s.path.c_str(), O_RDONLY);
@@ -628,7 +642,8 @@ class log_reader {
     pos_ = 0;
     len_ = keep;
     int err = 0;
-    const ssize_t n = detail::pread_some(fd_, buf_.data() + len_, buf_.size() - len_, file_pos_, err);
+    const ssize_t n =
+        detail::pread_some(fd_, buf_.data() + len_, buf_.size() - len_, file_pos_, err);
     if (n < 0) {
       failed_ = true;
       error_ = detail::errno_error("pread", current_file(), err, file_pos_);
@@ -655,7 +670,8 @@ class log_reader {
     if (cur_ + 1 >= segments_.size()) return read_status::end;
     // The writer has rolled, but may have appended to this segment after our
     // read and before rolling: read once more before moving on.
-    const ssize_t more = detail::pread_some(fd_, buf_.data() + len_, buf_.size() - len_, file_pos_, err);
+    const ssize_t more =
+        detail::pread_some(fd_, buf_.data() + len_, buf_.size() - len_, file_pos_, err);
     if (more > 0) {
       len_ += static_cast<std::size_t>(more);
       file_pos_ += static_cast<std::uint64_t>(more);

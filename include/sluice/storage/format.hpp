@@ -36,15 +36,15 @@ struct byte_view {
 // One stored event as a sink or a reader sees it: a view, valid until the
 // next call on whatever produced it.
 struct stored_event {
-  std::uint64_t offset = 0;   // position in its log: 0, 1, 2, ...
-  std::int64_t time_ns = 0;   // when it was published, ns since the Unix epoch
-  key_type key = 0;           // meaningful when has_key
-  std::uint32_t producer = 0; // the publishing producer's id within its bus
-  std::uint32_t version = 0;  // the codec version it was written with
+  std::uint64_t offset = 0;    // position in its log: 0, 1, 2, ...
+  std::int64_t time_ns = 0;    // when it was published, ns since the Unix epoch
+  key_type key = 0;            // meaningful when has_key
+  std::uint32_t producer = 0;  // the publishing producer's id within its bus
+  std::uint32_t version = 0;   // the codec version it was written with
   bool has_key = false;
-  bool replayed = false;      // it came from a replay
-  std::string_view type;      // the stable event name given to sluice::codecs
-  byte_view payload;          // the codec's bytes
+  bool replayed = false;  // it came from a replay
+  std::string_view type;  // the stable event name given to sluice::codecs
+  byte_view payload;      // the codec's bytes
 };
 
 namespace storage {
@@ -67,9 +67,12 @@ inline constexpr std::size_t default_max_record = std::size_t{16} << 20;
 template <class T>
 inline void store_le(unsigned char* p, T v) noexcept {
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-  if constexpr (sizeof(T) == 2) v = static_cast<T>(__builtin_bswap16(static_cast<std::uint16_t>(v)));
-  if constexpr (sizeof(T) == 4) v = static_cast<T>(__builtin_bswap32(static_cast<std::uint32_t>(v)));
-  if constexpr (sizeof(T) == 8) v = static_cast<T>(__builtin_bswap64(static_cast<std::uint64_t>(v)));
+  if constexpr (sizeof(T) == 2)
+    v = static_cast<T>(__builtin_bswap16(static_cast<std::uint16_t>(v)));
+  if constexpr (sizeof(T) == 4)
+    v = static_cast<T>(__builtin_bswap32(static_cast<std::uint32_t>(v)));
+  if constexpr (sizeof(T) == 8)
+    v = static_cast<T>(__builtin_bswap64(static_cast<std::uint64_t>(v)));
 #endif
   std::memcpy(p, &v, sizeof v);
 }
@@ -79,9 +82,12 @@ template <class T>
   T v;
   std::memcpy(&v, p, sizeof v);
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-  if constexpr (sizeof(T) == 2) v = static_cast<T>(__builtin_bswap16(static_cast<std::uint16_t>(v)));
-  if constexpr (sizeof(T) == 4) v = static_cast<T>(__builtin_bswap32(static_cast<std::uint32_t>(v)));
-  if constexpr (sizeof(T) == 8) v = static_cast<T>(__builtin_bswap64(static_cast<std::uint64_t>(v)));
+  if constexpr (sizeof(T) == 2)
+    v = static_cast<T>(__builtin_bswap16(static_cast<std::uint16_t>(v)));
+  if constexpr (sizeof(T) == 4)
+    v = static_cast<T>(__builtin_bswap32(static_cast<std::uint32_t>(v)));
+  if constexpr (sizeof(T) == 8)
+    v = static_cast<T>(__builtin_bswap64(static_cast<std::uint64_t>(v)));
 #endif
   return v;
 }
@@ -98,8 +104,8 @@ inline void begin_record(unsigned char* p, std::int64_t time_ns, const metadata&
   store_le<std::uint64_t>(b + 16, m.has_key ? m.key : 0);
   store_le<std::uint32_t>(b + 24, m.producer);
   store_le<std::uint32_t>(b + 28, version);
-  const std::uint16_t flags = static_cast<std::uint16_t>((m.has_key ? flag_key : 0) |
-                                                         (m.replayed ? flag_replayed : 0));
+  const std::uint16_t flags =
+      static_cast<std::uint16_t>((m.has_key ? flag_key : 0) | (m.replayed ? flag_replayed : 0));
   store_le<std::uint16_t>(b + 32, flags);
   store_le<std::uint16_t>(b + 34, static_cast<std::uint16_t>(name.size()));
   std::memcpy(b + body_fixed, name.data(), name.size());
@@ -125,7 +131,7 @@ enum class parse_status : std::uint8_t {
 
 struct parse_result {
   parse_status status = parse_status::ok;
-  std::size_t size = 0;        // bytes the record takes (ok), or needs (need_more)
+  std::size_t size = 0;          // bytes the record takes (ok), or needs (need_more)
   const char* reason = nullptr;  // why it is damaged
 };
 

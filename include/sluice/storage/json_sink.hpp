@@ -8,13 +8,15 @@
 // with show<T>(); other types get "payload_base64" (their codec's bytes).
 // Names are printable ASCII (codecs::check_name); text is escaped as JSON.
 //
+// Offsets count from 0 for each opened sink (a JSON file is an audit trail,
+// not a log to replay: use the file log for that).
+//
 // Thread-safety: a sink (the recorder's writer thread calls it).
 #pragma once
 
 #include <fcntl.h>
-#include <unistd.h>
-
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <cstdint>
 #include <memory>
@@ -65,9 +67,10 @@ inline void base64(fmt::memory_buffer& out, byte_view in) {
       "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   std::size_t i = 0;
   for (; i + 3 <= in.size; i += 3) {
-    const std::uint32_t v = (std::uint32_t{in.data[i]} << 16) | (std::uint32_t{in.data[i + 1]} << 8) |
-                            in.data[i + 2];
-    const char q[4] = {digits[v >> 18], digits[(v >> 12) & 63], digits[(v >> 6) & 63], digits[v & 63]};
+    const std::uint32_t v =
+        (std::uint32_t{in.data[i]} << 16) | (std::uint32_t{in.data[i + 1]} << 8) | in.data[i + 2];
+    const char q[4] = {digits[v >> 18], digits[(v >> 12) & 63], digits[(v >> 6) & 63],
+                       digits[v & 63]};
     out.append(q, q + 4);
   }
   if (i < in.size) {
@@ -85,8 +88,8 @@ inline void base64(fmt::memory_buffer& out, byte_view in) {
 // nullptr to show the payload as base64 (or as hex when `hex`).
 inline void append_json_line(fmt::memory_buffer& out, const stored_event& e,
                              const std::string* text, bool hex = false) {
-  fmt::format_to(std::back_inserter(out),
-                 "{{\"offset\":{},\"time_ns\":{},\"type\":\"", e.offset, e.time_ns);
+  fmt::format_to(std::back_inserter(out), "{{\"offset\":{},\"time_ns\":{},\"type\":\"", e.offset,
+                 e.time_ns);
   detail::json_escape(out, e.type);
   fmt::format_to(std::back_inserter(out), "\",\"version\":{},\"key\":", e.version);
   if (e.has_key) {
@@ -114,8 +117,7 @@ class json_sink final : public sink {
  public:
   // Appends to the file at `path` (made if missing). nullptr on error.
   static std::unique_ptr<json_sink> open(const std::string& path,
-                                         std::shared_ptr<const codecs> types,
-                                         storage_error& err) {
+                                         std::shared_ptr<const codecs> types, storage_error& err) {
     err = {};
     const int fd = detail::open_retry(path.c_str(), O_WRONLY | O_CREAT | O_APPEND);
     if (fd < 0) {
@@ -145,7 +147,8 @@ class json_sink final : public sink {
   }
 
   storage_error append(record_batch& b) override {
-    if (fd_ < 0) return storage_error::make(storage_errc::closed, "sluice: the JSON sink is closed", path_);
+    if (fd_ < 0)
+      return storage_error::make(storage_errc::closed, "sluice: the JSON sink is closed", path_);
     b.seal(next_);
     next_ += b.size();
     buf_.clear();
@@ -156,13 +159,15 @@ class json_sink final : public sink {
       append_json_line(buf_, e, shown ? &text : nullptr);
     });
     int err = 0;
-    if (!detail::write_all(fd_, reinterpret_cast<const unsigned char*>(buf_.data()), buf_.size(), err))
+    if (!detail::write_all(fd_, reinterpret_cast<const unsigned char*>(buf_.data()), buf_.size(),
+                           err))
       return detail::errno_error("write", path_, err);
     return {};
   }
 
   storage_error sync() override {
-    if (fd_ < 0) return storage_error::make(storage_errc::closed, "sluice: the JSON sink is closed", path_);
+    if (fd_ < 0)
+      return storage_error::make(storage_errc::closed, "sluice: the JSON sink is closed", path_);
     if (::fdatasync(fd_) != 0) return detail::errno_error("fdatasync", path_, errno);
     return {};
   }

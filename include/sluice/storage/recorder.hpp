@@ -15,6 +15,9 @@
 // record is counted as dropped and delivery goes on (for logs that matter less
 // than delivery).
 //
+// Codecs run on the delivering thread while the recorder's lock is held: a codec
+// must not call the recorder.
+//
 // Thread-safety: every member may be called from any thread. Lifetime: a bus
 // holds the recorder attached to it (shared ownership); the destructor
 // closes it (writes, syncs, joins the writer).
@@ -118,10 +121,16 @@ class recorder final : public detail::record_hook {
 
   recorder(const recorder&) = delete;
   recorder& operator=(const recorder&) = delete;
-  ~recorder() override { (void)close(); }
+  ~recorder() override {
+    (void)close();
+  }
 
-  [[nodiscard]] bool valid() const noexcept { return error_ == nullptr; }
-  [[nodiscard]] const char* error() const noexcept { return error_; }
+  [[nodiscard]] bool valid() const noexcept {
+    return error_ == nullptr;
+  }
+  [[nodiscard]] const char* error() const noexcept {
+    return error_;
+  }
 
   // Records one event directly (no bus). False when it was not recorded
   // (no codec, dropped, closed, or the codec failed).
@@ -132,9 +141,13 @@ class recorder final : public detail::record_hook {
   }
 
   // Returns when everything recorded so far has been handed to the sink.
-  storage_error flush() { return wait_for(false); }
+  storage_error flush() {
+    return wait_for(false);
+  }
   // Returns when everything recorded so far is durable (or the sync failed).
-  storage_error sync() { return wait_for(true); }
+  storage_error sync() {
+    return wait_for(true);
+  }
 
   // Writes and syncs everything, stops the writer and closes the sink. Later
   // records are counted as dropped.
@@ -161,7 +174,9 @@ class recorder final : public detail::record_hook {
     std::lock_guard<std::mutex> lock(mutex_);
     return last_error_;
   }
-  [[nodiscard]] const record_options& options() const noexcept { return opts_; }
+  [[nodiscard]] const record_options& options() const noexcept {
+    return opts_;
+  }
 
   // ---- record_hook ---------------------------------------------------------------
 
@@ -199,7 +214,9 @@ class recorder final : public detail::record_hook {
 
  private:
   // Wall-clock time of an event stamped with the steady clock.
-  static std::int64_t offset_now() noexcept { return detail::wall_ns() - detail::now_ns(); }
+  static std::int64_t offset_now() noexcept {
+    return detail::wall_ns() - detail::now_ns();
+  }
   static std::int64_t time_of(const metadata& m, std::int64_t delta) noexcept {
     return m.timestamp != 0 ? m.timestamp + delta : detail::now_ns() + delta;
   }
@@ -257,8 +274,8 @@ class recorder final : public detail::record_hook {
   storage_error wait_for(bool durable) {
     std::unique_lock<std::mutex> lock(mutex_);
     const std::uint64_t target = seq_;
-    if (writer_.get_id() == std::thread::id() || std::this_thread::get_id() == writer_.get_id())
-      return {};
+    // From the writer itself (an on_error callback): nothing to wait for.
+    if (!writer_running_ || std::this_thread::get_id() == writer_id_) return {};
     if (durable) {
       sync_wanted_ = true;
       wake_.notify_all();
@@ -272,6 +289,7 @@ class recorder final : public detail::record_hook {
 
   storage_error wait_until_synced(std::uint64_t target) {
     std::unique_lock<std::mutex> lock(mutex_);
+    if (!writer_running_ || std::this_thread::get_id() == writer_id_) return {};
     sync_wanted_ = true;
     wake_.notify_all();
     done_.wait(lock, [&] { return sync_tried_ >= target || !writer_running_; });
@@ -297,6 +315,7 @@ class recorder final : public detail::record_hook {
 
   void write_loop() {
     std::unique_lock<std::mutex> lock(mutex_);
+    writer_id_ = std::this_thread::get_id();
     bool unsynced = false;  // records written since the last sync
     for (;;) {
       const bool timed = opts_.sync == sync_policy::interval && unsynced;
@@ -328,7 +347,8 @@ class recorder final : public detail::record_hook {
       const auto now = std::chrono::steady_clock::now();
       if (n != 0 && !append_error) unsynced = true;
       if (opts_.sync == sync_policy::every_batch && n != 0) want_sync = true;
-      if (opts_.sync == sync_policy::interval && unsynced && now - last_sync_ >= opts_.sync_interval)
+      if (opts_.sync == sync_policy::interval && unsynced &&
+          now - last_sync_ >= opts_.sync_interval)
         want_sync = true;
       storage_error sync_error;
       bool synced = false;
@@ -373,9 +393,9 @@ class recorder final : public detail::record_hook {
   const char* error_ = nullptr;
 
   mutable std::mutex mutex_;
-  std::condition_variable wake_;  // the writer waits here
-  std::condition_variable room_;  // delivering threads wait here for room
-  std::condition_variable done_;  // flush/sync callers wait here
+  std::condition_variable wake_;      // the writer waits here
+  std::condition_variable room_;      // delivering threads wait here for room
+  std::condition_variable done_;      // flush/sync callers wait here
   std::vector<unsigned char> open_;   // being filled
   std::vector<unsigned char> spare_;  // being written (writer only)
   std::size_t open_count_ = 0;
@@ -387,6 +407,7 @@ class recorder final : public detail::record_hook {
   bool sync_wanted_ = false;
   bool closed_ = false;
   bool writer_running_ = false;
+  std::thread::id writer_id_;
   std::chrono::steady_clock::time_point last_sync_;
   recorder_stats stats_;
   std::thread writer_;

@@ -46,13 +46,13 @@ struct replay_options {
 };
 
 struct replay_result {
-  std::uint64_t published = 0;   // accepted by the bus
-  std::uint64_t refused = 0;     // the bus refused them (stopped, or rejected)
-  std::uint64_t skipped = 0;     // filtered out
-  std::uint64_t unknown = 0;     // no codec under the record's name
-  std::uint64_t undecodable = 0; // the codec could not decode them
-  std::uint64_t next_offset = 0; // where a later replay would go on
-  storage_error error;           // why reading stopped early (damage), if it did
+  std::uint64_t published = 0;    // accepted by the bus
+  std::uint64_t refused = 0;      // the bus refused them (stopped, or rejected)
+  std::uint64_t skipped = 0;      // filtered out
+  std::uint64_t unknown = 0;      // no codec under the record's name
+  std::uint64_t undecodable = 0;  // the codec could not decode them
+  std::uint64_t next_offset = 0;  // where a later replay would go on
+  storage_error error;            // why reading stopped early (damage), if it did
   [[nodiscard]] bool ok() const noexcept { return error.ok(); }
 };
 
@@ -101,8 +101,8 @@ inline replay_result replay(log_reader& reader, bus& b, const codecs& types,
                                      static_cast<double>(e.time_ns - first_time) / speed));
         while (std::chrono::steady_clock::now() < due) {
           if (b.workers() == 0 && b.poll() != 0) continue;
-          std::this_thread::sleep_until(std::min(due, std::chrono::steady_clock::now() +
-                                                          std::chrono::milliseconds(1)));
+          std::this_thread::sleep_until(
+              std::min(due, std::chrono::steady_clock::now() + std::chrono::milliseconds(1)));
         }
       }
     }
@@ -198,10 +198,12 @@ class checkpoint {
       return detail::errno_error("write", tmp, e);
     }
     ::close(fd);
-    if (::rename(tmp.c_str(), path_.c_str()) != 0) return detail::errno_error("rename", path_, errno);
+    if (::rename(tmp.c_str(), path_.c_str()) != 0)
+      return detail::errno_error("rename", path_, errno);
     const auto slash = path_.find_last_of('/');
-    return detail::sync_dir(slash == std::string::npos ? std::string(".")
-                                                       : (slash == 0 ? std::string("/") : path_.substr(0, slash)));
+    return detail::sync_dir(slash == std::string::npos
+                                ? std::string(".")
+                                : (slash == 0 ? std::string("/") : path_.substr(0, slash)));
   }
 
   [[nodiscard]] const std::string& path() const noexcept { return path_; }
