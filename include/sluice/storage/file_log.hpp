@@ -184,6 +184,11 @@ class file_log final : public sink {
     if (fd_ < 0)
       return storage_error::make(storage_errc::closed, "sluice: the log is closed", opts_.dir);
     if (b.empty()) return {};
+    if (b.largest() > opts_.max_record)  // a reader would take it for damage
+      return storage_error::make(storage_errc::bad_option,
+                                 "sluice: a record is larger than file_log_options::max_record; "
+                                 "the batch was not written",
+                                 current_path(), size_);
     if (size_ >= opts_.segment_bytes && size_ > storage::segment_header_size) {
       if (storage_error e = roll()) return e;
     }
@@ -215,6 +220,8 @@ class file_log final : public sink {
     fd_ = -1;
     return e;
   }
+
+  [[nodiscard]] std::size_t max_record() const noexcept override { return opts_.max_record; }
 
   // What recovery found and cut off when the log was opened (empty: nothing).
   [[nodiscard]] const std::vector<damage_report>& recovered() const noexcept { return recovered_; }
@@ -266,11 +273,15 @@ class file_log final : public sink {
   static storage_error header_error(const unsigned char* buf, const detail::segment_file& s,
                                     storage::segment_header& h) {
     if (const char* why = storage::read_segment_header(buf, h)) {
-      const storage_errc c = std::memcmp(buf, storage::segment_magic, 8) != 0
-                                 ? storage_errc::not_a_log
-                             : storage::load_le<std::uint32_t>(buf + 8) != storage::format_version
-                                 ? storage_errc::bad_version
-                                 : storage_errc::damaged;
+      // Checked in this order: magic, checksum, version (a damaged header is
+      // damage, even where its version bytes were hit).
+      storage_errc c = storage_errc::damaged;
+      if (std::memcmp(buf, storage::segment_magic, 8) != 0) {
+        c = storage_errc::not_a_log;
+      } else if (storage::load_le<std::uint32_t>(buf + 60) == detail::crc32c(buf, 60) &&
+                 storage::load_le<std::uint32_t>(buf + 8) != storage::format_version) {
+        c = storage_errc::bad_version;
+      }
       return storage_error::make(c, why, s.path, 0);
     }
     if (h.base != s.base)
@@ -298,7 +309,13 @@ class file_log final : public sink {
         std::all_of(buf.begin(), buf.begin() + n, [](unsigned char c) { return c == 0; });
     if (static_cast<std::size_t>(n) < storage::segment_header_size || all_zero) {
       // Made but its header never reached the disk: a crash while rolling.
-      // Only safe to rewrite if nothing but the torn header is there.
+      // Only a torn header (zeros, or a beginning of the magic) is rewritten;
+      // anything else is not ours to change.
+      const std::size_t m = std::min<std::size_t>(static_cast<std::size_t>(n), 8);
+      const bool torn = all_zero || std::memcmp(buf.data(), storage::segment_magic, m) == 0;
+      if (!torn)
+        return storage_error::make(storage_errc::not_a_log, "not a sluice log segment (bad magic)",
+                                   s.path, 0);
       if (file_size > storage::segment_header_size && !all_zero)
         return storage_error::make(storage_errc::damaged, "segment shorter than its header", s.path,
                                    0);
@@ -372,9 +389,15 @@ class file_log final : public sink {
     d.bytes = to - from;
     d.reason = reason;
     if (to > from) {
-      d.saved_to = s.path + ".damaged-" + std::to_string(from);
-      const int out = detail::open_retry(d.saved_to.c_str(), O_WRONLY | O_CREAT | O_TRUNC);
-      if (out < 0) return detail::errno_error("open", d.saved_to, errno);
+      // A new file: an earlier recovery at the same place keeps its own.
+      int out = -1;
+      for (int k = 0; out < 0 && k < 1000; ++k) {
+        d.saved_to =
+            s.path + ".damaged-" + std::to_string(from) + (k != 0 ? "." + std::to_string(k) : "");
+        out = detail::open_retry(d.saved_to.c_str(), O_WRONLY | O_CREAT | O_EXCL);
+        if (out < 0 && errno != EEXIST) return detail::errno_error("open", d.saved_to, errno);
+      }
+      if (out < 0) return detail::errno_error("open", d.saved_to, EEXIST);
       std::vector<unsigned char> buf(std::size_t{1} << 20);
       std::uint64_t at = from;
       int err = 0;
@@ -610,6 +633,10 @@ class log_reader {
     }
     if (static_cast<std::size_t>(n) < sizeof h) {
       ::close(fd);
+      const auto got = static_cast<std::size_t>(n);
+      const bool torn = std::all_of(h, h + got, [](unsigned char c) { return c == 0; }) ||
+                        std::memcmp(h, storage::segment_magic, std::min<std::size_t>(got, 8)) == 0;
+      if (!torn) return fail("not a sluice log segment (bad magic)", 0);
       if (cur_ + 1 == segments_.size()) return read_status::end;  // being made
       return fail("segment shorter than its header", 0);
     }

@@ -112,6 +112,7 @@ class recorder final : public detail::record_hook {
       return;
 #endif
     }
+    max_record_ = sink_->max_record();
     open_.reserve(opts_.buffer_bytes + 4096);
     spare_.reserve(opts_.buffer_bytes + 4096);
     last_sync_ = std::chrono::steady_clock::now();
@@ -258,7 +259,7 @@ class recorder final : public detail::record_hook {
     }
 #endif
     const std::size_t body = open_.size() - start - storage::frame_size;
-    if (!ok || body > storage::default_max_record) {
+    if (!ok || body > max_record_) {  // larger records would read as damage
       open_.resize(start);
       ++stats_.failed;
       return false;
@@ -282,9 +283,11 @@ class recorder final : public detail::record_hook {
       done_.wait(lock, [&] { return sync_tried_ >= target || !writer_running_; });
       return sync_error_;
     }
+    const std::uint64_t from = written_seq_;
     wake_.notify_all();
     done_.wait(lock, [&] { return written_seq_ >= target || !writer_running_; });
-    return last_error_;
+    // An append that failed after this call began lost some of its records.
+    return append_error_seq_ > from ? append_error_ : storage_error{};
   }
 
   storage_error wait_until_synced(std::uint64_t target) {
@@ -317,6 +320,7 @@ class recorder final : public detail::record_hook {
     std::unique_lock<std::mutex> lock(mutex_);
     writer_id_ = std::this_thread::get_id();
     bool unsynced = false;  // records written since the last sync
+    storage_error lost;     // an append failed since the last sync attempt
     for (;;) {
       const bool timed = opts_.sync == sync_policy::interval && unsynced;
       const auto deadline = last_sync_ + opts_.sync_interval;
@@ -346,6 +350,7 @@ class recorder final : public detail::record_hook {
       spare_.clear();
       const auto now = std::chrono::steady_clock::now();
       if (n != 0 && !append_error) unsynced = true;
+      if (append_error) lost = append_error;
       if (opts_.sync == sync_policy::every_batch && n != 0) want_sync = true;
       if (opts_.sync == sync_policy::interval && unsynced &&
           now - last_sync_ >= opts_.sync_interval)
@@ -371,9 +376,15 @@ class recorder final : public detail::record_hook {
         }
       }
       written_seq_ = upto;
+      if (append_error) {
+        append_error_ = append_error;
+        append_error_seq_ = upto;
+      }
       if (want_sync) {
+        // Records lost by a failed append are not durable, whatever the sync says.
         sync_tried_ = upto;
-        sync_error_ = sync_error;
+        sync_error_ = sync_error ? sync_error : lost;
+        lost = storage_error{};
         if (synced) {
           ++stats_.syncs;
           stats_.synced = stats_.written;
@@ -391,6 +402,7 @@ class recorder final : public detail::record_hook {
   std::shared_ptr<const codecs> types_;
   record_options opts_;
   const char* error_ = nullptr;
+  std::size_t max_record_ = storage::default_max_record;
 
   mutable std::mutex mutex_;
   std::condition_variable wake_;      // the writer waits here
@@ -399,10 +411,12 @@ class recorder final : public detail::record_hook {
   std::vector<unsigned char> open_;   // being filled
   std::vector<unsigned char> spare_;  // being written (writer only)
   std::size_t open_count_ = 0;
-  std::uint64_t seq_ = 0;          // records put so far
-  std::uint64_t written_seq_ = 0;  // records the writer has handled
-  std::uint64_t sync_tried_ = 0;   // records covered by the last sync attempt
-  storage_error sync_error_;
+  std::uint64_t seq_ = 0;               // records put so far
+  std::uint64_t written_seq_ = 0;       // records the writer has handled
+  std::uint64_t sync_tried_ = 0;        // records covered by the last sync attempt
+  storage_error sync_error_;            // result of the last sync attempt
+  storage_error append_error_;          // the last failed append
+  std::uint64_t append_error_seq_ = 0;  // records covered when it failed
   storage_error last_error_;
   bool sync_wanted_ = false;
   bool closed_ = false;

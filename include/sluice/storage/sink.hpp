@@ -40,6 +40,19 @@ class record_batch {
     }
   }
 
+  // The largest record body in the batch.
+  [[nodiscard]] std::size_t largest() const noexcept {
+    std::size_t most = 0;
+    const unsigned char* p = bytes_->data();
+    const unsigned char* end = p + bytes_->size();
+    while (p < end) {
+      const std::uint32_t body = storage::load_le<std::uint32_t>(p);
+      most = body > most ? body : most;
+      p += storage::frame_size + body;
+    }
+    return most;
+  }
+
   // Calls f(const stored_event&) for each record, in order.
   template <class F>
   void for_each(F&& f) const {
@@ -87,6 +100,12 @@ class sink {
   virtual storage_error sync() { return flush(); }
   // Flushes, syncs and releases resources; later calls may fail with closed.
   virtual storage_error close() { return sync(); }
+  // The largest record body the sink stores; the recorder refuses larger
+  // records when it encodes them (counted as failed), so that nothing is
+  // acknowledged that a reader would take for damage.
+  [[nodiscard]] virtual std::size_t max_record() const noexcept {
+    return storage::default_max_record;
+  }
 };
 
 }  // namespace sluice
