@@ -117,15 +117,22 @@ inline storage_error list_segments(const std::string& dir, std::vector<segment_f
   if (ec)
     return storage_error::make(storage_errc::io, "cannot list the log folder: " + ec.message(),
                                dir);
-  for (const auto& entry : it) {
+  // increment(ec), not a range-for: errors are values here, never exceptions.
+  for (const std::filesystem::directory_iterator end; it != end; it.increment(ec)) {
+    if (ec)
+      return storage_error::make(storage_errc::io, "cannot list the log folder: " + ec.message(),
+                                 dir);
     std::uint64_t base = 0;
-    const std::string name = entry.path().filename().string();
+    const std::string name = it->path().filename().string();
     if (!storage::parse_segment_name(name, base)) continue;
     std::error_code sec;
-    const auto size = entry.file_size(sec);
+    const auto size = it->file_size(sec);
     if (sec) continue;  // removed meanwhile (retention)
-    out.push_back({base, entry.path().string(), static_cast<std::uint64_t>(size)});
+    out.push_back({base, it->path().string(), static_cast<std::uint64_t>(size)});
   }
+  if (ec)
+    return storage_error::make(storage_errc::io, "cannot list the log folder: " + ec.message(),
+                               dir);
   std::sort(out.begin(), out.end(),
             [](const segment_file& a, const segment_file& b) { return a.base < b.base; });
   return {};
@@ -583,9 +590,12 @@ class log_reader {
   [[nodiscard]] std::uint64_t first_offset() const noexcept {
     return segments_.empty() ? 0 : segments_.front().base;
   }
-  // Bytes after the last whole record of the last segment: a write in
-  // progress, or (if no writer is running) a torn tail.
-  [[nodiscard]] std::uint64_t pending_bytes() const noexcept { return len_ - pos_; }
+  // Bytes after the last whole record of the last segment (or the bytes of a
+  // last segment shorter than its header): a write in progress, or (if no
+  // writer is running) a torn tail.
+  [[nodiscard]] std::uint64_t pending_bytes() const noexcept {
+    return fd_ < 0 ? header_pending_ : len_ - pos_;
+  }
   [[nodiscard]] std::uint64_t bytes_read() const noexcept { return bytes_read_; }
   [[nodiscard]] std::uint64_t total_bytes() const noexcept { return total_bytes_; }
   [[nodiscard]] const std::string& current_file() const noexcept {
@@ -598,9 +608,9 @@ class log_reader {
     buf_.resize(std::size_t{256} << 10);
   }
 
-  read_status fail(const char* why, std::uint64_t at) {
+  read_status fail(const char* why, std::uint64_t at, storage_errc code = storage_errc::damaged) {
     failed_ = true;
-    error_ = storage_error::make(storage_errc::damaged, why, current_file(), at);
+    error_ = storage_error::make(code, why, current_file(), at);
     return read_status::damaged;
   }
 
@@ -636,14 +646,24 @@ class log_reader {
       const auto got = static_cast<std::size_t>(n);
       const bool torn = std::all_of(h, h + got, [](unsigned char c) { return c == 0; }) ||
                         std::memcmp(h, storage::segment_magic, std::min<std::size_t>(got, 8)) == 0;
-      if (!torn) return fail("not a sluice log segment (bad magic)", 0);
-      if (cur_ + 1 == segments_.size()) return read_status::end;  // being made
+      if (!torn) return fail("not a sluice log segment (bad magic)", 0, storage_errc::not_a_log);
+      if (cur_ + 1 == segments_.size()) {  // being made, or torn by a crash while rolling
+        header_pending_ = got;
+        return read_status::end;
+      }
       return fail("segment shorter than its header", 0);
     }
     storage::segment_header sh;
     if (const char* why = storage::read_segment_header(h, sh)) {
       ::close(fd);
-      return fail(why, 0);
+      storage_errc code = storage_errc::damaged;
+      if (std::memcmp(h, storage::segment_magic, 8) != 0) {
+        code = storage_errc::not_a_log;
+      } else if (storage::load_le<std::uint32_t>(h + 60) == detail::crc32c(h, 60) &&
+                 storage::load_le<std::uint32_t>(h + 8) != storage::format_version) {
+        code = storage_errc::bad_version;
+      }
+      return fail(why, 0, code);
     }
     if (sh.base != s.base) {
       ::close(fd);
@@ -654,6 +674,7 @@ class log_reader {
       return fail("segment does not continue the previous one (a segment is missing)", 0);
     }
     fd_ = fd;
+    header_pending_ = 0;
     started_ = true;
     expected_ = sh.base;
     file_pos_ = storage::segment_header_size;
@@ -716,9 +737,10 @@ class log_reader {
   std::size_t cur_ = 0;
   int fd_ = -1;
   std::vector<unsigned char> buf_;
-  std::size_t pos_ = 0, len_ = 0;  // unparsed bytes are buf_[pos_, len_)
-  std::uint64_t file_pos_ = 0;     // file position of buf_[len_]
-  std::uint64_t expected_ = 0;     // offset of the next record
+  std::size_t pos_ = 0, len_ = 0;   // unparsed bytes are buf_[pos_, len_)
+  std::uint64_t file_pos_ = 0;      // file position of buf_[len_]
+  std::size_t header_pending_ = 0;  // bytes of a last segment shorter than its header
+  std::uint64_t expected_ = 0;      // offset of the next record
   bool started_ = false;
   bool failed_ = false;
   storage_error error_;
