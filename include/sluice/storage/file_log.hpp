@@ -307,8 +307,9 @@ class file_log final : public sink {
     struct stat st {};
     if (::fstat(fd, &st) != 0) return detail::errno_error("fstat", s.path, errno);
     const auto file_size = static_cast<std::uint64_t>(st.st_size);
-    std::vector<unsigned char> buf(
-        std::max<std::size_t>(std::size_t{1} << 20, storage::segment_header_size));
+    // Up to 1 MiB at a time (less for a small file).
+    std::vector<unsigned char> buf(static_cast<std::size_t>(std::clamp<std::uint64_t>(
+        file_size, storage::segment_header_size, std::uint64_t{1} << 20)));
     int err = 0;
     ssize_t n = detail::pread_some(fd, buf.data(), storage::segment_header_size, 0, err);
     if (n < 0) return detail::errno_error("pread", s.path, err);
@@ -405,7 +406,8 @@ class file_log final : public sink {
         if (out < 0 && errno != EEXIST) return detail::errno_error("open", d.saved_to, errno);
       }
       if (out < 0) return detail::errno_error("open", d.saved_to, EEXIST);
-      std::vector<unsigned char> buf(std::size_t{1} << 20);
+      std::vector<unsigned char> buf(
+          static_cast<std::size_t>(std::min<std::uint64_t>(to - from, std::uint64_t{1} << 20)));
       std::uint64_t at = from;
       int err = 0;
       while (at < to) {

@@ -141,11 +141,14 @@ class recorder final : public detail::record_hook {
     return put(lock, detail::type_index<T>(), &e, m, time_of(m, offset_now()));
   }
 
-  // Returns when everything recorded so far has been handed to the sink.
+  // Returns when everything recorded so far has been handed to the sink. An
+  // error: an append failed since the last flush() or sync() returned, and
+  // its records are lost (each such failure is reported once).
   storage_error flush() {
     return wait_for(false);
   }
-  // Returns when everything recorded so far is durable (or the sync failed).
+  // Returns when everything recorded so far is durable, or an error: the sync
+  // failed, or an append failed since the last flush() or sync() returned.
   storage_error sync() {
     return wait_for(true);
   }
@@ -276,18 +279,27 @@ class recorder final : public detail::record_hook {
     std::unique_lock<std::mutex> lock(mutex_);
     const std::uint64_t target = seq_;
     // From the writer itself (an on_error callback): nothing to wait for.
-    if (!writer_running_ || std::this_thread::get_id() == writer_id_) return {};
+    if (!writer_running_ || std::this_thread::get_id() == writer_id_) return take_append_error();
+    storage_error r;
     if (durable) {
       sync_wanted_ = true;
       wake_.notify_all();
       done_.wait(lock, [&] { return sync_tried_ >= target || !writer_running_; });
-      return sync_error_;
+      r = sync_error_;
+    } else {
+      wake_.notify_all();
+      done_.wait(lock, [&] { return written_seq_ >= target || !writer_running_; });
     }
-    const std::uint64_t from = written_seq_;
-    wake_.notify_all();
-    done_.wait(lock, [&] { return written_seq_ >= target || !writer_running_; });
-    // An append that failed after this call began lost some of its records.
-    return append_error_seq_ > from ? append_error_ : storage_error{};
+    storage_error lost = take_append_error();
+    return r ? r : lost;
+  }
+
+  // An append that failed since the last flush() or sync() returned (its
+  // records are lost): reported once, to the next caller (mutex_ held).
+  storage_error take_append_error() {
+    if (append_failures_ == append_failures_reported_) return {};
+    append_failures_reported_ = append_failures_;
+    return append_error_;
   }
 
   storage_error wait_until_synced(std::uint64_t target) {
@@ -320,7 +332,6 @@ class recorder final : public detail::record_hook {
     std::unique_lock<std::mutex> lock(mutex_);
     writer_id_ = std::this_thread::get_id();
     bool unsynced = false;  // records written since the last sync
-    storage_error lost;     // an append failed since the last sync attempt
     for (;;) {
       const bool timed = opts_.sync == sync_policy::interval && unsynced;
       const auto deadline = last_sync_ + opts_.sync_interval;
@@ -350,7 +361,6 @@ class recorder final : public detail::record_hook {
       spare_.clear();
       const auto now = std::chrono::steady_clock::now();
       if (n != 0 && !append_error) unsynced = true;
-      if (append_error) lost = append_error;
       if (opts_.sync == sync_policy::every_batch && n != 0) want_sync = true;
       if (opts_.sync == sync_policy::interval && unsynced &&
           now - last_sync_ >= opts_.sync_interval)
@@ -378,13 +388,11 @@ class recorder final : public detail::record_hook {
       written_seq_ = upto;
       if (append_error) {
         append_error_ = append_error;
-        append_error_seq_ = upto;
+        ++append_failures_;
       }
       if (want_sync) {
-        // Records lost by a failed append are not durable, whatever the sync says.
         sync_tried_ = upto;
-        sync_error_ = sync_error ? sync_error : lost;
-        lost = storage_error{};
+        sync_error_ = sync_error;
         if (synced) {
           ++stats_.syncs;
           stats_.synced = stats_.written;
@@ -411,12 +419,13 @@ class recorder final : public detail::record_hook {
   std::vector<unsigned char> open_;   // being filled
   std::vector<unsigned char> spare_;  // being written (writer only)
   std::size_t open_count_ = 0;
-  std::uint64_t seq_ = 0;               // records put so far
-  std::uint64_t written_seq_ = 0;       // records the writer has handled
-  std::uint64_t sync_tried_ = 0;        // records covered by the last sync attempt
-  storage_error sync_error_;            // result of the last sync attempt
-  storage_error append_error_;          // the last failed append
-  std::uint64_t append_error_seq_ = 0;  // records covered when it failed
+  std::uint64_t seq_ = 0;          // records put so far
+  std::uint64_t written_seq_ = 0;  // records the writer has handled
+  std::uint64_t sync_tried_ = 0;   // records covered by the last sync attempt
+  storage_error sync_error_;       // result of the last sync attempt
+  storage_error append_error_;     // the last failed append
+  std::uint64_t append_failures_ = 0;
+  std::uint64_t append_failures_reported_ = 0;  // by flush() or sync()
   storage_error last_error_;
   bool sync_wanted_ = false;
   bool closed_ = false;
