@@ -819,3 +819,204 @@ TEST_CASE("log reader follows a log that is being written", "[storage]") {
   writer.join();
   REQUIRE(expect == 3000);
 }
+
+TEST_CASE("file log: one writer per folder", "[storage]") {
+  test::temp_dir dir;
+  auto first = open_log(dir.path());
+  sluice::storage_error err;
+  REQUIRE(sluice::file_log::open({dir.path()}, err) == nullptr);
+  REQUIRE(err.code == sluice::storage_errc::locked);
+  auto types = make_types();
+  REQUIRE(!sluice::record_to_folder(*std::make_unique<sluice::bus>(), dir.path(), types));
+  REQUIRE(first->close().ok());  // releases the folder
+  REQUIRE(open_log(dir.path()) != nullptr);
+  // Readers need no lock.
+  auto again = open_log(dir.path());
+  REQUIRE(sluice::log_reader::open(dir.path(), {}, err) != nullptr);
+}
+
+TEST_CASE("file log: a failed roll loses nothing and is tried again", "[storage]") {
+  test::temp_dir dir;
+  auto types = make_types();
+  sluice::file_log_options fo;
+  fo.segment_bytes = 4096;
+  auto log = open_log(dir.path(), fo);
+  auto* raw = log.get();
+  sluice::recorder rec(std::move(log), types);
+  std::uint32_t n = 0;
+  // Fill the first segment past its size.
+  while (std::filesystem::file_size(test::segments(dir.path()).back()) < 4096) {
+    REQUIRE(rec.write(order{n++, 1, 1}));
+    REQUIRE(rec.flush().ok());
+  }
+  // Something else holds the next segment's name: the roll fails.
+  const std::string blocker = dir / sluice::storage::segment_name(raw->next_offset());
+  std::filesystem::create_directory(blocker);
+  REQUIRE(rec.write(order{n++, 1, 1}));
+  REQUIRE(rec.flush().ok());  // written to the current segment
+  REQUIRE(raw->last_roll_error().code == sluice::storage_errc::io);
+  REQUIRE(raw->segment_count() == 1);
+  // The next batch tries again (under the next offset's name) and rolls.
+  for (int i = 0; i < 5; ++i) {
+    REQUIRE(rec.write(order{n++, 1, 1}));
+    REQUIRE(rec.flush().ok());
+  }
+  REQUIRE(raw->last_roll_error().ok());
+  REQUIRE(raw->segment_count() == 2);
+  REQUIRE(std::filesystem::is_directory(blocker));  // not a segment: readers pass it by
+  REQUIRE(rec.close().ok());
+  const auto all = read_all(dir.path());
+  REQUIRE(all.size() == n);
+  for (std::uint32_t i = 0; i < n; ++i) REQUIRE(make_types()->decode<order>(all[i].view())->id == i);
+}
+
+TEST_CASE("log reader: a follower goes on when retention deletes what it reads", "[storage]") {
+  test::watchdog dog(std::chrono::seconds(60));
+  test::temp_dir dir;
+  auto types = make_types();
+  sluice::file_log_options fo;
+  fo.segment_bytes = 4096;
+  fo.retain_bytes = 3 * 4096;
+  sluice::recorder rec(open_log(dir.path(), fo), types);
+  for (std::uint32_t i = 0; i < 60; ++i) {
+    REQUIRE(rec.write(order{i, 1, 1}));
+    if (i % 10 == 9) REQUIRE(rec.flush().ok());
+  }
+  sluice::storage_error err;
+  auto r = sluice::log_reader::open(dir.path(), {}, err);
+  REQUIRE(r != nullptr);
+  sluice::stored_event e;
+  REQUIRE(r->next(e) == sluice::read_status::event);  // in the first segment
+  // Many more records: retention deletes the segment the reader is in, and more.
+  for (std::uint32_t i = 60; i < 1000; ++i) {
+    REQUIRE(rec.write(order{i, 1, 1}));
+    if (i % 10 == 9) REQUIRE(rec.flush().ok());
+  }
+  std::uint64_t last = e.offset, seen = 1;
+  sluice::read_status s;
+  while ((s = r->next(e)) == sluice::read_status::event) {
+    REQUIRE(e.offset > last);
+    last = e.offset;
+    ++seen;
+  }
+  INFO(r->error().describe());
+  REQUIRE(s == sluice::read_status::end);
+  REQUIRE(last == 999);  // reached the newest record
+  REQUIRE(r->skipped() > 0);
+  REQUIRE(seen + r->skipped() == 1000);
+}
+
+TEST_CASE("replay: next_offset never goes back before `from`", "[storage]") {
+  test::temp_dir dir;
+  auto types = make_types();
+  {
+    sluice::recorder rec(open_log(dir.path()), types);
+    for (std::uint32_t i = 0; i < 10; ++i) REQUIRE(rec.write(small_ev{i}));
+  }
+  sluice::bus b;
+  const auto res = sluice::replay(dir.path(), b, *types, 1000);
+  REQUIRE(res.ok());
+  REQUIRE(res.published == 0);
+  REQUIRE(res.next_offset == 1000);
+  const auto all = sluice::replay(dir.path(), b, *types, 4);
+  REQUIRE(all.published == 6);
+  REQUIRE(all.next_offset == 10);
+}
+
+TEST_CASE("recorder: stop() writes and syncs store-stage recorders too", "[storage]") {
+  auto sink = std::make_unique<test_sink>();
+  auto* s = sink.get();
+  sluice::record_options ro;
+  ro.sync = sluice::sync_policy::interval;
+  ro.sync_interval = std::chrono::hours(1);  // only stop() would sync
+  auto rec = std::make_shared<sluice::recorder>(std::move(sink), make_types(), ro);
+  sluice::bus b;
+  b.stages<small_ev>().store(rec);
+  for (std::uint32_t i = 0; i < 100; ++i) b.publish(small_ev{i});
+  REQUIRE(b.stop());
+  REQUIRE(s->appended.load() == 100);
+  REQUIRE(s->synced.load() == 100);
+}
+
+TEST_CASE("recorder: sink failures of the last pass are close()'s error; a throwing sink is an error",
+          "[storage]") {
+  {
+    auto sink = std::make_unique<test_sink>();
+    sink->fail_appends = true;
+    sluice::record_options ro;
+    ro.sync = sluice::sync_policy::never;
+    sluice::recorder rec(std::move(sink), make_types(), ro);
+    REQUIRE(rec.write(small_ev{1}));
+    REQUIRE(rec.close().code == sluice::storage_errc::io);
+    REQUIRE(rec.stats().failed == 1);
+  }
+  {
+    struct throwing_sink final : sluice::sink {
+      sluice::storage_error append(sluice::record_batch&) override {
+        throw std::runtime_error("serializer bug");
+      }
+    };
+    std::atomic<int> reports{0};
+    sluice::record_options ro;
+    ro.on_error = [&](const sluice::storage_error& e) {
+      if (e.message.find("serializer bug") != std::string::npos) ++reports;
+    };
+    sluice::recorder rec(std::make_unique<throwing_sink>(), make_types(), ro);
+    REQUIRE(rec.write(small_ev{1}));
+    REQUIRE(rec.flush().code == sluice::storage_errc::io);
+    REQUIRE(rec.stats().failed == 1);
+    REQUIRE(reports.load() == 1);
+  }
+}
+
+TEST_CASE("recorder: on_error may record while the buffer is full (no self-deadlock)",
+          "[storage]") {
+  test::watchdog dog(std::chrono::seconds(30));
+  auto sink = std::make_unique<test_sink>();
+  auto* s = sink.get();
+  s->fail_appends = true;
+  sluice::recorder* self = nullptr;
+  std::atomic<int> errors{0};
+  sluice::record_options ro;
+  ro.buffer_bytes = 4096;
+  ro.on_error = [&](const sluice::storage_error&) {
+    ++errors;
+    for (std::uint32_t i = 0; i < 200; ++i) (void)self->write(order{i, 0, 0});  // fills it
+  };
+  sluice::recorder rec(std::move(sink), make_types(), ro);
+  self = &rec;
+  for (std::uint32_t i = 0; i < 200; ++i) (void)rec.write(order{i, 1, 1});
+  REQUIRE(test::wait_until([&] { return errors.load() >= 1; }));
+  s->fail_appends = false;
+  (void)rec.flush();
+  REQUIRE(rec.close().code != sluice::storage_errc::closed);
+  const auto st = rec.stats();
+  REQUIRE(st.dropped > 0);  // the writer's own records that found no room
+  REQUIRE(st.recorded == st.written + st.failed);
+}
+
+TEST_CASE("recorder: a throwing codec is rejected and counted, the rest goes on", "[storage]") {
+  struct boom {
+    int x = 0;
+  };
+  struct boom_codec {
+    void encode(const boom& b, sluice::byte_writer& out) const {
+      if (b.x < 0) throw std::runtime_error("cannot encode");
+      out.put(b.x);
+    }
+    sluice::decoded<boom> decode(sluice::byte_view, std::uint32_t) const { return boom{}; }
+  };
+  auto types = std::make_shared<sluice::codecs>();
+  types->add<boom>("boom", 1, boom_codec{});
+  auto ring = std::make_unique<sluice::memory_sink>(10);
+  auto* r = ring.get();
+  sluice::recorder rec(std::move(ring), types);
+  REQUIRE(rec.write(boom{1}));
+  REQUIRE(!rec.write(boom{-1}));
+  REQUIRE(rec.write(boom{2}));
+  REQUIRE(rec.flush().ok());
+  const auto st = rec.stats();
+  REQUIRE(st.recorded == 2);
+  REQUIRE(st.rejected == 1);
+  REQUIRE(r->size() == 2);
+}

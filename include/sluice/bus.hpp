@@ -308,7 +308,7 @@ class bus {
     core_.set_state(detail::run_state::stopped);
     core_.wake_everyone();
     core_.drain_all(discard);  // events accepted just before the state changed
-    if (detail::record_hook* h = core_.hook()) h->on_stop();
+    core_.stop_hooks();
     return true;
   }
 

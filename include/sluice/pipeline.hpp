@@ -200,6 +200,7 @@ class stage_builder {
       }
       static void destroy(void* fn) noexcept { delete static_cast<store_fn*>(fn); }
     };
+    core_->add_store_hook(rec);  // stop() has it write and sync
     detail::stage st;
     st.kind = detail::stage_kind::tap;
     st.observe = &store_fn::observe;

@@ -354,6 +354,23 @@ class bus_core {
     hook_.store(hook_owner_.get(), std::memory_order_release);
     return nullptr;
   }
+  // Recorders of store stages: stop() has them write (and sync) as well.
+  void add_store_hook(std::shared_ptr<record_hook> h) {
+    std::lock_guard<std::mutex> lock(config_mutex_);
+    store_hooks_.push_back(std::move(h));
+  }
+  // Every recorder this bus feeds has written (and synced) what it recorded.
+  void stop_hooks() noexcept {
+    record_hook* main = hook();
+    if (main != nullptr) main->on_stop();
+    std::lock_guard<std::mutex> lock(config_mutex_);
+    for (std::size_t i = 0; i < store_hooks_.size(); ++i) {
+      record_hook* h = store_hooks_[i].get();
+      bool seen = h == main;
+      for (std::size_t k = 0; k < i && !seen; ++k) seen = store_hooks_[k].get() == h;
+      if (!seen) h->on_stop();
+    }
+  }
   [[nodiscard]] record_hook* hook() const noexcept {
     return hook_.load(std::memory_order_acquire);
   }
@@ -517,6 +534,7 @@ class bus_core {
   std::atomic<bool> started_{false};
   std::mutex config_mutex_;
   std::shared_ptr<record_hook> hook_owner_;
+  std::vector<std::shared_ptr<record_hook>> store_hooks_;  // guarded by config_mutex_
   std::atomic<record_hook*> hook_{nullptr};
   std::atomic<std::uint32_t> next_producer_id_{0};
   alignas(SLUICE_CACHE_LINE) std::atomic<std::uint32_t> sleepers_{0};

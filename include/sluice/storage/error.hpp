@@ -15,6 +15,7 @@ enum class storage_errc : std::uint8_t {
   bad_version,  // a segment of another format version
   damaged,      // a record or header failed its checks (see file and offset)
   closed,       // the sink or recorder is closed
+  locked,       // another writer has the log open
 };
 
 // What went wrong and where. `file` and `offset` (bytes into the file) are set
@@ -61,6 +62,8 @@ struct storage_error {
       return "damaged";
     case storage_errc::closed:
       return "closed";
+    case storage_errc::locked:
+      return "locked";
   }
   return "unknown";
 }

@@ -20,6 +20,7 @@
 #pragma once
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -185,11 +186,15 @@ class file_log final : public sink {
 
   file_log(const file_log&) = delete;
   file_log& operator=(const file_log&) = delete;
-  ~file_log() override { (void)close(); }
+  ~file_log() override {
+    (void)close();
+    if (lock_fd_ >= 0) ::close(lock_fd_);
+  }
 
   storage_error append(record_batch& b) override {
     if (fd_ < 0)
       return storage_error::make(storage_errc::closed, "sluice: the log is closed", opts_.dir);
+    if (broken_) return broken_;
     if (b.empty()) return {};
     if (b.largest() > opts_.max_record)  // a reader would take it for damage
       return storage_error::make(storage_errc::bad_option,
@@ -197,14 +202,19 @@ class file_log final : public sink {
                                  "the batch was not written",
                                  current_path(), size_);
     if (size_ >= opts_.segment_bytes && size_ > storage::segment_header_size) {
-      if (storage_error e = roll()) return e;
+      // A failed roll loses nothing: the batch goes to the current segment
+      // and the roll is tried again with the next batch.
+      roll_error_ = roll();
     }
     b.seal(next_);
     int err = 0;
     if (!detail::write_all(fd_, b.data(), b.bytes(), err)) {
-      // Keep the file whole: cut what part of the batch reached it.
-      if (::ftruncate(fd_, static_cast<off_t>(size_)) == 0)
-        (void)::lseek(fd_, static_cast<off_t>(size_), SEEK_SET);
+      // Keep the file whole: cut what part of the batch reached it. If even
+      // that fails, the log refuses further appends (reopen it to recover).
+      if (::ftruncate(fd_, static_cast<off_t>(size_)) != 0 ||
+          ::lseek(fd_, static_cast<off_t>(size_), SEEK_SET) < 0)
+        broken_ =
+            detail::errno_error("ftruncate (after a failed write)", current_path(), errno, size_);
       return detail::errno_error("write", current_path(), err, size_);
     }
     size_ += b.bytes();
@@ -213,10 +223,18 @@ class file_log final : public sink {
     return {};
   }
 
+  // A failed fdatasync is permanent: the kernel may have dropped the pages it
+  // could not write, so no later sync can vouch for them. Every later sync()
+  // returns the error; reopening the log (recovery) is the way on.
   storage_error sync() override {
     if (fd_ < 0)
       return storage_error::make(storage_errc::closed, "sluice: the log is closed", opts_.dir);
-    if (::fdatasync(fd_) != 0) return detail::errno_error("fdatasync", current_path(), errno);
+    if (sync_failed_) return sync_failed_;
+    if (::fdatasync(fd_) != 0) {
+      sync_failed_ = detail::errno_error("fdatasync", current_path(), errno);
+      sync_failed_.message += " (durability is unknown until the log is reopened)";
+      return sync_failed_;
+    }
     return {};
   }
 
@@ -225,8 +243,14 @@ class file_log final : public sink {
     storage_error e = sync();
     ::close(fd_);
     fd_ = -1;
+    if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the writer's lock
+    lock_fd_ = -1;
     return e;
   }
+
+  // Why the last segment roll failed (ok when it did not); the log goes on in
+  // the current segment meanwhile.
+  [[nodiscard]] const storage_error& last_roll_error() const noexcept { return roll_error_; }
 
   [[nodiscard]] std::size_t max_record() const noexcept override { return opts_.max_record; }
 
@@ -252,6 +276,21 @@ class file_log final : public sink {
     if (ec)
       return storage_error::make(storage_errc::io, "cannot make the log folder: " + ec.message(),
                                  opts_.dir);
+    // One writer per folder (two would overwrite each other's records): a
+    // lock on the folder itself, so that a refused open leaves no trace.
+    lock_fd_ = detail::open_retry(opts_.dir.c_str(), O_RDONLY | O_DIRECTORY);
+    if (lock_fd_ < 0) return detail::errno_error("open (folder)", opts_.dir, errno);
+    if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+      const int e = errno;
+      ::close(lock_fd_);
+      lock_fd_ = -1;
+      if (e == EWOULDBLOCK)
+        return storage_error::make(storage_errc::locked,
+                                   "the log is already open for writing (by this or another "
+                                   "process)",
+                                   opts_.dir);
+      return detail::errno_error("flock", opts_.dir, e);
+    }
     if (storage_error e = detail::list_segments(opts_.dir, segments_)) return e;
     if (segments_.empty()) return create_segment(0);
     // Every segment but the last was synced whole before the next was made:
@@ -328,7 +367,9 @@ class file_log final : public sink {
         return storage_error::make(storage_errc::damaged, "segment shorter than its header", s.path,
                                    0);
       if (storage_error e = cut(s, 0, file_size, "segment header never completed")) return e;
-      return write_header(s.base);
+      if (storage_error e = write_header(s.base)) return e;
+      if (::fdatasync(fd_) != 0) return detail::errno_error("fdatasync", s.path, errno);
+      return {};
     }
     storage::segment_header h;
     if (storage_error e = header_error(buf.data(), s, h)) return e;
@@ -424,6 +465,8 @@ class file_log final : public sink {
       const bool synced = ::fsync(out) == 0;
       ::close(out);
       if (!synced) return detail::errno_error("fsync", d.saved_to, errno);
+      // The side file's name must be durable before the segment is cut.
+      if (storage_error e = detail::sync_dir(opts_.dir)) return e;
     }
     if (::ftruncate(fd_, static_cast<off_t>(from)) != 0)
       return detail::errno_error("ftruncate", s.path, errno, from);
@@ -444,25 +487,62 @@ class file_log final : public sink {
     return {};
   }
 
-  storage_error create_segment(std::uint64_t base) {
-    detail::segment_file s;
+  // Makes the file of a new segment starting at `base`: header written and
+  // synced, its name synced in the folder. On failure nothing is left behind.
+  storage_error make_segment_file(std::uint64_t base, detail::segment_file& s, int& fd_out) {
     s.base = base;
     s.path = (std::filesystem::path(opts_.dir) / storage::segment_name(base)).string();
-    const int fd = detail::open_retry(s.path.c_str(), O_RDWR | O_CREAT | O_EXCL);
+    int fd = detail::open_retry(s.path.c_str(), O_RDWR | O_CREAT | O_EXCL);
+    struct stat st {};
+    if (fd < 0 && errno == EEXIST && ::stat(s.path.c_str(), &st) == 0 &&
+        static_cast<std::uint64_t>(st.st_size) <= storage::segment_header_size) {
+      // Left by an earlier attempt that failed before any record: replace it.
+      (void)::unlink(s.path.c_str());
+      fd = detail::open_retry(s.path.c_str(), O_RDWR | O_CREAT | O_EXCL);
+    }
     if (fd < 0) return detail::errno_error("open (new segment)", s.path, errno);
-    fd_ = fd;
-    segments_.push_back(std::move(s));
-    if (storage_error e = write_header(base)) return e;
+    unsigned char h[storage::segment_header_size];
+    storage::write_segment_header(h, base, detail::wall_ns());
+    int err = 0;
+    if (!detail::write_all(fd, h, sizeof h, err) || ::fdatasync(fd) != 0) {
+      if (err == 0) err = errno;
+      ::close(fd);
+      (void)::unlink(s.path.c_str());
+      return detail::errno_error("write (new segment)", s.path, err);
+    }
     // The new file's name must survive a crash as well as its bytes.
-    if (::fdatasync(fd_) != 0) return detail::errno_error("fdatasync", current_path(), errno);
-    return detail::sync_dir(opts_.dir);
+    if (storage_error e = detail::sync_dir(opts_.dir)) {
+      ::close(fd);
+      (void)::unlink(s.path.c_str());
+      return e;
+    }
+    s.size = storage::segment_header_size;
+    fd_out = fd;
+    return {};
   }
 
+  storage_error create_segment(std::uint64_t base) {
+    detail::segment_file s;
+    int fd = -1;
+    if (storage_error e = make_segment_file(base, s, fd)) return e;
+    fd_ = fd;
+    segments_.push_back(std::move(s));
+    size_ = storage::segment_header_size;
+    next_ = base;
+    return {};
+  }
+
+  // The current segment is synced whole before the next one is made, so only
+  // the last segment can ever end in a torn record.
   storage_error roll() {
     if (storage_error e = sync()) return e;
+    detail::segment_file s;
+    int fd = -1;
+    if (storage_error e = make_segment_file(next_, s, fd)) return e;
     ::close(fd_);
-    fd_ = -1;
-    if (storage_error e = create_segment(next_)) return e;
+    fd_ = fd;
+    segments_.push_back(std::move(s));
+    size_ = storage::segment_header_size;
     retain();
     return {};
   }
@@ -498,8 +578,12 @@ class file_log final : public sink {
   std::vector<detail::segment_file> segments_;
   std::vector<damage_report> recovered_;
   int fd_ = -1;
-  std::uint64_t size_ = 0;  // bytes in the current segment
-  std::uint64_t next_ = 0;  // the next record's offset
+  int lock_fd_ = -1;           // holds the folder's writer lock
+  storage_error sync_failed_;  // a failed fdatasync (permanent)
+  storage_error broken_;       // a failed write that could not be undone
+  storage_error roll_error_;   // the last failed roll
+  std::uint64_t size_ = 0;     // bytes in the current segment
+  std::uint64_t next_ = 0;     // the next record's offset
 };
 
 // ---- reading -------------------------------------------------------------------
@@ -586,8 +670,11 @@ class log_reader {
 
   // Where and why reading stopped, after next() returned damaged.
   [[nodiscard]] const storage_error& error() const noexcept { return error_; }
-  // The offset the next record read will have.
-  [[nodiscard]] std::uint64_t position() const noexcept { return expected_; }
+  // Where reading goes on: the offset after the last record read (never
+  // before the `from` asked for).
+  [[nodiscard]] std::uint64_t position() const noexcept {
+    return expected_ > opts_.from ? expected_ : opts_.from;
+  }
   // The oldest offset in the folder when it was opened.
   [[nodiscard]] std::uint64_t first_offset() const noexcept {
     return segments_.empty() ? 0 : segments_.front().base;
@@ -602,8 +689,11 @@ class log_reader {
   [[nodiscard]] std::uint64_t total_bytes() const noexcept { return total_bytes_; }
   [[nodiscard]] const std::string& current_file() const noexcept {
     static const std::string none;
+    if (!cur_path_.empty()) return cur_path_;
     return cur_ < segments_.size() ? segments_[cur_].path : none;
   }
+  // Records a slow reader never saw because retention deleted them first.
+  [[nodiscard]] std::uint64_t skipped() const noexcept { return skipped_; }
 
  private:
   log_reader(std::string dir, reader_options o) : dir_(std::move(dir)), opts_(std::move(o)) {
@@ -627,8 +717,22 @@ class log_reader {
       if (detail::list_segments(dir_, segments_) || cur_ >= segments_.size())
         return read_status::end;
     }
+    int fd = detail::open_retry(segments_[cur_].path.c_str(), O_RDONLY);
+    while (fd < 0 && errno == ENOENT) {
+      // Deleted by retention since it was listed: go on with the first
+      // segment after it that still exists.
+      const std::uint64_t gone = segments_[cur_].base;
+      std::vector<detail::segment_file> now;
+      if (detail::list_segments(dir_, now)) break;
+      std::size_t i = 0;
+      while (i < now.size() && now[i].base <= gone) ++i;
+      segments_ = std::move(now);
+      cur_ = i;
+      if (cur_ >= segments_.size()) return read_status::end;
+      fd = detail::open_retry(segments_[cur_].path.c_str(), O_RDONLY);
+    }
     const detail::segment_file& s = segments_[cur_];
-    const int fd = detail::open_retry(s.path.c_str(), O_RDONLY);
+    cur_path_ = s.path;
     if (fd < 0) {
       failed_ = true;
       error_ = detail::errno_error("open", s.path, errno);
@@ -672,10 +776,18 @@ class log_reader {
       return fail("segment header's first offset differs from its file name", 0);
     }
     if (started_ && sh.base != expected_) {
-      ::close(fd);
-      return fail("segment does not continue the previous one (a segment is missing)", 0);
+      // Retention may delete segments a slow reader has not read yet: a gap
+      // before the oldest segment is skipped (and counted), any other gap is
+      // a missing segment.
+      if (!(sh.base > expected_ && cur_ == 0)) {
+        ::close(fd);
+        return fail("segment does not continue the previous one (a segment is missing)", 0);
+      }
+      skipped_ += sh.base - expected_;
     }
     fd_ = fd;
+    cur_base_ = s.base;
+    next_index_ = cur_ + 1;
     header_pending_ = 0;
     started_ = true;
     expected_ = sh.base;
@@ -704,24 +816,28 @@ class log_reader {
       file_pos_ += static_cast<std::uint64_t>(n);
       return read_status::event;
     }
-    // End of this segment. Is there a later one?
-    if (cur_ + 1 >= segments_.size()) {
+    // End of this segment. Is there a later one? (Look again when this was
+    // the last one known; retention may have deleted this one meanwhile.)
+    const std::uint64_t here = cur_base_;
+    if (next_index_ >= segments_.size()) {
       std::vector<detail::segment_file> now;
       if (!detail::list_segments(dir_, now)) {
-        // Keep our place: find the current segment in the new listing.
-        for (std::size_t i = 0; i < now.size(); ++i)
-          if (now[i].base == segments_[cur_].base) {
-            segments_ = std::move(now);
-            cur_ = i;
-            break;
-          }
+        std::size_t i = 0;
+        while (i < now.size() && now[i].base <= here) ++i;
+        segments_ = std::move(now);
+        next_index_ = i;
       }
     }
-    if (cur_ + 1 >= segments_.size()) return read_status::end;
+    if (next_index_ >= segments_.size()) return read_status::end;
     // The writer has rolled, but may have appended to this segment after our
     // read and before rolling: read once more before moving on.
     const ssize_t more =
         detail::pread_some(fd_, buf_.data() + len_, buf_.size() - len_, file_pos_, err);
+    if (more < 0) {
+      failed_ = true;
+      error_ = detail::errno_error("pread", current_file(), err, file_pos_);
+      return read_status::damaged;
+    }
     if (more > 0) {
       len_ += static_cast<std::size_t>(more);
       file_pos_ += static_cast<std::uint64_t>(more);
@@ -729,7 +845,7 @@ class log_reader {
     }
     if (len_ != 0) return fail("incomplete record at the end of a segment", file_pos_ - len_);
     close_segment();
-    ++cur_;
+    cur_ = next_index_;
     return read_status::event;
   }
 
@@ -737,6 +853,10 @@ class log_reader {
   reader_options opts_;
   std::vector<detail::segment_file> segments_;
   std::size_t cur_ = 0;
+  std::size_t next_index_ = 0;  // the segment after the current one, once known
+  std::uint64_t cur_base_ = 0;
+  std::string cur_path_;  // the segment being (or last) read
+  std::uint64_t skipped_ = 0;
   int fd_ = -1;
   std::vector<unsigned char> buf_;
   std::size_t pos_ = 0, len_ = 0;   // unparsed bytes are buf_[pos_, len_)

@@ -23,6 +23,7 @@
 // closes it (writes, syncs, joins the writer).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -69,11 +70,14 @@ struct record_options {
   bool durable_before_delivery = false;
   // Also store events that a replay published (metadata::replayed).
   bool record_replayed = false;
-  // Called on the writer thread for each sink error. Must not throw.
+  // Called on the writer thread for each sink error. Must not throw, call
+  // close(), or wait for the bus (publish under the block policy).  Records
+  // it makes while the buffer is full are dropped, not waited for.
   std::function<void(const storage_error&)> on_error;
 
   [[nodiscard]] const char* validate() const noexcept {
-    if (buffer_bytes < 4096) return "sluice: record_options::buffer_bytes must be at least 4096";
+    if (buffer_bytes < 4096 || buffer_bytes > (std::size_t{1} << 30))
+      return "sluice: record_options::buffer_bytes must be between 4096 and 2^30";
     if (sync == sync_policy::interval && sync_interval.count() <= 0)
       return "sluice: record_options::sync_interval must be positive";
     if (when_full != full_behaviour::block && when_full != full_behaviour::drop)
@@ -88,7 +92,8 @@ struct recorder_stats {
   std::uint64_t synced = 0;      // known durable (after a successful sync)
   std::uint64_t dropped = 0;     // buffer full (drop), or recorder closed
   std::uint64_t unrecorded = 0;  // no codec for the type
-  std::uint64_t failed = 0;      // the codec threw, the record was too large, or the sink failed
+  std::uint64_t rejected = 0;    // the codec threw, or the record was larger than the sink takes
+  std::uint64_t failed = 0;      // recorded, but the sink's append failed: lost
   std::uint64_t bytes = 0;       // bytes appended to the sink
   std::uint64_t batches = 0;     // appends
   std::uint64_t syncs = 0;       // successful syncs
@@ -112,7 +117,8 @@ class recorder final : public detail::record_hook {
       return;
 #endif
     }
-    max_record_ = sink_->max_record();
+    // Lengths are 32-bit on disk; 2 GiB bounds what one record may hold.
+    max_record_ = std::min<std::size_t>(sink_->max_record(), std::size_t{1} << 31);
     open_.reserve(opts_.buffer_bytes + 4096);
     spare_.reserve(opts_.buffer_bytes + 4096);
     last_sync_ = std::chrono::steady_clock::now();
@@ -164,14 +170,21 @@ class recorder final : public detail::record_hook {
     room_.notify_all();
     lock.unlock();
     if (writer_.joinable()) writer_.join();
-    storage_error e = sink_->close();
+    storage_error e = guarded([&] { return sink_->close(); });
     if (e) report(e);
+    lock.lock();
+    // The writer's last pass: a failed append or sync is this call's error too.
+    storage_error lost = take_append_error();
+    if (lost) return lost;
+    if (sync_error_) return sync_error_;
     return e;
   }
 
   [[nodiscard]] recorder_stats stats() const {
     std::lock_guard<std::mutex> lock(mutex_);
-    return stats_;
+    recorder_stats st = stats_;
+    st.unrecorded = unrecorded_.load(std::memory_order_relaxed);
+    return st;
   }
   // The last sink error (ok when none).
   [[nodiscard]] storage_error last_error() const {
@@ -199,6 +212,12 @@ class recorder final : public detail::record_hook {
   }
 
   void on_event(std::uint32_t type, const void* ev, const metadata& m) noexcept override {
+    // Types without a codec and replayed events cost no lock (dispatch is hot).
+    if (m.replayed && !opts_.record_replayed) return;
+    if (types_ == nullptr || types_->find(type) == nullptr) {
+      unrecorded_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
     std::uint64_t mine = 0;
     {
       std::unique_lock<std::mutex> lock(mutex_);
@@ -231,11 +250,13 @@ class recorder final : public detail::record_hook {
     if (m.replayed && !opts_.record_replayed) return false;
     const codec_entry* c = types_ != nullptr ? types_->find(type) : nullptr;
     if (c == nullptr) {
-      ++stats_.unrecorded;
+      unrecorded_.fetch_add(1, std::memory_order_relaxed);
       return false;
     }
     while (!closed_ && open_.size() >= opts_.buffer_bytes && open_count_ != 0) {
-      if (opts_.when_full == full_behaviour::drop) {
+      // The writer itself (an on_error callback that records) must not wait
+      // for itself: it drops.
+      if (opts_.when_full == full_behaviour::drop || std::this_thread::get_id() == writer_id_) {
         ++stats_.dropped;
         return false;
       }
@@ -264,7 +285,7 @@ class recorder final : public detail::record_hook {
     const std::size_t body = open_.size() - start - storage::frame_size;
     if (!ok || body > max_record_) {  // larger records would read as damage
       open_.resize(start);
-      ++stats_.failed;
+      ++stats_.rejected;
       return false;
     }
     storage::set_length(open_.data() + start, body);
@@ -292,6 +313,23 @@ class recorder final : public detail::record_hook {
     }
     storage_error lost = take_append_error();
     return r ? r : lost;
+  }
+
+  // Runs a sink call; an exception from it becomes an error (the writer
+  // thread must not end with one).
+  template <class F>
+  static storage_error guarded(F&& f) noexcept {
+#if SLUICE_HAS_EXCEPTIONS
+    try {
+      return f();
+    } catch (const std::exception& e) {
+      return storage_error::make(storage_errc::io, std::string("the sink threw: ") + e.what());
+    } catch (...) {
+      return storage_error::make(storage_errc::io, "the sink threw");
+    }
+#else
+    return f();
+#endif
   }
 
   // An append that failed since the last flush() or sync() returned (its
@@ -355,7 +393,7 @@ class recorder final : public detail::record_hook {
       storage_error append_error;
       if (n != 0) {
         record_batch b(spare_, n);
-        append_error = sink_->append(b);
+        append_error = guarded([&] { return sink_->append(b); });
       }
       const std::size_t bytes = spare_.size();
       spare_.clear();
@@ -368,7 +406,7 @@ class recorder final : public detail::record_hook {
       storage_error sync_error;
       bool synced = false;
       if (want_sync) {
-        sync_error = sink_->sync();
+        sync_error = guarded([&] { return sink_->sync(); });
         synced = !sync_error;
         last_sync_ = now;
       }
@@ -411,6 +449,7 @@ class recorder final : public detail::record_hook {
   record_options opts_;
   const char* error_ = nullptr;
   std::size_t max_record_ = storage::default_max_record;
+  std::atomic<std::uint64_t> unrecorded_{0};
 
   mutable std::mutex mutex_;
   std::condition_variable wake_;      // the writer waits here

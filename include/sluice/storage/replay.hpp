@@ -66,7 +66,7 @@ inline replay_result replay(log_reader& reader, bus& b, const codecs& types,
   po.override_policy = true;
   po.policy = full_policy::block;  // never drop; a full lane: drain here, then try again
   producer p = b.make_producer(po);
-  const double speed = o.speed > 0 ? o.speed : 1.0;
+  const double speed = o.speed > 0 && o.speed < 1e300 ? o.speed : 1.0;  // also NaN: 1
   std::int64_t first_time = 0;
   std::chrono::steady_clock::time_point start;
   bool have_first = false;
@@ -97,8 +97,10 @@ inline replay_result replay(log_reader& reader, bus& b, const codecs& types,
         first_time = e.time_ns;
         start = std::chrono::steady_clock::now();
       } else if (e.time_ns > first_time) {
-        const auto due = start + std::chrono::nanoseconds(static_cast<std::int64_t>(
-                                     static_cast<double>(e.time_ns - first_time) / speed));
+        // In double, then clamped (a tiny speed or a huge gap must not overflow).
+        double wait = (static_cast<double>(e.time_ns) - static_cast<double>(first_time)) / speed;
+        if (!(wait < 1e17)) wait = 1e17;  // about three years
+        const auto due = start + std::chrono::nanoseconds(static_cast<std::int64_t>(wait));
         while (std::chrono::steady_clock::now() < due) {
           if (b.workers() == 0 && b.poll() != 0) continue;
           std::this_thread::sleep_until(
