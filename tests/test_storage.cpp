@@ -134,7 +134,7 @@ class test_sink final : public sluice::sink {
   std::mutex m;
   std::condition_variable cv;
   bool paused = false;
-  bool fail_appends = false;
+  std::atomic<bool> fail_appends{false};
   std::uint64_t next = 0;
   std::atomic<std::uint64_t> appended{0};
   std::atomic<std::uint64_t> synced{0};
