@@ -227,12 +227,10 @@ class recorder final : public detail::record_hook {
     if (opts_.durable_before_delivery) (void)wait_until_synced(mine);
   }
 
+  // Waits like flush() (or sync()), leaving any append error to be reported
+  // to the user's next flush(), sync() or close().
   void on_stop() noexcept override {
-    if (opts_.sync == sync_policy::never) {
-      (void)flush();
-    } else {
-      (void)sync();
-    }
+    (void)wait_for(opts_.sync != sync_policy::never, false);
   }
 
  private:
@@ -296,11 +294,12 @@ class recorder final : public detail::record_hook {
     return true;
   }
 
-  storage_error wait_for(bool durable) {
+  storage_error wait_for(bool durable, bool report_lost = true) {
     std::unique_lock<std::mutex> lock(mutex_);
     const std::uint64_t target = seq_;
     // From the writer itself (an on_error callback): nothing to wait for.
-    if (!writer_running_ || std::this_thread::get_id() == writer_id_) return take_append_error();
+    if (!writer_running_ || std::this_thread::get_id() == writer_id_)
+      return report_lost ? take_append_error() : storage_error{};
     storage_error r;
     if (durable) {
       sync_wanted_ = true;
@@ -311,6 +310,7 @@ class recorder final : public detail::record_hook {
       wake_.notify_all();
       done_.wait(lock, [&] { return written_seq_ >= target || !writer_running_; });
     }
+    if (!report_lost) return r;
     storage_error lost = take_append_error();
     return r ? r : lost;
   }
