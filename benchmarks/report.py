@@ -92,6 +92,36 @@ COMPARISONS = [
      "poll_empty/moodycamel", "ns", None),
     ("bench_latency", "one poll of empty queues, 4 lanes", "poll_empty/sluice/lanes:4",
      "poll_empty/moodycamel", "ns", None),
+    # Storage (bench_storage): 64-byte events, 112-byte records.
+    ("bench_storage", "append, recorder (sync never) vs raw write(), same chunks",
+     "storage/append/recorder/sync:never", "storage/append/raw_write", "rate", (">=", 0.7)),
+    ("bench_storage", "append, recorder (sync never) vs raw write(), 4 MiB chunks",
+     "storage/append/recorder/sync:never", "storage/append/raw_write/chunk:4MiB", "rate", None),
+    ("bench_storage", "append, recorder rolling 8 MiB segments vs raw write()",
+     "storage/append/recorder_rolling/sync:never/segment:8MiB", "storage/append/raw_write",
+     "rate", None),
+    ("bench_storage", "group commit, 1 producer vs raw write+fdatasync, same chunks",
+     "storage/commit/recorder/producers:1", "storage/commit/raw_write_fdatasync/producers:1",
+     "rate", None),
+    ("bench_storage", "group commit, 4 producers vs raw write+fdatasync, same chunks",
+     "storage/commit/recorder/producers:4", "storage/commit/raw_write_fdatasync/producers:4",
+     "rate", None),
+    ("bench_storage", "log_reader (page cache) vs raw read()", "storage/read/log_reader",
+     "storage/read/raw_read", "rate", None),
+    ("bench_storage", "log_reader + codecs decode vs log_reader", "storage/read/log_reader_decode",
+     "storage/read/log_reader", "rate", None),
+    ("bench_storage", "replay into a bus, stamp off, vs log_reader", "storage/read/replay_bus/stamp:0",
+     "storage/read/log_reader", "rate", None),
+    ("bench_storage", "replay into a bus, stamp on, vs log_reader", "storage/read/replay_bus/stamp:1",
+     "storage/read/log_reader", "rate", None),
+    ("bench_storage", "bus publish+poll recording to memory_sink vs not, stamp off",
+     "storage/bus/memory_sink/stamp:0", "storage/bus/none/stamp:0", "ns", ("<=", 1.3)),
+    ("bench_storage", "bus publish+poll recording to file_log vs not, stamp off",
+     "storage/bus/file_log/stamp:0", "storage/bus/none/stamp:0", "ns", ("<=", 1.3)),
+    ("bench_storage", "bus publish+poll recording to memory_sink vs not, stamp on",
+     "storage/bus/memory_sink/stamp:1", "storage/bus/none/stamp:1", "ns", ("<=", 1.3)),
+    ("bench_storage", "bus publish+poll recording to file_log vs not, stamp on",
+     "storage/bus/file_log/stamp:1", "storage/bus/none/stamp:1", "ns", ("<=", 1.3)),
 ]
 
 # Absolute targets: binary, label, run, metric, (op, value), unit.
@@ -114,6 +144,12 @@ ABSOLUTE = [
      "allocs", None, "allocs/event"),
     ("bench_alloc_64B", "allocs/event, dispatch 64 B", "alloc/dispatch/64B", "allocs",
      ("<=", 0.0), "allocs/event"),
+    ("bench_storage", "group commit (every_batch), 1 producer", "storage/commit/recorder/producers:1",
+     "rate", (">=", 1e6), "events/s"),
+    ("bench_storage", "group commit (every_batch), 4 producers", "storage/commit/recorder/producers:4",
+     "rate", (">=", 1e6), "events/s"),
+    ("bench_storage", "log_reader from the page cache", "storage/read/log_reader", "rate",
+     (">=", 20e6), "events/s"),
 ]
 
 
@@ -306,6 +342,35 @@ def markdown(data, results_dir):
             w(f"| `{run}` | " + " | ".join(cells) + " |")
         w("")
 
+    # Storage detail.
+    st = data.get("bench_storage", {}).get("runs", {})
+    if st:
+        w("### Storage runs, 64-byte events, 112-byte records (median of repetitions)\n")
+        w("`proc CPU/event`: CPU time of the whole process (every thread: the recorder's "
+          "writer too) per event. `events/sync`: recorder written / syncs, or events per "
+          "fdatasync of the baseline. `batch`: average bytes per sink append (per write() "
+          "for the baselines).\n")
+        w("| run | events/s | MB/s | time/event | proc CPU/event | events/sync | batch | CV |")
+        w("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for run in sorted(st):
+            aggs = st[run]
+            e = aggs.get("median") or aggs.get("iteration") or {}
+            if e.get("error_occurred"):
+                w(f"| `{run}` | error: {e.get('error_message', '')} | | | | | | |")
+                continue
+            bps = e.get("bytes_per_second")
+            mbs = "n/a" if not bps else f"{bps / 1e6:.0f}"
+            cpu = e.get("proc_cpu_ns_per_event")
+            eps = e.get("events_per_sync")
+            batch = e.get("avg_batch_bytes")
+            w(f"| `{run}` | {fmt_num(figure(e, 'rate'), 'rate')} | {mbs} | "
+              f"{fmt_num(figure(e, 'ns'), 'ns')} | "
+              f"{'n/a' if cpu is None else f'{cpu:.0f} ns'} | "
+              f"{'-' if not eps else f'{eps:.0f}'} | "
+              f"{'-' if not batch else f'{batch / 1024:.1f} KiB'} | "
+              f"{fmt_cv(cv(data, 'bench_storage', run, 'rate'))} |")
+        w("")
+
     # Every run.
     w("### All runs (median of repetitions)\n")
     w("| binary | run | events/s | time/event | CV | extra counters |")
@@ -374,6 +439,13 @@ def markdown(data, results_dir):
     return "\n".join(out), comps, absol
 
 
+def is_baseline(binary, run):
+    """True for a baseline run (plotted orange)."""
+    if binary == "bench_storage":
+        return "/raw_" in run or "/none/" in run
+    return "sluice" not in run
+
+
 def _float(s):
     try:
         return float(s)
@@ -394,10 +466,11 @@ def plots(data, comps, img_dir):
     os.makedirs(img_dir, exist_ok=True)
     written = []
 
-    # 1. Ratios with targets.
-    rows = [r for r in comps if r["ratio"] is not None]
-    if rows:
-        fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) + 1.5))
+    # 1. Ratios with targets: the bus's, and storage's (bench_storage) apart.
+    def ratio_plot(rows, name, title, width=9):
+        if not rows:
+            return
+        fig, ax = plt.subplots(figsize=(width, 0.45 * len(rows) + 1.5))
         labels = [r["label"] for r in rows]
         vals = [r["ratio"] for r in rows]
         colors = []
@@ -415,19 +488,26 @@ def plots(data, comps, img_dir):
                            fontsize=8)
         ax.invert_yaxis()
         ax.set_xlabel("sluice / baseline (black tick: target; green met, red missed, grey no target)")
-        ax.set_title("sluice vs baselines (median of repetitions)")
+        ax.set_title(title)
         fig.tight_layout()
-        p = os.path.join(img_dir, "bench_ratios.png")
+        p = os.path.join(img_dir, name)
         fig.savefig(p, dpi=120)
         plt.close(fig)
         written.append(p)
+
+    rows = [r for r in comps if r["ratio"] is not None]
+    ratio_plot([r for r in rows if r["binary"] != "bench_storage"], "bench_ratios.png",
+               "sluice vs baselines (median of repetitions)")
+    ratio_plot([r for r in rows if r["binary"] == "bench_storage"], "bench_storage_ratios.png",
+               "storage vs baselines (median of repetitions)", width=12)
 
     # 2. Throughput per binary (events/s).
     for binary, title in (("bench_queued", "queued, one thread, 16 B"),
                           ("bench_queued_64B", "queued, one thread, 64 B"),
                           ("bench_cross_thread", "1 producer -> 1 consumer"),
                           ("bench_keyed", "4 producers -> 2 consumers, keyed"),
-                          ("bench_dispatch", "immediate dispatch")):
+                          ("bench_dispatch", "immediate dispatch"),
+                          ("bench_storage", "storage, 64 B events (112 B records)")):
         runs = data.get(binary, {}).get("runs", {})
         items = [(run, median(data, binary, run, "rate")) for run in sorted(runs)]
         items = [(n, v) for n, v in items if v]
@@ -435,7 +515,7 @@ def plots(data, comps, img_dir):
             continue
         fig, ax = plt.subplots(figsize=(9, 0.4 * len(items) + 1.5))
         ax.barh(range(len(items)), [v / 1e6 for _, v in items],
-                color=["tab:blue" if "sluice" in n else "tab:orange" for n, _ in items])
+                color=["tab:orange" if is_baseline(binary, n) else "tab:blue" for n, _ in items])
         ax.set_yticks(range(len(items)))
         ax.set_yticklabels([n for n, _ in items], fontsize=8)
         ax.invert_yaxis()

@@ -4,8 +4,12 @@
 # build/bench/results/. Then times the compile of a small sluice TU against a
 # TU that includes only moodycamel's queue, and runs benchmarks/report.py.
 #
+# bench_storage writes its files under $TMPDIR (default /tmp), in a folder it
+# removes at the end; it needs about 0.8 GB there.
+#
 # Environment:
-#   SLUICE_BENCHES           binaries to run, by short name (default: all)
+#   SLUICE_BENCHES           binaries to run, by short name (default: all);
+#                            only those are built
 #   SLUICE_BENCH_REPETITIONS repetitions (default 5)
 #   SLUICE_BENCH_WAIT_BUDGET seconds the whole script may spend waiting for
 #                            the machine to be quiet (< 10% CPU busy) before a
@@ -24,7 +28,7 @@ cd "$(dirname "$0")/.."
 build=build/bench
 results=$build/results
 reps=${SLUICE_BENCH_REPETITIONS:-5}
-benches=${SLUICE_BENCHES:-"dispatch queued queued_64B cross_thread keyed latency alloc alloc_64B pipeline"}
+benches=${SLUICE_BENCHES:-"dispatch queued queued_64B cross_thread keyed latency alloc alloc_64B pipeline storage"}
 wait_budget=${SLUICE_BENCH_WAIT_BUDGET:-240}
 retries=${SLUICE_BENCH_RETRIES:-2}
 waited_total=0
@@ -35,7 +39,10 @@ clk_tck=$(getconf CLK_TCK)
 # independent of whatever state examples/ is in.
 echo "=== configure + build (bench preset, -j1)"
 cmake --preset bench -DSLUICE_BUILD_EXAMPLES=OFF >/dev/null
-cmake --build "$build" -j1 --target sluice_benchmarks
+# Only the binaries that are run.
+targets=()
+for b in $benches; do targets+=("bench_$b"); done
+cmake --build "$build" -j1 --target "${targets[@]}"
 
 mkdir -p "$results"
 rm -f "$results"/attempt.*
