@@ -230,8 +230,7 @@ class codecs {
                   "std::uint32_t version) const");
     const char* why = check_name(name);
     const std::uint32_t type = detail::type_index<T>();
-    if (why == nullptr && by_name_.count(std::string(name)) != 0)
-      why = "sluice: an event name is registered twice";
+    if (why == nullptr && find(name) != nullptr) why = "sluice: an event name is registered twice";
     if (why == nullptr && type < by_type_.size() && by_type_[type] != nullptr)
       why = "sluice: an event type is registered twice";
     if (why != nullptr) {
@@ -265,7 +264,7 @@ class codecs {
     };
     if (by_type_.size() <= type) by_type_.resize(type + 1, nullptr);
     by_type_[type] = e.get();
-    by_name_.emplace(e->name, e.get());
+    by_name_.emplace(std::hash<std::string_view>{}(e->name), e.get());
     entries_.push_back(std::move(e));
     return nullptr;
   }
@@ -277,9 +276,12 @@ class codecs {
   [[nodiscard]] const codec_entry* find() const noexcept {
     return find(detail::type_index<T>());
   }
-  [[nodiscard]] const codec_entry* find(std::string_view name) const {
-    auto it = by_name_.find(std::string(name));
-    return it == by_name_.end() ? nullptr : it->second;
+  // By name, without allocating.
+  [[nodiscard]] const codec_entry* find(std::string_view name) const noexcept {
+    auto range = by_name_.equal_range(std::hash<std::string_view>{}(name));
+    for (auto it = range.first; it != range.second; ++it)
+      if (it->second->name == name) return it->second;
+    return nullptr;
   }
   [[nodiscard]] std::size_t size() const noexcept {
     return entries_.size();
@@ -315,7 +317,7 @@ class codecs {
  private:
   std::vector<std::unique_ptr<codec_entry>> entries_;
   std::vector<const codec_entry*> by_type_;
-  std::unordered_map<std::string, const codec_entry*> by_name_;
+  std::unordered_multimap<std::size_t, const codec_entry*> by_name_;  // by name's hash
 };
 
 }  // namespace sluice

@@ -149,7 +149,7 @@ class json_sink final : public sink {
   storage_error append(record_batch& b) override {
     if (fd_ < 0)
       return storage_error::make(storage_errc::closed, "sluice: the JSON sink is closed", path_);
-    b.seal(next_);
+    b.number(next_);
     next_ += b.size();
     buf_.clear();
     std::string text;

@@ -66,7 +66,7 @@ class memory_sink final : public sink {
 
   storage_error append(record_batch& b) override {
     std::lock_guard<std::mutex> lock(mutex_);
-    b.seal(next_);
+    b.number(next_);
     next_ += b.size();
     b.for_each([&](const stored_event& e) {
       owned_event& slot = ring_[head_];

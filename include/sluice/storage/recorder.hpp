@@ -143,8 +143,9 @@ class recorder final : public detail::record_hook {
   // (no codec, dropped, closed, or the codec failed).
   template <class T>
   bool write(const T& e, const metadata& m = {}) {
+    const std::int64_t t = time_of(m);  // clocks are read before the lock
     std::unique_lock<std::mutex> lock(mutex_);
-    return put(lock, detail::type_index<T>(), &e, m, time_of(m, offset_now()));
+    return put(lock, detail::type_index<T>(), &e, m, t);
   }
 
   // Returns when everything recorded so far has been handed to the sink. An
@@ -198,13 +199,17 @@ class recorder final : public detail::record_hook {
   // ---- record_hook ---------------------------------------------------------------
 
   void on_batch(const detail::record* recs, std::size_t n) noexcept override {
-    const std::int64_t delta = offset_now();
+    // The clocks are read once per batch: events stamped at publish get their
+    // stamp in wall-clock time, the others the batch's time.
+    const std::int64_t wall = detail::wall_ns();
+    const std::int64_t delta = wall - detail::now_ns();
     std::uint64_t mine = 0;
     {
       std::unique_lock<std::mutex> lock(mutex_);
       for (std::size_t i = 0; i < n; ++i) {
         const detail::record& r = recs[i];
-        (void)put(lock, r.type(), r.event(), r.meta(), time_of(r.meta(), delta));
+        const std::int64_t ts = r.meta().timestamp;
+        (void)put(lock, r.type(), r.event(), r.meta(), ts != 0 ? ts + delta : wall);
       }
       mine = seq_;
     }
@@ -218,10 +223,11 @@ class recorder final : public detail::record_hook {
       unrecorded_.fetch_add(1, std::memory_order_relaxed);
       return;
     }
+    const std::int64_t t = time_of(m);
     std::uint64_t mine = 0;
     {
       std::unique_lock<std::mutex> lock(mutex_);
-      (void)put(lock, type, ev, m, time_of(m, offset_now()));
+      (void)put(lock, type, ev, m, t);
       mine = seq_;
     }
     if (opts_.durable_before_delivery) (void)wait_until_synced(mine);
@@ -234,12 +240,10 @@ class recorder final : public detail::record_hook {
   }
 
  private:
-  // Wall-clock time of an event stamped with the steady clock.
-  static std::int64_t offset_now() noexcept {
-    return detail::wall_ns() - detail::now_ns();
-  }
-  static std::int64_t time_of(const metadata& m, std::int64_t delta) noexcept {
-    return m.timestamp != 0 ? m.timestamp + delta : detail::now_ns() + delta;
+  // Wall-clock time of an event: its steady-clock stamp converted, or now.
+  static std::int64_t time_of(const metadata& m) noexcept {
+    if (m.timestamp == 0) return detail::wall_ns();
+    return m.timestamp + (detail::wall_ns() - detail::now_ns());
   }
 
   // Encodes one event into the open buffer (mutex_ held).
