@@ -65,6 +65,10 @@ struct record_options {
   full_behaviour when_full = full_behaviour::block;
   sync_policy sync = sync_policy::every_batch;
   std::chrono::milliseconds sync_interval{100};
+  // With sync_policy never or interval: how long the writer lets records
+  // gather before it writes them (fewer, larger appends). 0: at once.
+  // every_batch always writes at once.
+  std::chrono::microseconds linger{1000};
   // Waits, on the delivering thread, until each batch is durable before its
   // events are delivered: true write-ahead logging, at a sync per batch.
   bool durable_before_delivery = false;
@@ -80,6 +84,8 @@ struct record_options {
       return "sluice: record_options::buffer_bytes must be between 4096 and 2^30";
     if (sync == sync_policy::interval && sync_interval.count() <= 0)
       return "sluice: record_options::sync_interval must be positive";
+    if (linger.count() < 0 || linger > std::chrono::seconds(10))
+      return "sluice: record_options::linger must be between 0 and 10 s";
     if (when_full != full_behaviour::block && when_full != full_behaviour::drop)
       return "sluice: record_options::when_full is not a full_behaviour value";
     return nullptr;
@@ -199,17 +205,18 @@ class recorder final : public detail::record_hook {
   // ---- record_hook ---------------------------------------------------------------
 
   void on_batch(const detail::record* recs, std::size_t n) noexcept override {
-    // The clocks are read once per batch: events stamped at publish get their
-    // stamp in wall-clock time, the others the batch's time.
-    const std::int64_t wall = detail::wall_ns();
-    const std::int64_t delta = wall - detail::now_ns();
+    // The clocks are read once per batch, and only when the bus stamps
+    // events: their stamp is converted to wall-clock time. Unstamped events
+    // get the time the writer takes them.
+    std::int64_t delta = 0;
+    if (n != 0 && recs[0].meta().timestamp != 0) delta = detail::wall_ns() - detail::now_ns();
     std::uint64_t mine = 0;
     {
       std::unique_lock<std::mutex> lock(mutex_);
       for (std::size_t i = 0; i < n; ++i) {
         const detail::record& r = recs[i];
         const std::int64_t ts = r.meta().timestamp;
-        (void)put(lock, r.type(), r.event(), r.meta(), ts != 0 ? ts + delta : wall);
+        (void)put(lock, r.type(), r.event(), r.meta(), ts != 0 ? ts + delta : 0);
       }
       mine = seq_;
     }
@@ -240,10 +247,22 @@ class recorder final : public detail::record_hook {
   }
 
  private:
-  // Wall-clock time of an event: its steady-clock stamp converted, or now.
+  // Wall-clock time of an event: its steady-clock stamp converted, or 0 for
+  // "when the writer takes it" (filled in per append: no clock read per event).
   static std::int64_t time_of(const metadata& m) noexcept {
-    if (m.timestamp == 0) return detail::wall_ns();
+    if (m.timestamp == 0) return 0;
     return m.timestamp + (detail::wall_ns() - detail::now_ns());
+  }
+
+  // Gives records without a time the time of this append.
+  static void fill_times(std::vector<unsigned char>& bytes, std::int64_t now) noexcept {
+    unsigned char* p = bytes.data();
+    unsigned char* end = p + bytes.size();
+    while (p < end) {
+      unsigned char* t = p + storage::frame_size + 8;
+      if (storage::load_le<std::int64_t>(t) == 0) storage::store_le<std::int64_t>(t, now);
+      p += storage::frame_size + storage::load_le<std::uint32_t>(p);
+    }
   }
 
   // Encodes one event into the open buffer (mutex_ held).
@@ -294,7 +313,15 @@ class recorder final : public detail::record_hook {
     ++open_count_;
     ++seq_;
     ++stats_.recorded;
-    if (open_count_ == 1) wake_.notify_all();
+    // Wake the writer only when it has to act: every_batch takes records at
+    // once; otherwise it gathers them (linger) unless it sleeps or half the
+    // buffer is full. One wake per writer pass at most.
+    if (!woken_ &&
+        (writer_asleep_ || (opts_.sync == sync_policy::every_batch && open_count_ == 1) ||
+         open_.size() >= opts_.buffer_bytes / 2)) {
+      woken_ = true;
+      wake_.notify_all();
+    }
     return true;
   }
 
@@ -311,6 +338,7 @@ class recorder final : public detail::record_hook {
       done_.wait(lock, [&] { return sync_tried_ >= target || !writer_running_; });
       r = sync_error_;
     } else {
+      flush_wanted_ = true;
       wake_.notify_all();
       done_.wait(lock, [&] { return written_seq_ >= target || !writer_running_; });
     }
@@ -374,15 +402,30 @@ class recorder final : public detail::record_hook {
     std::unique_lock<std::mutex> lock(mutex_);
     writer_id_ = std::this_thread::get_id();
     bool unsynced = false;  // records written since the last sync
+    const bool lazy = opts_.sync != sync_policy::every_batch && opts_.linger.count() > 0;
     for (;;) {
-      const bool timed = opts_.sync == sync_policy::interval && unsynced;
-      const auto deadline = last_sync_ + opts_.sync_interval;
-      auto ready = [&] { return open_count_ != 0 || closed_ || sync_wanted_; };
-      if (timed) {
-        wake_.wait_until(lock, deadline, ready);
-      } else {
-        wake_.wait(lock, ready);
+      auto urgent = [&] { return closed_ || sync_wanted_ || flush_wanted_; };
+      if (open_count_ == 0 && !urgent()) {
+        // Nothing to write: sleep until a record arrives (or an interval sync is due).
+        const bool timed = opts_.sync == sync_policy::interval && unsynced;
+        const auto deadline = last_sync_ + opts_.sync_interval;
+        auto ready = [&] { return open_count_ != 0 || urgent(); };
+        writer_asleep_ = true;
+        if (timed) {
+          wake_.wait_until(lock, deadline, ready);
+        } else {
+          wake_.wait(lock, ready);
+        }
+        writer_asleep_ = false;
+        woken_ = false;  // lingering below may need a wake at half the buffer
       }
+      if (lazy && open_count_ != 0 && !urgent() && open_.size() < opts_.buffer_bytes / 2) {
+        // Let records gather: one append for many lane batches.
+        wake_.wait_for(lock, opts_.linger,
+                       [&] { return urgent() || open_.size() >= opts_.buffer_bytes / 2; });
+      }
+      woken_ = false;
+      flush_wanted_ = false;
       if (open_count_ == 0 && closed_ && !sync_wanted_) break;
       // Take the whole buffer: every lane's records since the last append.
       open_.swap(spare_);
@@ -396,6 +439,7 @@ class recorder final : public detail::record_hook {
 
       storage_error append_error;
       if (n != 0) {
+        fill_times(spare_, detail::wall_ns());
         record_batch b(spare_, n);
         append_error = guarded([&] { return sink_->append(b); });
       }
@@ -471,6 +515,9 @@ class recorder final : public detail::record_hook {
   std::uint64_t append_failures_reported_ = 0;  // by flush() or sync()
   storage_error last_error_;
   bool sync_wanted_ = false;
+  bool flush_wanted_ = false;   // a flush() waits: no lingering
+  bool writer_asleep_ = false;  // the writer waits for a first record
+  bool woken_ = false;          // the writer was notified since its last pass
   bool closed_ = false;
   bool writer_running_ = false;
   std::thread::id writer_id_;
