@@ -867,7 +867,8 @@ TEST_CASE("file log: a failed roll loses nothing and is tried again", "[storage]
   REQUIRE(rec.close().ok());
   const auto all = read_all(dir.path());
   REQUIRE(all.size() == n);
-  for (std::uint32_t i = 0; i < n; ++i) REQUIRE(make_types()->decode<order>(all[i].view())->id == i);
+  for (std::uint32_t i = 0; i < n; ++i)
+    REQUIRE(make_types()->decode<order>(all[i].view())->id == i);
 }
 
 TEST_CASE("log reader: a follower goes on when retention deletes what it reads", "[storage]") {
@@ -938,8 +939,9 @@ TEST_CASE("recorder: stop() writes and syncs store-stage recorders too", "[stora
   REQUIRE(s->synced.load() == 100);
 }
 
-TEST_CASE("recorder: sink failures of the last pass are close()'s error; a throwing sink is an error",
-          "[storage]") {
+TEST_CASE(
+    "recorder: sink failures of the last pass are close()'s error; a throwing sink is an error",
+    "[storage]") {
   {
     auto sink = std::make_unique<test_sink>();
     sink->fail_appends = true;
@@ -1019,4 +1021,33 @@ TEST_CASE("recorder: a throwing codec is rejected and counted, the rest goes on"
   REQUIRE(st.recorded == 2);
   REQUIRE(st.rejected == 1);
   REQUIRE(r->size() == 2);
+}
+
+TEST_CASE("recorder: the writer lingers, but half a buffer or a flush takes records at once",
+          "[storage]") {
+  test::watchdog dog(std::chrono::seconds(60));
+  auto sink = std::make_unique<test_sink>();
+  auto* s = sink.get();
+  sluice::record_options ro;
+  ro.sync = sluice::sync_policy::never;
+  ro.linger = std::chrono::seconds(10);  // longer than any wait below
+  ro.buffer_bytes = 8192;
+  sluice::recorder rec(std::move(sink), make_types(), ro);
+  // Half a buffer (4096 bytes of ~69-byte records) wakes the writer.
+  std::uint32_t n = 0;
+  while (n < 70) REQUIRE(rec.write(order{n++, 1, 1}));
+  REQUIRE(
+      test::wait_until([&] { return s->appended.load() >= 59; }, std::chrono::milliseconds(5000)));
+  // A flush does not wait for the linger.
+  REQUIRE(rec.write(order{n++, 1, 1}));
+  std::atomic<bool> flushed{false};
+  std::thread t([&] {
+    (void)rec.flush();
+    flushed = true;
+  });
+  const bool quick =
+      test::wait_until([&] { return flushed.load(); }, std::chrono::milliseconds(5000));
+  t.join();  // (after at most the linger)
+  REQUIRE(quick);
+  REQUIRE(s->appended.load() == n);
 }
