@@ -104,6 +104,18 @@ inline std::int64_t wall_ns() noexcept {
       .count();
 }
 
+inline storage_errc errc_of(storage::header_problem p) noexcept {
+  switch (p) {
+    case storage::header_problem::not_a_log:
+      return storage_errc::not_a_log;
+    case storage::header_problem::bad_version:
+      return storage_errc::bad_version;
+    case storage::header_problem::damaged:
+      break;
+  }
+  return storage_errc::damaged;
+}
+
 struct segment_file {
   std::uint64_t base = 0;
   std::string path;
@@ -318,18 +330,8 @@ class file_log final : public sink {
 
   static storage_error header_error(const unsigned char* buf, const detail::segment_file& s,
                                     storage::segment_header& h) {
-    if (const char* why = storage::read_segment_header(buf, h)) {
-      // Checked in this order: magic, checksum, version (a damaged header is
-      // damage, even where its version bytes were hit).
-      storage_errc c = storage_errc::damaged;
-      if (std::memcmp(buf, storage::segment_magic, 8) != 0) {
-        c = storage_errc::not_a_log;
-      } else if (storage::load_le<std::uint32_t>(buf + 60) == detail::crc32c(buf, 60) &&
-                 storage::load_le<std::uint32_t>(buf + 8) != storage::format_version) {
-        c = storage_errc::bad_version;
-      }
-      return storage_error::make(c, why, s.path, 0);
-    }
+    if (const char* why = storage::read_segment_header(buf, h))
+      return storage_error::make(detail::errc_of(storage::classify_header(buf)), why, s.path, 0);
     if (h.base != s.base)
       return storage_error::make(storage_errc::damaged,
                                  "segment header's first offset differs from its file name", s.path,
@@ -762,14 +764,7 @@ class log_reader {
     storage::segment_header sh;
     if (const char* why = storage::read_segment_header(h, sh)) {
       ::close(fd);
-      storage_errc code = storage_errc::damaged;
-      if (std::memcmp(h, storage::segment_magic, 8) != 0) {
-        code = storage_errc::not_a_log;
-      } else if (storage::load_le<std::uint32_t>(h + 60) == detail::crc32c(h, 60) &&
-                 storage::load_le<std::uint32_t>(h + 8) != storage::format_version) {
-        code = storage_errc::bad_version;
-      }
-      return fail(why, 0, code);
+      return fail(why, 0, detail::errc_of(storage::classify_header(h)));
     }
     if (sh.base != s.base) {
       ::close(fd);

@@ -64,16 +64,23 @@ inline constexpr std::size_t default_max_record = std::size_t{16} << 20;
 
 // ---- little-endian loads and stores ------------------------------------------
 
+// Integers as stored: little-endian (a byte swap on big-endian hosts).
 template <class T>
-inline void store_le(unsigned char* p, T v) noexcept {
+[[nodiscard]] constexpr T to_le(T v) noexcept {
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
   if constexpr (sizeof(T) == 2)
-    v = static_cast<T>(__builtin_bswap16(static_cast<std::uint16_t>(v)));
+    return static_cast<T>(__builtin_bswap16(static_cast<std::uint16_t>(v)));
   if constexpr (sizeof(T) == 4)
-    v = static_cast<T>(__builtin_bswap32(static_cast<std::uint32_t>(v)));
+    return static_cast<T>(__builtin_bswap32(static_cast<std::uint32_t>(v)));
   if constexpr (sizeof(T) == 8)
-    v = static_cast<T>(__builtin_bswap64(static_cast<std::uint64_t>(v)));
+    return static_cast<T>(__builtin_bswap64(static_cast<std::uint64_t>(v)));
 #endif
+  return v;
+}
+
+template <class T>
+inline void store_le(unsigned char* p, T v) noexcept {
+  v = to_le(v);
   std::memcpy(p, &v, sizeof v);
 }
 
@@ -81,15 +88,7 @@ template <class T>
 [[nodiscard]] inline T load_le(const unsigned char* p) noexcept {
   T v;
   std::memcpy(&v, p, sizeof v);
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-  if constexpr (sizeof(T) == 2)
-    v = static_cast<T>(__builtin_bswap16(static_cast<std::uint16_t>(v)));
-  if constexpr (sizeof(T) == 4)
-    v = static_cast<T>(__builtin_bswap32(static_cast<std::uint32_t>(v)));
-  if constexpr (sizeof(T) == 8)
-    v = static_cast<T>(__builtin_bswap64(static_cast<std::uint64_t>(v)));
-#endif
-  return v;
+  return to_le(v);
 }
 
 // ---- records -------------------------------------------------------------------
@@ -121,6 +120,23 @@ inline void seal_record(unsigned char* p, std::uint64_t offset) noexcept {
   const std::uint32_t body = load_le<std::uint32_t>(p);
   store_le<std::uint64_t>(p + frame_size, offset);
   store_le<std::uint32_t>(p + 4, detail::crc32c(p + frame_size, body));
+}
+
+// Fills `out` from a record's body (`body` bytes at b), which the caller has
+// checked (parse_record) or made (record_batch).
+inline void read_body(const unsigned char* b, std::uint32_t body, stored_event& out) noexcept {
+  const auto flags = load_le<std::uint16_t>(b + 32);
+  const auto name_len = load_le<std::uint16_t>(b + 34);
+  out.offset = load_le<std::uint64_t>(b);
+  out.time_ns = load_le<std::int64_t>(b + 8);
+  out.key = load_le<std::uint64_t>(b + 16);
+  out.producer = load_le<std::uint32_t>(b + 24);
+  out.version = load_le<std::uint32_t>(b + 28);
+  out.has_key = (flags & flag_key) != 0;
+  out.replayed = (flags & flag_replayed) != 0;
+  out.type = std::string_view(reinterpret_cast<const char*>(b + body_fixed), name_len);
+  out.payload.data = b + body_fixed + name_len;
+  out.payload.size = body - body_fixed - name_len;
 }
 
 enum class parse_status : std::uint8_t {
@@ -181,16 +197,7 @@ inline parse_result parse_record(const unsigned char* p, std::size_t n, stored_e
     r.reason = "bad type name length";
     return r;
   }
-  out.offset = load_le<std::uint64_t>(b);
-  out.time_ns = load_le<std::int64_t>(b + 8);
-  out.key = load_le<std::uint64_t>(b + 16);
-  out.producer = load_le<std::uint32_t>(b + 24);
-  out.version = load_le<std::uint32_t>(b + 28);
-  out.has_key = (flags & flag_key) != 0;
-  out.replayed = (flags & flag_replayed) != 0;
-  out.type = std::string_view(reinterpret_cast<const char*>(b + body_fixed), name_len);
-  out.payload.data = b + body_fixed + name_len;
-  out.payload.size = body - body_fixed - name_len;
+  read_body(b, body, out);
   r.size = frame_size + body;
   return r;
 }
@@ -226,6 +233,18 @@ struct segment_header {
   out.base = load_le<std::uint64_t>(p + 16);
   out.created_ns = load_le<std::int64_t>(p + 24);
   return nullptr;
+}
+
+// What kind of problem a header has that read_segment_header refused, checked
+// in its order (magic, checksum, version): a header damaged where its version
+// bytes are is damage, not another version.
+enum class header_problem : std::uint8_t { not_a_log, damaged, bad_version };
+[[nodiscard]] inline header_problem classify_header(const unsigned char* p) noexcept {
+  if (std::memcmp(p, segment_magic, sizeof segment_magic) != 0) return header_problem::not_a_log;
+  if (load_le<std::uint32_t>(p + 60) == detail::crc32c(p, 60) &&
+      load_le<std::uint32_t>(p + 8) != format_version)
+    return header_problem::bad_version;
+  return header_problem::damaged;
 }
 
 // Segment files are named by their first offset: 20 digits, ".slog".

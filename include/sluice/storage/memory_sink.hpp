@@ -46,16 +46,21 @@ struct owned_event {
   }
   static owned_event from(const stored_event& e) {
     owned_event o;
-    o.offset = e.offset;
-    o.time_ns = e.time_ns;
-    o.key = e.key;
-    o.producer = e.producer;
-    o.version = e.version;
-    o.has_key = e.has_key;
-    o.replayed = e.replayed;
-    o.type.assign(e.type.data(), e.type.size());
-    o.payload.assign(e.payload.data, e.payload.data + e.payload.size);
+    o.assign(e);
     return o;
+  }
+  // Becomes a copy of `e`, reusing its buffers (no allocation once they are
+  // large enough).
+  void assign(const stored_event& e) {
+    offset = e.offset;
+    time_ns = e.time_ns;
+    key = e.key;
+    producer = e.producer;
+    version = e.version;
+    has_key = e.has_key;
+    replayed = e.replayed;
+    type.assign(e.type.data(), e.type.size());
+    payload.assign(e.payload.data, e.payload.data + e.payload.size);
   }
 };
 
@@ -69,17 +74,7 @@ class memory_sink final : public sink {
     b.number(next_);
     next_ += b.size();
     b.for_each([&](const stored_event& e) {
-      owned_event& slot = ring_[head_];
-      // Reuses the slot's buffers: no allocation once they are large enough.
-      slot.offset = e.offset;
-      slot.time_ns = e.time_ns;
-      slot.key = e.key;
-      slot.producer = e.producer;
-      slot.version = e.version;
-      slot.has_key = e.has_key;
-      slot.replayed = e.replayed;
-      slot.type.assign(e.type.data(), e.type.size());
-      slot.payload.assign(e.payload.data, e.payload.data + e.payload.size);
+      ring_[head_].assign(e);
       head_ = (head_ + 1) % ring_.size();
       if (count_ < ring_.size()) ++count_;
     });

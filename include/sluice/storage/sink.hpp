@@ -73,29 +73,13 @@ class record_batch {
     stored_event e;
     while (p < end) {
       const std::uint32_t body = storage::load_le<std::uint32_t>(p);
-      view(p, body, e);
+      storage::read_body(p + storage::frame_size, body, e);
       f(static_cast<const stored_event&>(e));
       p += storage::frame_size + body;
     }
   }
 
  private:
-  static void view(const unsigned char* p, std::uint32_t body, stored_event& e) noexcept {
-    const unsigned char* b = p + storage::frame_size;
-    e.offset = storage::load_le<std::uint64_t>(b);
-    e.time_ns = storage::load_le<std::int64_t>(b + 8);
-    e.key = storage::load_le<std::uint64_t>(b + 16);
-    e.producer = storage::load_le<std::uint32_t>(b + 24);
-    e.version = storage::load_le<std::uint32_t>(b + 28);
-    const auto flags = storage::load_le<std::uint16_t>(b + 32);
-    const auto name_len = storage::load_le<std::uint16_t>(b + 34);
-    e.has_key = (flags & storage::flag_key) != 0;
-    e.replayed = (flags & storage::flag_replayed) != 0;
-    e.type = std::string_view(reinterpret_cast<const char*>(b + storage::body_fixed), name_len);
-    e.payload.data = b + storage::body_fixed + name_len;
-    e.payload.size = body - storage::body_fixed - name_len;
-  }
-
   std::vector<unsigned char>* bytes_;
   std::size_t count_;
 };
