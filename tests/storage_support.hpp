@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <sluice/storage/format.hpp>
 #include <string>
 #include <vector>
 
@@ -60,6 +61,52 @@ inline std::vector<std::string> segments(const std::string& dir) {
   }
   std::sort(out.begin(), out.end());
   return out;
+}
+
+// The whole records of one segment file as the format defines them: a
+// reference walk with storage::parse_record, independent of the reader and of
+// recovery. `header_error` is set (and nothing walked) when the file has no
+// valid header.
+struct walked {
+  std::uint64_t base = 0;
+  std::vector<std::uint64_t> starts;   // file position of each whole record
+  std::vector<std::uint64_t> offsets;  // its log offset
+  std::uint64_t good_end = 0;          // end of the last whole record
+  std::uint64_t size = 0;
+  bool has_header = false;
+  std::string header_error;
+
+  [[nodiscard]] std::uint64_t end_of(std::size_t i) const {
+    return i + 1 < starts.size() ? starts[i + 1] : good_end;
+  }
+};
+
+inline walked walk_segment(const std::string& path) {
+  const std::vector<unsigned char> b = read_file(path);
+  walked w;
+  w.size = b.size();
+  if (b.size() < sluice::storage::segment_header_size) {
+    w.header_error = "shorter than a segment header";
+    return w;
+  }
+  sluice::storage::segment_header h;
+  if (const char* why = sluice::storage::read_segment_header(b.data(), h)) {
+    w.header_error = why;
+    return w;
+  }
+  w.has_header = true;
+  w.base = h.base;
+  std::size_t pos = sluice::storage::segment_header_size;
+  sluice::stored_event e;
+  while (pos < b.size()) {
+    const auto r = sluice::storage::parse_record(b.data() + pos, b.size() - pos, e);
+    if (r.status != sluice::storage::parse_status::ok) break;
+    w.starts.push_back(pos);
+    w.offsets.push_back(e.offset);
+    pos += r.size;
+  }
+  w.good_end = pos;
+  return w;
 }
 
 }  // namespace test

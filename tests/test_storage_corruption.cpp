@@ -170,34 +170,12 @@ void require_ticks(const read_result& r, std::uint64_t count) {
   REQUIRE(wrong == 0);
 }
 
-// The records of one segment file as the format defines them (a reference
-// walk with storage::parse_record, independent of reader and recovery).
-struct walked {
-  std::uint64_t base = 0;
-  std::vector<std::uint64_t> starts;   // file position of each whole record
-  std::vector<std::uint64_t> offsets;  // its log offset
-  std::uint64_t good_end = 0;          // end of the last whole record
-  std::uint64_t size = 0;
-};
+using test::walked;
 
 walked walk(const std::string& path) {
-  const bytes_t b = test::read_file(path);
-  walked w;
-  w.size = b.size();
-  REQUIRE(b.size() >= header_size);
-  sluice::storage::segment_header h;
-  REQUIRE(sluice::storage::read_segment_header(b.data(), h) == nullptr);
-  w.base = h.base;
-  std::size_t pos = header_size;
-  sluice::stored_event e;
-  while (pos < b.size()) {
-    const auto r = sluice::storage::parse_record(b.data() + pos, b.size() - pos, e);
-    if (r.status != sluice::storage::parse_status::ok) break;
-    w.starts.push_back(pos);
-    w.offsets.push_back(e.offset);
-    pos += r.size;
-  }
-  w.good_end = pos;
+  walked w = test::walk_segment(path);
+  INFO(path << ": " << w.header_error);
+  REQUIRE(w.has_header);
   return w;
 }
 

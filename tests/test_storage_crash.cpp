@@ -173,39 +173,12 @@ struct acks {
   }
 };
 
-// The whole records of a segment file (a reference walk with parse_record).
-struct walked {
-  std::uint64_t base = 0;
-  std::vector<std::uint64_t> starts;
-  std::uint64_t good_end = 0;
-  std::uint64_t size = 0;
-  bool has_header = false;
-
-  [[nodiscard]] std::uint64_t end_of(std::size_t i) const {
-    return i + 1 < starts.size() ? starts[i + 1] : good_end;
-  }
-};
+using test::walked;
 
 walked walk(const std::string& path) {
-  const bytes_t b = test::read_file(path);
-  walked w;
-  w.size = b.size();
-  if (b.size() < header_size) return w;
-  sluice::storage::segment_header h;
-  const char* why = sluice::storage::read_segment_header(b.data(), h);
-  INFO(path << ": " << (why != nullptr ? why : ""));
-  REQUIRE(why == nullptr);
-  w.has_header = true;
-  w.base = h.base;
-  std::size_t pos = header_size;
-  sluice::stored_event e;
-  while (pos < b.size()) {
-    const auto r = sluice::storage::parse_record(b.data() + pos, b.size() - pos, e);
-    if (r.status != sluice::storage::parse_status::ok) break;
-    w.starts.push_back(pos);
-    pos += r.size;
-  }
-  w.good_end = pos;
+  walked w = test::walk_segment(path);
+  INFO(path << ": " << w.header_error);
+  REQUIRE((w.has_header || w.size < header_size));
   return w;
 }
 
