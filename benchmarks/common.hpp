@@ -15,13 +15,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <fstream>
+#include <sluice/sluice.hpp>
 #include <string>
 #include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
-
-#include <sluice/sluice.hpp>
 
 namespace bench {
 
@@ -62,7 +61,7 @@ inline constexpr std::array<handler_fn<E>, N> k_fns = make_fns<E>(std::make_inde
 // Subscribes `n` (at most 10) distinct handlers, the i-th doing work<i>.
 template <class E, std::size_t... I>
 std::vector<sluice::subscription> subscribe_n_impl(sluice::bus& b, std::size_t n,
-                                                    std::index_sequence<I...>) {
+                                                   std::index_sequence<I...>) {
   std::vector<sluice::subscription> subs;
   subs.reserve(n);
   ((I < n ? subs.push_back(b.subscribe<E>([](const E& e) { work<static_cast<int>(I)>(e); }))
@@ -124,7 +123,9 @@ struct alignas(64) padded_counter {
   [[nodiscard]] std::uint64_t get() const noexcept { return n.load(std::memory_order_acquire); }
 };
 
-inline std::int64_t to_i64(std::size_t n) noexcept { return static_cast<std::int64_t>(n); }
+inline std::int64_t to_i64(std::size_t n) noexcept {
+  return static_cast<std::int64_t>(n);
+}
 
 inline std::string read_first_line(const char* path) {
   std::ifstream in(path);
@@ -137,8 +138,10 @@ inline void add_context() {
   benchmark::AddCustomContext("sluice_version", std::to_string(sluice::version_major) + "." +
                                                     std::to_string(sluice::version_minor) + "." +
                                                     std::to_string(sluice::version_patch));
-  benchmark::AddCustomContext("sluice_membarrier",
-                              sluice::detail::init_fence_mode() ? "yes" : "no");
+  benchmark::AddCustomContext("sluice_membarrier", sluice::detail::current_fence_mode() ==
+                                                           sluice::detail::fence_mode::asymmetric
+                                                       ? "yes"
+                                                       : "no");
   benchmark::AddCustomContext("loadavg_at_start", read_first_line("/proc/loadavg"));
   benchmark::AddCustomContext("hardware_concurrency",
                               std::to_string(std::thread::hardware_concurrency()));
@@ -156,13 +159,13 @@ inline void add_context() {
 }  // namespace bench
 
 // Each benchmark source defines register_benchmarks() and uses this main.
-#define SLUICE_BENCH_MAIN()                                               \
-  int main(int argc, char** argv) {                                       \
-    bench::add_context();                                                 \
-    register_benchmarks();                                                \
-    benchmark::Initialize(&argc, argv);                                   \
-    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;     \
-    benchmark::RunSpecifiedBenchmarks();                                  \
-    benchmark::Shutdown();                                                \
-    return 0;                                                             \
+#define SLUICE_BENCH_MAIN()                                           \
+  int main(int argc, char** argv) {                                   \
+    bench::add_context();                                             \
+    register_benchmarks();                                            \
+    benchmark::Initialize(&argc, argv);                               \
+    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1; \
+    benchmark::RunSpecifiedBenchmarks();                              \
+    benchmark::Shutdown();                                            \
+    return 0;                                                         \
   }

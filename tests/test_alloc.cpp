@@ -8,11 +8,24 @@
 #include <sluice/sluice.hpp>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "support.hpp"
 
 namespace {
 std::atomic<long> g_allocs{0};
+// A failing allocator: with g_fail_after >= 0, that many more allocations
+// succeed and every one after fails (std::bad_alloc, or nullptr for the
+// nothrow forms). -1: never fail.
+std::atomic<long> g_fail_after{-1};
+bool allocation_fails() noexcept {
+  long left = g_fail_after.load(std::memory_order_relaxed);
+  while (left >= 0) {
+    if (left == 0) return true;
+    if (g_fail_after.compare_exchange_weak(left, left - 1, std::memory_order_relaxed)) return false;
+  }
+  return false;
+}
 struct small_event {
   std::uint64_t a, b;
 };
@@ -23,11 +36,13 @@ struct big_event {
 
 void* operator new(std::size_t n) {
   g_allocs.fetch_add(1, std::memory_order_relaxed);
+  if (allocation_fails()) throw std::bad_alloc();
   if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
   throw std::bad_alloc();
 }
 void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
   g_allocs.fetch_add(1, std::memory_order_relaxed);
+  if (allocation_fails()) return nullptr;
   return std::malloc(n == 0 ? 1 : n);
 }
 void* operator new[](std::size_t n) {
@@ -100,4 +115,98 @@ TEST_CASE("the counter sees allocations (positive control)", "[alloc]") {
   for (int i = 0; i < 10; ++i) p.publish(big_event{});  // boxed: one allocation each
   bus.poll();
   CHECK(g_allocs.load() - before == 10);
+}
+
+// Contract 3 under memory pressure: subscribe either subscribes or throws
+// std::bad_alloc with nothing changed and nothing leaked; reset() allocates
+// nothing, so it cannot fail (it is noexcept: a bad_alloc there would end the
+// program).
+namespace {
+struct counted_handler {
+  static inline std::atomic<long> live{0};
+  int* calls;
+  explicit counted_handler(int* c) noexcept : calls(c) { ++live; }
+  counted_handler(const counted_handler& o) noexcept : calls(o.calls) { ++live; }
+  counted_handler(counted_handler&& o) noexcept : calls(o.calls) { ++live; }
+  counted_handler& operator=(const counted_handler&) = delete;
+  ~counted_handler() { --live; }
+  void operator()(const small_event&) const { ++*calls; }
+};
+struct fail_scope {
+  explicit fail_scope(long after) { g_fail_after.store(after); }
+  ~fail_scope() { g_fail_after.store(-1); }
+  fail_scope(const fail_scope&) = delete;
+  fail_scope& operator=(const fail_scope&) = delete;
+};
+}  // namespace
+
+TEST_CASE("subscribe under allocation failure changes nothing and leaks nothing", "[alloc][oom]") {
+  sluice::bus bus{sluice::bus_options{}.with_lanes(1).with_lane_capacity(64)};
+  int calls = 0;
+  std::vector<sluice::subscription> subs;
+  subs.reserve(64);
+  (void)bus.dispatch(small_event{0, 0});  // this thread's tracking slot, made once
+  long failures = 0;
+  // Fail at every allocation subscribe makes in turn, then let it succeed.
+  for (long k = 0; k < 40; ++k) {
+    const long live_before = counted_handler::live.load();
+    bool threw = false;
+    {
+      fail_scope fail(k);
+      try {
+        subs.push_back(bus.subscribe<small_event>(counted_handler{&calls}));
+      } catch (const std::bad_alloc&) {
+        threw = true;
+      }
+    }
+    if (threw) {
+      ++failures;
+      CHECK(counted_handler::live.load() == live_before);  // the handler was destroyed
+    } else {
+      CHECK(counted_handler::live.load() == live_before + 1);
+    }
+  }
+  CHECK(failures > 0);  // the failing allocator did hit subscribe
+  calls = 0;
+  CHECK(bus.dispatch(small_event{1, 1}) == subs.size());  // exactly the subscriptions that exist
+  CHECK(calls == static_cast<int>(subs.size()));
+  subs.clear();
+  CHECK(counted_handler::live.load() == 0);
+}
+
+TEST_CASE("reset allocates nothing, even with every allocation failing", "[alloc][oom]") {
+  test::watchdog wd(std::chrono::seconds(60), "reset under OOM");
+  sluice::bus bus{sluice::bus_options{}.with_lanes(1)};
+  int calls = 0;
+  std::atomic<bool> entered{false}, release{false}, finished{false};
+  auto blocking = bus.subscribe<big_event>([&](const big_event&) {
+    entered = true;
+    while (!release.load()) std::this_thread::yield();
+    finished = true;
+  });
+  auto a = bus.subscribe<small_event>(counted_handler{&calls});
+  auto b = bus.subscribe<small_event>(counted_handler{&calls});
+  REQUIRE(bus.run(1));
+  bus.publish(big_event{});
+  REQUIRE(test::wait_until([&] { return entered.load(); }));
+  std::thread opener([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    release = true;
+  });
+  {
+    fail_scope fail(0);  // every allocation fails from here
+    const long allocs = g_allocs.load();
+    a.reset();
+    blocking.reset();  // waits for the running handler, without allocating
+    CHECK(finished.load());
+    CHECK(g_allocs.load() == allocs);
+  }
+  opener.join();
+  CHECK(counted_handler::live.load() == 1);  // a's handler is gone, b's lives
+  calls = 0;
+  CHECK(bus.dispatch(small_event{1, 1}) == 1);
+  CHECK(calls == 1);
+  b.reset();
+  CHECK(counted_handler::live.load() == 0);
+  bus.stop();
 }

@@ -94,6 +94,7 @@ TEST_CASE("block waits for room and wakes when a drainer frees it", "[capacity]"
   sluice::bus bus{
       sluice::bus_options{}.with_lanes(1).with_lane_capacity(4).with_policy(full_policy::block)};
   std::atomic<int> published{0}, not_ok{0};
+  bus.poll();  // this thread drains the bus, so a blocked publish waits for it (no_drainer)
   std::thread t([&] {
     auto p = bus.make_producer();
     for (int i = 0; i < 10; ++i) {
@@ -119,6 +120,7 @@ TEST_CASE("a blocked producer is released by stop", "[capacity]") {
   sluice::bus bus{sluice::bus_options{}.with_lanes(1).with_lane_capacity(2)};
   std::atomic<int> stopped{0};
   std::atomic<int> ok{0};
+  bus.poll();  // this thread drains the bus, so a blocked publish waits for it (no_drainer)
   std::thread t([&] {
     auto p = bus.make_producer();
     for (int i = 0; i < 5; ++i) {

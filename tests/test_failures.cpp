@@ -1,11 +1,15 @@
 // Contract 7, failures: a handler's failure is caught, counted and reported;
 // it never stops other handlers, never empties a queue, never kills a worker.
+#include <pthread.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <mutex>
 #include <sluice/sluice.hpp>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "support.hpp"
@@ -124,5 +128,101 @@ TEST_CASE("a throwing event copy loses nothing already accepted", "[failures]") 
   CHECK(st.balanced());
   CHECK(st.delivered == 8);  // 1 single, 2 before the throwing element, 5 in bulk
   CHECK(static_cast<std::uint64_t>(calls) == st.delivered);
+  CHECK(bus.queued() == 0);
+}
+
+// A handler may end its own thread (pthread_exit, or pthread_cancel at a
+// cancellation point). glibc does that by unwinding the stack with a "forced
+// unwind" that a catch-all must let through: the process goes on, the thread's
+// tracking slot is left clean (no reset waits for a dead thread), the lane is
+// unlocked, and the rest of the batch stays queued for the next drainer.
+namespace {
+struct ender {
+  int n;
+};
+struct dispatch_args {
+  sluice::bus* bus;
+};
+void* dispatch_and_exit(void* p) {
+  auto* a = static_cast<dispatch_args*>(p);
+  a->bus->dispatch(ender{1});
+  return nullptr;  // not reached: the handler ends the thread
+}
+}  // namespace
+
+TEST_CASE("a handler that calls pthread_exit ends only its own thread (dispatch)",
+          "[failures][thread_exit]") {
+  test::watchdog wd(std::chrono::seconds(30), "pthread_exit in dispatch");
+  sluice::bus bus;
+  std::atomic<int> calls{0};
+  auto quitter = bus.subscribe<ender>([&](const ender&) {
+    ++calls;
+    pthread_exit(nullptr);
+  });
+  dispatch_args args{&bus};
+  pthread_t t;
+  REQUIRE(pthread_create(&t, nullptr, &dispatch_and_exit, &args) == 0);
+  REQUIRE(pthread_join(t, nullptr) == 0);
+  CHECK(calls.load() == 1);
+  // The dead thread's slot shows nothing: this reset does not wait for it.
+  quitter.reset();
+  int later = 0;
+  auto sub = bus.subscribe<ender>([&](const ender&) { ++later; });
+  CHECK(bus.dispatch(ender{2}) == 1);
+  CHECK(later == 1);
+}
+
+TEST_CASE("a worker whose handler calls pthread_exit leaves its batch to the others",
+          "[failures][thread_exit]") {
+  test::watchdog wd(std::chrono::seconds(30), "pthread_exit in a worker");
+  sluice::bus bus{sluice::bus_options{}.with_lanes(1)};
+  std::vector<int> seen;
+  std::mutex m;
+  std::atomic<bool> ended{false};
+  auto sub = bus.subscribe<work>([&](const work& w) {
+    {
+      std::lock_guard<std::mutex> lock(m);
+      seen.push_back(w.n);
+    }
+    if (w.n == 3 && !ended.exchange(true)) pthread_exit(nullptr);
+  });
+  auto p = bus.make_producer();
+  for (int i = 0; i < 10; ++i) REQUIRE(p.publish(work{i}) == sluice::publish_result::ok);
+  REQUIRE(bus.run(1));
+  REQUIRE(test::wait_until([&] { return ended.load(); }));
+  // The only worker is gone; what it had not delivered waits in the lane.
+  p = sluice::producer{};
+  bus.stop();  // delivers the rest on this thread
+  REQUIRE(seen.size() == 10);
+  for (int i = 0; i < 10; ++i) CHECK(seen[static_cast<std::size_t>(i)] == i);
+  const auto st = bus.stats<work>();
+  CHECK(st.delivered == 10);
+  CHECK(st.balanced());
+}
+
+TEST_CASE("a polling thread cancelled inside a handler loses nothing", "[failures][thread_exit]") {
+  test::watchdog wd(std::chrono::seconds(30), "pthread_cancel in poll");
+  sluice::bus bus{sluice::bus_options{}.with_lanes(1)};
+  std::atomic<int> calls{0};
+  std::atomic<bool> inside{false};
+  auto sub = bus.subscribe<work>([&](const work& w) {
+    ++calls;
+    if (w.n == 2) {
+      inside = true;
+      for (;;) ::usleep(1000);  // a cancellation point, until cancelled
+    }
+  });
+  auto p = bus.make_producer();
+  for (int i = 0; i < 8; ++i) REQUIRE(p.publish(work{i}) == sluice::publish_result::ok);
+  std::thread t([&] { bus.poll(); });
+  REQUIRE(test::wait_until([&] { return inside.load(); }));
+  pthread_t native = t.native_handle();
+  REQUIRE(pthread_cancel(native) == 0);
+  t.join();
+  CHECK(calls.load() == 3);
+  CHECK(bus.poll() == 5);  // the lane is unlocked and the rest is still in order
+  CHECK(calls.load() == 8);
+  const auto st = bus.stats<work>();
+  CHECK(st.delivered == 8);
   CHECK(bus.queued() == 0);
 }

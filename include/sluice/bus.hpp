@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "channel.hpp"
+#include "config.hpp"
 #include "detail/core.hpp"
 #include "detail/type_id.hpp"
 #include "errors.hpp"
@@ -43,19 +44,7 @@
 #endif
 
 namespace sluice {
-
-namespace detail {
-inline std::atomic<std::uint32_t> g_thread_counter{0};
-inline thread_local std::uint32_t t_thread_number = 0;
-[[nodiscard]] inline std::uint32_t thread_number() noexcept {
-  std::uint32_t n = t_thread_number;
-  if (SLUICE_UNLIKELY(n == 0)) {
-    n = g_thread_counter.fetch_add(1, std::memory_order_relaxed) + 1;
-    t_thread_number = n;
-  }
-  return n;
-}
-}  // namespace detail
+inline namespace SLUICE_ABI {
 
 class bus {
  public:
@@ -75,10 +64,23 @@ class bus {
   }
   bus(const bus&) = delete;
   bus& operator=(const bus&) = delete;
+  // Drains what is queued (stop(drain)) and joins the workers. Events that
+  // this drain delivers to no handler are reported to on_failure
+  // (failure_kind::unrouted_in_destructor; debug builds also say so on
+  // stderr): the usual cause is a subscription destroyed before its bus.
   ~bus() {
+    if (core_.forked()) {
+      abandon();  // a bus of the parent, in a fork() child: see docs/run-modes.md#fork
+      return;
+    }
     SLUICE_ASSERT(!detail::inside(&core_),
                   "a bus must not be destroyed from inside one of its handlers");
-    stop(stop_mode::drain);
+    if (!stopped()) {
+      std::uint64_t before[SLUICE_MAX_EVENT_TYPES];
+      core_.unrouted_counts(before);
+      stop(stop_mode::drain);
+      core_.report_unrouted_since(before);
+    }
   }
 
   [[nodiscard]] bool valid() const noexcept {
@@ -128,8 +130,8 @@ class bus {
   template <class Event>
   std::size_t dispatch(const Event& e) {
     static_assert(check_event_type<Event>(), "");
-    core_.mark_started();
     if (core_.state() == detail::run_state::stopped) return 0;
+    core_.mark_started();
     if (detail::record_hook* h = core_.hook())
       h->on_event(detail::type_index<Event>(), &e, no_metadata);
     detail::registry* r = core_.find_reg(detail::type_index<Event>());
@@ -147,9 +149,32 @@ class bus {
   // Handler: callable as f(const Event&) or f(sluice::event_view<Event>),
   // returning void or sluice::outcome. Allowed while the bus runs and from
   // handlers; a handler subscribed during a delivery sees later events.
+  // Strong exception guarantee: if subscribing throws (out of memory), the
+  // handler is destroyed and nothing changed.
   template <class Event, class Handler>
   subscription subscribe(Handler&& handler) {
     return subscribe<Event>(channel{}, std::forward<Handler>(handler));
+  }
+
+  // The same, with the event type taken from the handler's parameter
+  // (const Event&, Event, or event_view<Event>): bus.subscribe([](const order& o) {...}).
+  // Generic lambdas and overloaded call operators need subscribe<Event>.
+  template <class Handler,
+            class = std::enable_if_t<!std::is_same_v<std::decay_t<Handler>, channel>>>
+  subscription subscribe(Handler&& handler) {
+    using deduced = detail::deduced_event<std::decay_t<Handler>>;
+    static_assert(deduced::deduced,
+                  "sluice: cannot tell the event type from this handler (a generic lambda, or an "
+                  "overloaded or templated call operator): write bus.subscribe<Event>(handler)");
+    return subscribe<typename deduced::type>(channel{}, std::forward<Handler>(handler));
+  }
+  template <class Handler>
+  subscription subscribe(channel on, Handler&& handler) {
+    using deduced = detail::deduced_event<std::decay_t<Handler>>;
+    static_assert(deduced::deduced,
+                  "sluice: cannot tell the event type from this handler (a generic lambda, or an "
+                  "overloaded or templated call operator): write bus.subscribe<Event>(handler)");
+    return subscribe<typename deduced::type>(on, std::forward<Handler>(handler));
   }
 
   // The same, listening only on channel `on` (picked by a route stage). A
@@ -163,13 +188,16 @@ class bus {
                   "sluice: a handler must be callable as f(const Event&) or "
                   "f(sluice::event_view<Event>)");
     static_assert(traits::good_result, "sluice: a handler must return void or sluice::outcome");
+    if (core_.forked()) return subscription{};  // a bus of the parent, in a fork() child
     auto callable = std::make_unique<H>(std::forward<Handler>(handler));
     auto node = std::make_unique<detail::sub_node>();
+    detail::registry& r = core_.reg(detail::type_index<Event>());
     node->invoke = &traits::invoke;
     node->destroy = &traits::destroy;
-    node->callable = callable.release();
+    node->callable = callable.get();
     node->channel = on.id();
-    core_.reg(detail::type_index<Event>()).add(node.get());
+    r.add(node.get());  // if it throws, both are still owned here
+    (void)callable.release();
     return subscription(node.release());
   }
 
@@ -239,8 +267,11 @@ class bus {
 
   // ---- running ---------------------------------------------------------------
 
-  // Drains queued events on this thread; returns how many were taken.
+  // Drains queued events on this thread; returns how many were delivered
+  // (or otherwise settled: filtered, unrouted, ...).
   std::size_t poll(std::size_t max = static_cast<std::size_t>(-1)) {
+    if (core_.forked()) return 0;  // the parent's events are the parent's
+    core_.note_poller();
     const std::size_t start = next_start();
     std::size_t done = 0;
     while (done < max) {
@@ -251,28 +282,65 @@ class bus {
     return done;
   }
 
-  // Drains until the queues are empty or the budget is spent. The clock is
-  // read after each batch (at most SLUICE_DRAIN_BATCH events of one lane), so
-  // the overshoot is one batch's handler time.
-  template <class Rep, class Period>
+  // Drains until the queues are empty or the budget is spent, then returns
+  // the events delivered. The clock is checked between events (as often as
+  // their measured cost requires), so with steady handler times the budget
+  // is overrun by about one handler call; at least one event is delivered
+  // when one is there. Events a spent budget leaves in a lane's batch stay
+  // first in line. Any budget is fine: negative is zero, and
+  // nanoseconds::max() (or hours::max()) means "until empty". `Clock` is
+  // what the budget is measured by (a steady clock).
+  template <class Clock = std::chrono::steady_clock, class Rep, class Period>
   std::size_t poll_for(std::chrono::duration<Rep, Period> budget) {
-    const auto deadline = std::chrono::steady_clock::now() + budget;
+    if (core_.forked()) return 0;
+    core_.note_poller();
+    detail::budget b(
+        &detail::clock_ns<Clock>,
+        detail::deadline_after(detail::clock_ns<Clock>(), detail::saturated_ns(budget)));
     const std::size_t lanes = core_.lane_count();
     std::size_t lane = next_start();
     std::size_t done = 0;
     std::size_t idle = 0;  // lanes in a row that gave nothing
     while (idle < lanes) {
-      const std::size_t n = core_.drain_lane(lane, SLUICE_DRAIN_BATCH);
-      lane = (lane + 1) % lanes;
+      const std::size_t n = core_.drain_lane(lane, SLUICE_DRAIN_BATCH, false, &b);
       if (n == 0) {
+        lane = (lane + 1) % lanes;
         ++idle;
         continue;
       }
       idle = 0;
       done += n;
-      if (std::chrono::steady_clock::now() >= deadline) break;
+      if (b.over()) break;
+      lane = (lane + 1) % lanes;
     }
     return done;
+  }
+
+  // Waits until the bus is idle: every event accepted so far, and every event
+  // handlers publish meanwhile, has been delivered (or otherwise settled), and
+  // nothing is queued or being delivered. With workers it waits for them;
+  // without, it drains on this thread, as poll() would. True when idle;
+  // false when the timeout passed first (a handler that publishes for every
+  // event it gets keeps the bus busy for ever), when the bus is stopped, or
+  // when called from one of this bus's handlers (it would wait for itself).
+  template <class Rep, class Period>
+  bool wait_idle(std::chrono::duration<Rep, Period> timeout) {
+    if (detail::inside(&core_) || core_.forked()) return false;
+    const std::int64_t end =
+        detail::deadline_after(detail::now_ns(), detail::saturated_ns(timeout));
+    auto expired = [end] { return detail::now_ns() >= end; };
+    detail::backoff wait;
+    while (core_.live_workers() == 0) {
+      core_.note_poller();
+      const std::size_t n = core_.drain_pass(next_start(), static_cast<std::size_t>(-1));
+      if (core_.queued() == 0) return true;
+      if (expired()) return false;
+      if (n == 0) wait.pause();  // another thread holds the lanes
+    }
+    return core_.wait_idle(expired);
+  }
+  bool wait_idle() {
+    return wait_idle(std::chrono::nanoseconds::max());
   }
 
   // Starts `threads` workers. False if already running, stopped, threads == 0,
@@ -283,11 +351,13 @@ class bus {
     std::lock_guard<std::mutex> lock(run_mutex_);
     if (threads == 0 || !workers_.empty() || core_.state() != detail::run_state::running)
       return false;
-    worker_count_.store(threads, std::memory_order_relaxed);
     core_.mark_started();
     workers_.reserve(threads);
-    for (std::size_t i = 0; i < threads; ++i)
-      workers_.emplace_back([this, i, idle_spin] { detail::worker_loop(core_, i, idle_spin); });
+    for (std::size_t i = 0; i < threads; ++i) {
+      core_.worker_started();  // counted before it runs: publishers know a drainer comes
+      try_start_worker(i, idle_spin);
+      worker_count_.store(workers_.size(), std::memory_order_relaxed);
+    }
     return true;
   }
 
@@ -356,6 +426,31 @@ class bus {
     return o;
   }
 
+#if SLUICE_HAS_EXCEPTIONS
+  void try_start_worker(std::size_t i, std::chrono::microseconds idle_spin) {
+    try {
+      workers_.emplace_back([this, i, idle_spin] { detail::worker_loop(core_, i, idle_spin); });
+    } catch (...) {
+      core_.worker_ended();
+      throw;
+    }
+  }
+#else
+  void try_start_worker(std::size_t i, std::chrono::microseconds idle_spin) {
+    workers_.emplace_back([this, i, idle_spin] { detail::worker_loop(core_, i, idle_spin); });
+  }
+#endif
+
+  // In a fork() child: leaves everything of the parent's bus alone (its
+  // workers do not exist here, its locks may be held by threads that do not
+  // exist here, and its queued events are the parent's to deliver).
+  void abandon() noexcept {
+    for (auto& sp : shared_) (void)sp.core.release();
+    // Ends the thread handles without join or detach: they name threads of
+    // the parent.
+    for (auto& t : workers_) ::new (static_cast<void*>(&t)) std::thread();
+  }
+
   template <class Event>
   publish_result shared_publish(Event&& e, bool has_key, key_type key, bool try_only) {
     using mode = detail::producer_core::attempt;
@@ -380,6 +475,7 @@ class bus {
                              try_only ? mode::try_once : mode::probe, &would_block);
       }
       if (!would_block) return r;
+      if (!core_.drained_by_others()) return sp.core->refuse_no_drainer<std::decay_t<Event>>();
       wait.pause();
     }
   }
@@ -397,4 +493,5 @@ class bus {
   std::atomic<std::size_t> worker_count_{0};
 };
 
+}  // namespace SLUICE_ABI
 }  // namespace sluice

@@ -13,20 +13,11 @@
 #include <string_view>
 #include <unordered_map>
 
-namespace sluice {
+#include "config.hpp"
+#include "detail/process.hpp"
 
-namespace detail {
-struct channel_table {
-  std::mutex mutex;
-  std::unordered_map<std::string, std::uint32_t> ids;
-  std::uint32_t next = 1;
-};
-inline channel_table& channels() {
-  // Never destroyed: channels may be made from static destructors too.
-  static channel_table* table = new channel_table;
-  return *table;
-}
-}  // namespace detail
+namespace sluice {
+inline namespace SLUICE_ABI {
 
 class channel {
  public:
@@ -36,8 +27,13 @@ class channel {
   // The empty name is the default channel.
   explicit channel(std::string_view name) {
     if (name.empty()) return;
-    detail::channel_table& t = detail::channels();
-    std::lock_guard<std::mutex> lock(t.mutex);
+    // One table per process (shared by every library that uses sluice), never
+    // destroyed: channels may be made from static destructors too.
+    detail::need_fork_handlers();
+    detail::process_state& p = detail::process();
+    std::lock_guard<std::mutex> lock(p.channel_mutex);
+    if (p.channels == nullptr) p.channels = new detail::channel_names;
+    detail::channel_names& t = *p.channels;
     auto [it, fresh] = t.ids.try_emplace(std::string(name), t.next);
     if (fresh) ++t.next;
     id_ = it->second;
@@ -51,4 +47,5 @@ class channel {
   std::uint32_t id_ = 0;
 };
 
+}  // namespace SLUICE_ABI
 }  // namespace sluice

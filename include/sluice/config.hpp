@@ -81,6 +81,19 @@
 #define SLUICE_THROW(x) std::abort()
 #endif
 
+// glibc ends a thread (pthread_exit, pthread_cancel) by unwinding its stack
+// with a "forced unwind" exception that must not be swallowed: sluice's
+// catch-all handlers let it through (after cleaning up).
+#if SLUICE_HAS_EXCEPTIONS && defined(__GLIBCXX__) && __has_include(<cxxabi.h>)
+#include <cxxabi.h>
+#define SLUICE_PASS_FORCED_UNWIND \
+  catch (abi::__forced_unwind&) { \
+    throw;                        \
+  }
+#else
+#define SLUICE_PASS_FORCED_UNWIND
+#endif
+
 // Checks of the library's own invariants and of API misuse that cannot be
 // reported as a value (for instance a producer used after its bus died).
 // Enabled unless NDEBUG; define it to route into your own handler.
@@ -96,6 +109,52 @@
 #endif
 #endif
 
+// Visibility of the few process-wide objects sluice keeps (type identities,
+// handler-tracking slots, channel names, fork handling). They must be one per
+// process even when sluice is compiled into several shared libraries built
+// with -fvisibility=hidden, so they are exported; ELF then merges the copies
+// (GCC and Clang emit them as unique symbols). On other platforms define it as
+// your export/import attribute. See docs/shared-libraries.md.
+#ifndef SLUICE_API
+#if defined(__GNUC__) && !defined(_WIN32)
+#define SLUICE_API __attribute__((visibility("default")))
+#else
+#define SLUICE_API
+#endif
+#endif
+
+// Seams for the interleaving checker (tests/model): a schedule point before
+// each step of the hand-rolled protocols, and a choice that lets a dequeue
+// come back empty as moodycamel documents it may. Nothing in normal builds.
+#ifndef SLUICE_MODEL_CHECK
+#define SLUICE_MODEL_CHECK 0
+#endif
+#if !SLUICE_MODEL_CHECK
+#define SLUICE_SCHEDULE_POINT() ((void)0)
+#define SLUICE_SPURIOUS_EMPTY() false
+#endif
+
+// The inline namespace that every sluice name lives in. It spells out the
+// settings that change sluice's layouts or behaviour, so that translation
+// units built with different values never share a definition: when they pass
+// sluice objects to each other the program fails to link, instead of
+// silently disagreeing (see docs/config.md). The settings must therefore be
+// plain decimal literals.
+#define SLUICE_PP_CAT2(a, b) a##b
+#define SLUICE_PP_CAT(a, b) SLUICE_PP_CAT2(a, b)
+#define SLUICE_ABI                                                                              \
+  SLUICE_PP_CAT(                                                                                \
+      SLUICE_PP_CAT(                                                                            \
+          SLUICE_PP_CAT(SLUICE_PP_CAT(SLUICE_PP_CAT(SLUICE_PP_CAT(v0_i, SLUICE_INLINE_SIZE),    \
+                                                    SLUICE_PP_CAT(_t, SLUICE_MAX_EVENT_TYPES)), \
+                                      SLUICE_PP_CAT(SLUICE_PP_CAT(_d, SLUICE_MAX_DEPTH),        \
+                                                    SLUICE_PP_CAT(_h, SLUICE_MAX_HOPS))),       \
+                        SLUICE_PP_CAT(SLUICE_PP_CAT(_b, SLUICE_DRAIN_BATCH),                    \
+                                      SLUICE_PP_CAT(_c, SLUICE_CACHE_LINE))),                   \
+          SLUICE_PP_CAT(SLUICE_PP_CAT(_e, SLUICE_HAS_EXCEPTIONS),                               \
+                        SLUICE_PP_CAT(_m, SLUICE_USE_MEMBARRIER))),                             \
+      SLUICE_PP_CAT(_x, SLUICE_MODEL_CHECK))
+
 #if defined(__GNUC__)
 #define SLUICE_LIKELY(x) __builtin_expect(!!(x), 1)
 #define SLUICE_UNLIKELY(x) __builtin_expect(!!(x), 0)
@@ -104,4 +163,17 @@
 #define SLUICE_LIKELY(x) (x)
 #define SLUICE_UNLIKELY(x) (x)
 #define SLUICE_NOINLINE
+#endif
+
+// A spin-wait hint, without <immintrin.h> (which costs every including file
+// about half a second of compile time).
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#define SLUICE_PAUSE() __builtin_ia32_pause()
+#elif defined(_MSC_VER) && (defined(_M_X64) || defined(_M_IX86))
+#include <intrin.h>
+#define SLUICE_PAUSE() _mm_pause()
+#elif defined(__aarch64__)
+#define SLUICE_PAUSE() __asm__ __volatile__("yield")
+#else
+#define SLUICE_PAUSE() ((void)0)
 #endif

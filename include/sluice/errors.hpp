@@ -6,6 +6,7 @@
 #include "config.hpp"
 
 namespace sluice {
+inline namespace SLUICE_ABI {
 
 // What publish / try_publish did with an event. Only `ok` means the bus took
 // it; `dropped` means it was counted and discarded by the drop_newest policy.
@@ -60,11 +61,36 @@ enum class failure_kind : std::uint8_t {
   too_deep,   // a dispatch nested deeper than SLUICE_MAX_DEPTH was refused
   stage,      // a stage threw (a filter, transform or route: the event is dropped;
               // a tap: the event goes on), or a chain exceeded SLUICE_MAX_HOPS
+  // Not failed calls (not counted in `failed`), but mistakes the bus caught:
+  no_drainer,              // a blocking publish found its lane full and nobody to drain it
+                           // (no worker, and no other thread has polled): it returned
+                           // publish_result::full (counted rejected) instead of waiting for ever
+  unrouted_in_destructor,  // the bus's destructor delivered `code` events of this
+                           // type to no handler: subscriptions destroyed before the bus?
 };
 
+[[nodiscard]] constexpr const char* to_string(failure_kind k) noexcept {
+  switch (k) {
+    case failure_kind::exception:
+      return "exception";
+    case failure_kind::outcome:
+      return "outcome";
+    case failure_kind::too_deep:
+      return "too_deep";
+    case failure_kind::stage:
+      return "stage";
+    case failure_kind::no_drainer:
+      return "no_drainer";
+    case failure_kind::unrouted_in_destructor:
+      return "unrouted_in_destructor";
+  }
+  return "unknown";
+}
+
 // Reported to the bus's failure observer (bus_options::on_failure). The
-// pointers are valid only during the call. This is the seam where retry and
-// dead-letter policies attach.
+// pointers are valid only during the call (`event` is null for no_drainer and
+// unrouted_in_destructor). This is the seam where retry and dead-letter
+// policies attach.
 struct failure_info {
   failure_kind kind = failure_kind::exception;
   std::uint32_t type = 0;  // the event type's dense index
@@ -74,4 +100,5 @@ struct failure_info {
   std::uint32_t attempt = 1;
 };
 
+}  // namespace SLUICE_ABI
 }  // namespace sluice

@@ -8,6 +8,7 @@
 #include "config.hpp"
 
 namespace sluice {
+inline namespace SLUICE_ABI {
 
 // A key chooses the lane (and so the order) of an event: events of one
 // producer with the same key are delivered in publication order, across types.
@@ -65,4 +66,5 @@ constexpr bool check_event_type() noexcept {
   return true;
 }
 
+}  // namespace SLUICE_ABI
 }  // namespace sluice

@@ -3,7 +3,10 @@
 
 #include <cstdint>
 
+#include "config.hpp"
+
 namespace sluice {
+inline namespace SLUICE_ABI {
 class bus;
 class producer;
 class subscription;
@@ -19,4 +22,5 @@ class event_view;
 enum class full_policy : std::uint8_t;
 enum class stop_mode : std::uint8_t;
 enum class publish_result : std::uint8_t;
+}  // namespace SLUICE_ABI
 }  // namespace sluice

@@ -8,9 +8,11 @@
 #include <cstdint>
 #include <functional>
 
+#include "config.hpp"
 #include "errors.hpp"
 
 namespace sluice {
+inline namespace SLUICE_ABI {
 
 // What publish does when the target lane holds `lane_capacity` events.
 enum class full_policy : std::uint8_t {
@@ -111,4 +113,5 @@ enum class stop_mode : std::uint8_t {
   discard,  // destroy what is still queued, counting it as discarded
 };
 
+}  // namespace SLUICE_ABI
 }  // namespace sluice

@@ -37,6 +37,7 @@
 #include <utility>
 
 #include "channel.hpp"
+#include "config.hpp"
 #include "detail/core.hpp"
 #include "detail/stages.hpp"
 #include "detail/type_id.hpp"
@@ -48,6 +49,7 @@
 #endif
 
 namespace sluice {
+inline namespace SLUICE_ABI {
 
 class bus;
 
@@ -65,15 +67,19 @@ struct optional_of<std::optional<T>> {
 };
 
 // Calls f, turning an exception into `false` (its message kept for the report).
+// A thread's forced unwind (pthread_exit in a stage) goes through.
 template <class F>
-bool guarded(F&& f) noexcept {
+bool guarded(F&& f) noexcept(!SLUICE_HAS_EXCEPTIONS) {
 #if SLUICE_HAS_EXCEPTIONS
   try {
     f();
     return true;
-  } catch (const std::exception& e) {
+  }
+  SLUICE_PASS_FORCED_UNWIND
+  catch (const std::exception& e) {
     set_stage_error(e.what());
-  } catch (...) {
+  }
+  catch (...) {
     set_stage_error("unknown exception");
   }
   return false;
@@ -323,4 +329,5 @@ class stage_builder {
   const char* error_ = nullptr;
 };
 
+}  // namespace SLUICE_ABI
 }  // namespace sluice

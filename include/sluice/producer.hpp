@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "config.hpp"
 #include "detail/core.hpp"
 #include "detail/tracking.hpp"
 #include "errors.hpp"
@@ -26,6 +27,7 @@
 #include "options.hpp"
 
 namespace sluice {
+inline namespace SLUICE_ABI {
 
 class bus;
 
@@ -78,6 +80,12 @@ class producer_core {
 
   [[nodiscard]] std::uint32_t id() const noexcept { return id_; }
 
+  // bus::publish's blocking path found nobody to drain (see on_full).
+  template <class T>
+  publish_result refuse_no_drainer() {
+    return refuse_no_drainer(cell(type_index<T>()), 1);
+  }
+
   // How publish treats a full lane. `probe` is bus::publish's blocking path:
   // it reports a wait it would have done (`*would_block`) instead of waiting,
   // so that the shared producer is not held while waiting.
@@ -110,7 +118,7 @@ class producer_core {
     // The event is consumed only now that it is accepted.
     record rec(std::forward<E>(e), stamp(has_key, key));
     counter_cell::bump(c.published);
-    if (SLUICE_UNLIKELY(!l.q().enqueue(tokens_[li], std::move(rec)))) {
+    if (SLUICE_UNLIKELY(!queue_io::enqueue(l.q(), tokens_[li], std::move(rec)))) {
       undo(c, 1);
       return publish_result::full;
     }
@@ -165,7 +173,7 @@ class producer_core {
       // Undone if enqueue_bulk fails or a boxed event's allocation throws.
       reservation held(l, k);
       published_guard counted(c, k);
-      if (!l.q().enqueue_bulk(tokens_[li], bulk_records<It>(first, m), k)) {
+      if (!queue_io::enqueue_bulk(l.q(), tokens_[li], bulk_records<It>(first, m), k)) {
         seq_ -= k;
         counter_cell::bump(c.rejected, n - done - k);
         break;
@@ -238,6 +246,16 @@ class producer_core {
     counter_cell::bump(c.rejected, k);
   }
 
+  publish_result refuse_no_drainer(counter_cell& c, std::size_t n) {
+    counter_cell::bump(c.rejected, n);
+    core_->report_problem(failure_kind::no_drainer, c.owner->type, 0,
+                          "sluice: a blocking publish found its lane full, and nobody drains "
+                          "the bus (no worker runs, and no other thread has polled it): it "
+                          "returned full instead of waiting for ever; poll() before the lane "
+                          "fills, or run() workers");
+    return publish_result::full;
+  }
+
   // The lane had no room for `n` events. Applies the policy; on `ok` one place
   // has been reserved.
   publish_result on_full(lane& l, counter_cell& c, std::size_t n, bool in_handler, attempt mode,
@@ -261,6 +279,9 @@ class producer_core {
       *would_block = true;  // not counted: the caller waits and tries again
       return publish_result::full;
     }
+    // Nobody else drains (no worker, no other thread polls): waiting would
+    // wait for this thread itself, for ever.
+    if (!core_->drained_by_others()) return refuse_no_drainer(c, n);
     if (l.reserve_blocking(1, [&] { return !core_->accepting(in_handler); }) == 0) {
       counter_cell::bump(c.rejected, n);
       return publish_result::stopped;
@@ -358,4 +379,5 @@ struct producer_access {
 };
 }  // namespace detail
 
+}  // namespace SLUICE_ABI
 }  // namespace sluice

@@ -7,12 +7,21 @@
 #include <thread>
 #include <vector>
 
+#include "config.hpp"
+#include "detail/clock.hpp"
 #include "detail/core.hpp"
 #include "detail/tracking.hpp"
 
-namespace sluice::detail {
+namespace sluice {
+inline namespace SLUICE_ABI {
+namespace detail {
 
 inline void worker_loop(bus_core& core, std::size_t index, std::chrono::nanoseconds idle_spin) {
+  // Counted out however the thread ends (a handler may end it: pthread_exit).
+  struct exit_guard {
+    bus_core& core;
+    ~exit_guard() { core.worker_ended(); }
+  } counted{core};
   (void)my_slot();
   const std::size_t lanes = core.lane_count();
   std::size_t start = index % lanes;
@@ -34,18 +43,21 @@ inline void worker_loop(bus_core& core, std::size_t index, std::chrono::nanoseco
       continue;
     }
     // Idle: spin with pause for the first quarter of idle_spin (lowest
-    // latency), then yield the core for the rest, then park.
-    if ((++misses & 63) != 0) {
-      SLUICE_PAUSE();
-      continue;
-    }
-    const std::int64_t now = now_ns();
-    if (idle_since == 0) idle_since = now;
-    const std::int64_t idle = now - idle_since;
-    if (idle < idle_spin.count() / 4) continue;
-    if (idle < idle_spin.count()) {
-      std::this_thread::yield();
-      continue;
+    // latency), then yield the core for the rest, then park. No idle_spin:
+    // park at once.
+    if (idle_spin.count() > 0) {
+      if ((++misses & 63) != 0) {
+        SLUICE_PAUSE();
+        continue;
+      }
+      const std::int64_t now = now_ns();
+      if (idle_since == 0) idle_since = now;
+      const std::int64_t idle = now - idle_since;
+      if (idle < idle_spin.count() / 4) continue;
+      if (idle < idle_spin.count()) {
+        std::this_thread::yield();
+        continue;
+      }
     }
     core.park_worker();
     misses = 0;
@@ -53,4 +65,6 @@ inline void worker_loop(bus_core& core, std::size_t index, std::chrono::nanoseco
   }
 }
 
-}  // namespace sluice::detail
+}  // namespace detail
+}  // namespace SLUICE_ABI
+}  // namespace sluice

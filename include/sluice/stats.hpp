@@ -8,7 +8,10 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "config.hpp"
+
 namespace sluice {
+inline namespace SLUICE_ABI {
 
 struct type_stats {
   std::uint64_t published = 0;      // accepted by publish (includes dropped), or made by a
@@ -38,4 +41,5 @@ struct lane_stats {
   std::size_t capacity = 0;    // the exact bound
 };
 
+}  // namespace SLUICE_ABI
 }  // namespace sluice

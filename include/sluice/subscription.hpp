@@ -5,9 +5,9 @@
 // be destroyed. Called from inside that same handler, reset() does not block
 // (it cannot wait for itself): no later call begins, calls already running on
 // other threads may still finish. The handler object is then destroyed by the
-// next subscribe or reset of that event type on that bus (the first moment it
-// is known that no call runs), or with the bus. A subscription may outlive its
-// bus; reset() is then free.
+// next subscribe or reset of that event type on that bus that finds no call
+// running, or with the bus. A subscription may outlive its bus; reset() is
+// then free. reset() allocates nothing and cannot fail.
 //
 // Thread-safety: one handle is used by one thread at a time; different
 // handles may be reset concurrently, from any thread, including from handlers.
@@ -16,15 +16,19 @@
 // orders would. Reset your own subscription, or reset from outside handlers.
 #pragma once
 
+#include <atomic>
 #include <type_traits>
 #include <utility>
 
+#include "config.hpp"
+#include "detail/process.hpp"
 #include "detail/registry.hpp"
 #include "detail/tracking.hpp"
 #include "errors.hpp"
 #include "event.hpp"
 
 namespace sluice {
+inline namespace SLUICE_ABI {
 
 namespace detail {
 
@@ -73,6 +77,59 @@ struct handler_traits {
   static void destroy(void* callable_ptr) noexcept { delete static_cast<Handler*>(callable_ptr); }
 };
 
+// The event type a handler takes, for subscribe(handler) without <Event>:
+// from the one parameter of a function pointer or of a class's one,
+// non-template call operator, as const T&, T, or event_view<T>.
+template <class T>
+struct unview {
+  using type = T;
+};
+template <class E>
+struct unview<event_view<E>> {
+  using type = E;
+};
+template <class A>
+struct event_of_arg : unview<std::remove_cv_t<std::remove_reference_t<A>>> {};
+
+template <class Sig>
+struct signature_arg {
+  static constexpr bool deduced = false;
+};
+#define SLUICE_SIGNATURE_ARG(qualifiers)                  \
+  template <class R, class C, class A>                    \
+  struct signature_arg<R (C::*)(A) qualifiers> {          \
+    static constexpr bool deduced = true;                 \
+    using type = typename event_of_arg<A>::type;          \
+  };                                                      \
+  template <class R, class C, class A>                    \
+  struct signature_arg<R (C::*)(A) qualifiers noexcept> { \
+    static constexpr bool deduced = true;                 \
+    using type = typename event_of_arg<A>::type;          \
+  };
+SLUICE_SIGNATURE_ARG()
+SLUICE_SIGNATURE_ARG(const)
+SLUICE_SIGNATURE_ARG(&)
+SLUICE_SIGNATURE_ARG(const&)
+SLUICE_SIGNATURE_ARG(&&)
+SLUICE_SIGNATURE_ARG(const&&)
+#undef SLUICE_SIGNATURE_ARG
+template <class R, class A>
+struct signature_arg<R (*)(A)> {
+  static constexpr bool deduced = true;
+  using type = typename event_of_arg<A>::type;
+};
+template <class R, class A>
+struct signature_arg<R (*)(A) noexcept> {
+  static constexpr bool deduced = true;
+  using type = typename event_of_arg<A>::type;
+};
+
+template <class F, class = void>
+struct deduced_event : signature_arg<F> {};  // function pointers (and nothing else)
+template <class F>
+struct deduced_event<F, std::void_t<decltype(&F::operator())>>
+    : signature_arg<decltype(&F::operator())> {};
+
 }  // namespace detail
 
 class [[nodiscard]] subscription {
@@ -91,6 +148,7 @@ class [[nodiscard]] subscription {
   ~subscription() { reset(); }
 
   // Unsubscribes and waits for running calls of the handler (see above).
+  // Allocates nothing, so it cannot fail.
   void reset() noexcept {
     detail::sub_node* n = std::exchange(node_, nullptr);
     if (n == nullptr) return;
@@ -99,8 +157,11 @@ class [[nodiscard]] subscription {
       return;
     }
     detail::registry* r = n->owner;
+    // A bus made before fork(), in the child: inert, and its locks may be
+    // held by threads that do not exist here. Let the handle go.
+    if (r->epoch != detail::process().forks.load(std::memory_order_relaxed)) return;
     const bool self = detail::running_here(n);
-    r->remove(n);
+    r->close(n);
     if (!self) detail::wait_not_running(n);
     r->release(n, !self);
   }
@@ -116,4 +177,5 @@ class [[nodiscard]] subscription {
   detail::sub_node* node_ = nullptr;
 };
 
+}  // namespace SLUICE_ABI
 }  // namespace sluice

@@ -4,24 +4,30 @@
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <vector>
 
 #include "../config.hpp"
 #include "../errors.hpp"
 #include "../options.hpp"
 #include "../stats.hpp"
+#include "clock.hpp"
 #include "lane.hpp"
+#include "numeric.hpp"
+#include "process.hpp"
 #include "registry.hpp"
+#include "sync.hpp"
 #include "tracking.hpp"
 
-namespace sluice::detail {
+namespace sluice {
+inline namespace SLUICE_ABI {
+namespace detail {
 
 enum class run_state : std::uint8_t { running, draining, discarding, stopped };
 
@@ -39,12 +45,6 @@ class record_hook {
   virtual void on_stop() noexcept = 0;
 };
 
-[[nodiscard]] inline std::int64_t now_ns() noexcept {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
 [[nodiscard]] inline std::uint64_t mix(std::uint64_t x) noexcept {
   x ^= x >> 33;
   x *= 0xff51afd7ed558ccdULL;
@@ -54,14 +54,28 @@ class record_hook {
 
 class bus_core {
  public:
-  explicit bus_core(bus_options opts) : options_(std::move(opts)) {
+  explicit bus_core(bus_options opts)
+      : options_(std::move(opts)), epoch_(detail::process().forks.load(std::memory_order_relaxed)) {
     lanes_.reserve(options_.lanes);
     for (std::size_t i = 0; i < options_.lanes; ++i)
       lanes_.push_back(std::make_unique<lane>(options_.lane_capacity, options_.expected_producers));
+    fork_.owner = this;
+    fork_.on_child = &on_fork_child;
+    link_bus(fork_);
   }
   bus_core(const bus_core&) = delete;
   bus_core& operator=(const bus_core&) = delete;
   ~bus_core() {
+    unlink_bus(fork_);
+    if (forked()) {
+      // A bus of the parent, in a fork() child: its recorder's thread and
+      // the threads that may hold its locks do not exist here. Leave it all
+      // (the handles are ended without running their destructors).
+      for (auto& l : lanes_) (void)l.release();
+      ::new (static_cast<void*>(&hook_owner_)) std::shared_ptr<record_hook>();
+      ::new (static_cast<void*>(&store_hooks_)) std::vector<std::shared_ptr<record_hook>>();
+      return;
+    }
     SLUICE_ASSERT(live_producers_.load() == 0, "destroy every producer before its bus");
     for (auto& r : regs_) delete r.load(std::memory_order_relaxed);
   }
@@ -71,7 +85,7 @@ class bus_core {
   [[nodiscard]] lane& lane_at(std::size_t i) noexcept { return *lanes_[i]; }
   [[nodiscard]] std::size_t lane_for(key_type key) const noexcept {
     // Multiply-shift range reduction of the hash's top 32 bits: no division.
-    return static_cast<std::size_t>(((mix(key) >> 32) * lanes_.size()) >> 32);
+    return to_size(((mix(key) >> 32) * lanes_.size()) >> 32);
   }
 
   // The registry of a type, made on first use.
@@ -79,7 +93,7 @@ class bus_core {
     std::atomic<registry*>& slot = regs_[type];
     registry* r = slot.load(std::memory_order_acquire);
     if (SLUICE_LIKELY(r != nullptr)) return *r;
-    auto* fresh = new registry(type);
+    auto* fresh = new registry(type, epoch_);
     if (slot.compare_exchange_strong(r, fresh, std::memory_order_acq_rel)) return *fresh;
     delete fresh;
     return *r;
@@ -88,8 +102,14 @@ class bus_core {
     return regs_[type].load(std::memory_order_acquire);
   }
 
-  [[nodiscard]] run_state state() const noexcept { return state_.load(std::memory_order_seq_cst); }
-  void set_state(run_state s) noexcept { state_.store(s, std::memory_order_seq_cst); }
+  [[nodiscard]] run_state state() const noexcept {
+    SLUICE_SCHEDULE_POINT();
+    return state_.load(std::memory_order_seq_cst);
+  }
+  void set_state(run_state s) noexcept {
+    SLUICE_SCHEDULE_POINT();
+    state_.store(s, std::memory_order_seq_cst);
+  }
 
   // Whether an event whose place is already reserved may go in. Handlers may
   // still publish while the bus drains (their events are part of the drain).
@@ -98,16 +118,21 @@ class bus_core {
     return s == run_state::running || (s == run_state::draining && in_handler);
   }
 
+  // This bus was made before a fork() and this is the child: it is inert.
+  [[nodiscard]] bool forked() const noexcept {
+    return epoch_ != detail::process().forks.load(std::memory_order_relaxed);
+  }
+  // Events accepted and not yet settled: queued, carried or being delivered.
   [[nodiscard]] std::size_t queued() const noexcept {
     std::size_t n = 0;
     for (auto& l : lanes_) n += l->pending();
     return n;
   }
 
-  // Some lane has queued events and no drainer.
+  // Some lane has events and no drainer.
   [[nodiscard]] bool work_available() const noexcept {
     for (auto& l : lanes_)
-      if (l->size() != 0 && !l->locked()) return true;
+      if (l->has_work() && !l->locked()) return true;
     return false;
   }
 
@@ -120,11 +145,37 @@ class bus_core {
     return next_producer_id_.fetch_add(1, std::memory_order_relaxed) + 1;
   }
 
+  // ---- who drains ------------------------------------------------------------
+
+  void worker_started() noexcept { live_workers_.fetch_add(1, std::memory_order_seq_cst); }
+  void worker_ended() noexcept { live_workers_.fetch_sub(1, std::memory_order_seq_cst); }
+  [[nodiscard]] std::size_t live_workers() const noexcept {
+    return live_workers_.load(std::memory_order_seq_cst);
+  }
+
+  // Remembers that this thread drains the bus by polling.
+  void note_poller() noexcept {
+    const std::uint32_t me = thread_number();
+    std::uint32_t first = first_poller_.load(std::memory_order_relaxed);
+    if (SLUICE_LIKELY(first == me)) return;
+    if (first == 0 && first_poller_.compare_exchange_strong(first, me)) return;
+    if (first != me) several_pollers_.store(true, std::memory_order_relaxed);
+  }
+  // Whether anyone but this thread is known to drain: a worker, or another
+  // thread that has polled. A blocking publish waits only then; otherwise it
+  // would wait for itself forever (a program that only polls, on one thread).
+  [[nodiscard]] bool drained_by_others() const noexcept {
+    if (live_workers() != 0 || several_pollers_.load(std::memory_order_relaxed)) return true;
+    const std::uint32_t first = first_poller_.load(std::memory_order_relaxed);
+    return first != 0 && first != thread_number();
+  }
+
   // ---- parking of idle workers ---------------------------------------------
 
   void wake_workers(bool all = false) {
+    SLUICE_SCHEDULE_POINT();
     if (sleepers_.load(std::memory_order_seq_cst) == 0) return;
-    std::lock_guard<std::mutex> lock(park_mutex_);
+    std::lock_guard<mutex> lock(park_mutex_);
     if (all) {
       park_cv_.notify_all();
     } else {
@@ -134,26 +185,68 @@ class bus_core {
 
   // Parks the calling worker until work arrives or the state changes.
   void park_worker() {
-    std::unique_lock<std::mutex> lock(park_mutex_);
+    std::unique_lock<mutex> lock(park_mutex_);
+    SLUICE_SCHEDULE_POINT();
     sleepers_.fetch_add(1, std::memory_order_seq_cst);
     // Woken by a publish, by a drainer that leaves work in a lane it unlocks,
     // or by stop().
     if (state() == run_state::running && !work_available()) park_cv_.wait(lock);
+    SLUICE_SCHEDULE_POINT();
     sleepers_.fetch_sub(1, std::memory_order_seq_cst);
   }
 
   void wake_everyone() {
     {
-      std::lock_guard<std::mutex> lock(park_mutex_);
+      std::lock_guard<mutex> lock(park_mutex_);
       park_cv_.notify_all();
     }
     for (auto& l : lanes_) l->wake_all();
+    notify_idle();
   }
 
-  // ---- delivery --------------------------------------------------------------
+  // ---- waiting until idle ------------------------------------------------------
 
+  // Waits until nothing is queued, carried or being delivered, or `expired()`.
+  template <class Expired>
+  bool wait_idle(Expired&& expired) {
+    idle_waiters_.fetch_add(1, std::memory_order_seq_cst);
+    bool idle = false;
+    {
+      std::unique_lock<mutex> lock(idle_mutex_);
+      for (;;) {
+        if (queued() == 0) {
+          idle = true;
+          break;
+        }
+        if (expired() || state() == run_state::stopped) break;
+        // Woken by drainers as lanes go idle; the bounded wait only lets the
+        // deadline be checked.
+        idle_cv_.wait_for(lock, std::chrono::milliseconds(10));
+      }
+    }
+    idle_waiters_.fetch_sub(1, std::memory_order_seq_cst);
+    return idle;
+  }
+
+  // ---- failures --------------------------------------------------------------
+
+  // Reports a problem that is not a failed call (nothing is counted in
+  // `failed`): to the failure observer, if any.
+  void report_problem(failure_kind kind, std::uint32_t type, int code,
+                      const char* message) noexcept(!SLUICE_HAS_EXCEPTIONS) {
+    if (!options_.on_failure) return;
+    failure_info info;
+    info.kind = kind;
+    info.type = type;
+    info.code = code;
+    info.message = message;
+    observe(info);
+  }
+
+  // Not noexcept with exceptions: an observer may end its thread
+  // (pthread_exit), which unwinds through here.
   void report_failure(registry& r, failure_kind kind, int code, const char* message,
-                      const void* event) noexcept {
+                      const void* event) noexcept(!SLUICE_HAS_EXCEPTIONS) {
     r.failed.fetch_add(1, std::memory_order_relaxed);
     if (!options_.on_failure) return;
     failure_info info;
@@ -162,25 +255,24 @@ class bus_core {
     info.code = code;
     info.message = message;
     info.event = event;
-#if SLUICE_HAS_EXCEPTIONS
-    try {
-      options_.on_failure(info);
-    } catch (...) {  // an observer must not throw; nothing more can be done
-    }
-#else
-    options_.on_failure(info);
-#endif
+    observe(info);
   }
 
-  void call_one(registry& r, sub_node* n, const void* ev, const metadata& m) noexcept {
+  // ---- delivery --------------------------------------------------------------
+
+  void call_one(registry& r, sub_node* n, const void* ev,
+                const metadata& m) noexcept(!SLUICE_HAS_EXCEPTIONS) {
 #if SLUICE_HAS_EXCEPTIONS
     try {
       const outcome o = n->invoke(n->callable, ev, m);
       if (SLUICE_UNLIKELY(!o.ok()))
         report_failure(r, failure_kind::outcome, o.code(), o.message(), ev);
-    } catch (const std::exception& e) {
+    }
+    SLUICE_PASS_FORCED_UNWIND  // a handler that ends its thread (pthread_exit)
+        catch (const std::exception& e) {
       report_failure(r, failure_kind::exception, 0, e.what(), ev);
-    } catch (...) {
+    }
+    catch (...) {
       report_failure(r, failure_kind::exception, 0, "unknown exception", ev);
     }
 #else
@@ -193,7 +285,7 @@ class bus_core {
   // Calls every open subscriber of r with the event on this thread. Returns
   // the number of handler calls made.
   std::size_t deliver(registry& r, const void* ev, const metadata& m, reader_slot& s,
-                      std::uint32_t channel = 0) noexcept {
+                      std::uint32_t channel = 0) {
     const unsigned d = s.depth;
     if (SLUICE_UNLIKELY(d >= SLUICE_MAX_DEPTH)) {
       report_failure(r, failure_kind::too_deep, 0, "dispatch nested deeper than SLUICE_MAX_DEPTH",
@@ -211,17 +303,26 @@ class bus_core {
       a = b;
     }
     std::size_t calls = 0;
-    if (a != nullptr) {
-      for (sub_node* n : a->items) {
-        if (n->channel != 0 && n->channel != channel) continue;
-        announce(s.node[d], n, asym);
-        if (!reader_load(n->closed, asym)) {
-          ++calls;
-          call_one(r, n, ev, m);
+#if SLUICE_HAS_EXCEPTIONS
+    try {
+#endif
+      if (a != nullptr) {
+        for (sub_node* n : a->items) {
+          if (n->channel != 0 && n->channel != channel) continue;
+          announce(s.node[d], n, asym);
+          if (!reader_load(n->closed, asym)) {
+            ++calls;
+            call_one(r, n, ev, m);
+          }
+          retract(s.node[d]);
         }
-        retract(s.node[d]);
       }
+#if SLUICE_HAS_EXCEPTIONS
+    } catch (...) {  // only a thread's forced unwind gets here: leave the slot clean
+      leave_frames(s, d);
+      throw;
     }
+#endif
     retract(s.array[d]);
     s.bus[d] = nullptr;
     s.depth = d;
@@ -234,7 +335,7 @@ class bus_core {
   // runs inside the bus); a failing stage is reported and drops the event.
   // `framed`: the event's frame is already open (an enrichment continuing).
   fate process(registry& r, const void* ev, const metadata& m, reader_slot& s, std::size_t from,
-               unsigned hops, std::size_t& calls, bool framed = false) noexcept {
+               unsigned hops, std::size_t& calls, bool framed = false) {
     calls = 0;
     const stage_chain* c = r.chain.load(std::memory_order_acquire);
     std::uint32_t channel = 0;
@@ -251,41 +352,50 @@ class bus_core {
       }
       bool go_on = true;
       fate f = fate::filtered;
-      for (std::size_t i = from; go_on && i < c->stages.size(); ++i) {
-        const stage& st = c->stages[i];
-        switch (st.kind) {
-          case stage_kind::filter: {
-            bool pass = false;
-            if (!st.test(st.fn, ev, pass)) stage_failed(r, ev);
-            if (!pass) go_on = false;  // f stays filtered
-            break;
-          }
-          case stage_kind::tap:
-            if (!st.observe(st.fn, ev, m)) stage_failed(r, ev);
-            break;
-          case stage_kind::route:
-            if (!st.pick(st.fn, ev, channel)) {
-              stage_failed(r, ev);
-              go_on = false;
+#if SLUICE_HAS_EXCEPTIONS
+      try {
+#endif
+        for (std::size_t i = from; go_on && i < c->stages.size(); ++i) {
+          const stage& st = c->stages[i];
+          switch (st.kind) {
+            case stage_kind::filter: {
+              bool pass = false;
+              if (!st.test(st.fn, ev, pass)) stage_failed(r, ev);
+              if (!pass) go_on = false;  // f stays filtered
+              break;
             }
-            i = c->stages.size();  // a route ends the chain
-            break;
-          case stage_kind::enrich:
-          case stage_kind::transform: {
-            stage_context ctx{this, &s, hops};
-            if (!st.convert(st.fn, ev, m, ctx, i + 1, f)) {
-              stage_failed(r, ev);
-              f = fate::filtered;
+            case stage_kind::tap:
+              if (!st.observe(st.fn, ev, m)) stage_failed(r, ev);
+              break;
+            case stage_kind::route:
+              if (!st.pick(st.fn, ev, channel)) {
+                stage_failed(r, ev);
+                go_on = false;
+              }
+              i = c->stages.size();  // a route ends the chain
+              break;
+            case stage_kind::enrich:
+            case stage_kind::transform: {
+              stage_context ctx{this, &s, hops};
+              if (!st.convert(st.fn, ev, m, ctx, i + 1, f)) {
+                stage_failed(r, ev);
+                f = fate::filtered;
+              }
+              calls = ctx.calls;
+              if (!framed) {
+                s.bus[d] = nullptr;
+                s.depth = d;
+              }
+              return f;
             }
-            calls = ctx.calls;
-            if (!framed) {
-              s.bus[d] = nullptr;
-              s.depth = d;
-            }
-            return f;
           }
         }
+#if SLUICE_HAS_EXCEPTIONS
+      } catch (...) {  // a forced unwind (see deliver)
+        if (!framed) leave_frames(s, d);
+        throw;
       }
+#endif
       if (!framed) {
         s.bus[d] = nullptr;
         s.depth = d;
@@ -320,7 +430,7 @@ class bus_core {
     if (calls != 0) r.handler_calls.fetch_add(calls, std::memory_order_relaxed);
   }
 
-  void stage_failed(registry& r, const void* ev) noexcept {
+  void stage_failed(registry& r, const void* ev) noexcept(!SLUICE_HAS_EXCEPTIONS) {
 #if SLUICE_HAS_EXCEPTIONS
     report_failure(r, failure_kind::stage, 0, stage_error_message(), ev);
 #else
@@ -375,64 +485,62 @@ class bus_core {
     return hook_.load(std::memory_order_acquire);
   }
 
-  // Takes one batch from lane i and delivers it, holding the lane's lock so
-  // that the lane's order is kept. Returns events taken (0: empty or busy).
-  std::size_t drain_lane(std::size_t i, std::size_t max, bool discard = false) {
+  // ---- draining ----------------------------------------------------------------
+
+  // Delivers up to `max` events of lane i, holding the lane's lock so that the
+  // lane's order is kept: first the events a previous drainer left in the
+  // lane's batch, else one batch taken from the queue. With a budget
+  // (poll_for) it stops as soon as the budget is spent; what is left of the
+  // batch stays in the lane for the next drainer. Returns events settled
+  // (0: the lane is empty or another thread holds it).
+  std::size_t drain_lane(std::size_t i, std::size_t max, bool discard = false,
+                         budget* b = nullptr) {
     lane& l = *lanes_[i];
-    if (l.size() == 0) return 0;
+    if (!l.has_work()) return 0;
     reader_slot& s = *my_slot();
     // Nested too deep to deliver: leave the events queued for a shallower
     // drainer rather than take them and fail them.
     if (s.depth >= SLUICE_MAX_DEPTH || !l.try_lock()) return 0;
-    record batch[SLUICE_DRAIN_BATCH];
-    const std::size_t n =
-        l.q().try_dequeue_bulk(l.consumer(), batch, std::min<std::size_t>(max, SLUICE_DRAIN_BATCH));
-    if (n == 0) {
-      l.unlock();
-      return 0;
+    drain_guard g(*this, l);
+    if (l.batch_pos == l.batch_end) {
+      SLUICE_SCHEDULE_POINT();
+      const std::size_t n =
+          SLUICE_SPURIOUS_EMPTY()
+              ? 0
+              : queue_io::dequeue_bulk(l.q(), l.consumer(), l.batch(),
+                                       std::min<std::size_t>(max, SLUICE_DRAIN_BATCH));
+      if (n == 0) return 0;  // the guard unlocks, and wakes a worker if work is left
+      l.begin_delivery(n);
+      l.release(n);
+      l.batch_pos = 0;
+      l.batch_end = n;
+      if (!discard) {
+        if (record_hook* h = hook()) h->on_batch(l.batch(), n);
+      }
     }
-    l.begin_delivery(n);
-    l.release(n);
-    if (!discard) {
-      if (record_hook* h = hook()) h->on_batch(batch, n);
-    }
-    tally t;
-    for (std::size_t k = 0; k < n; ++k) {
-      record& rec = batch[k];
+    record* batch = l.batch();
+    while (l.batch_pos != l.batch_end && g.settled < max) {
+      record& rec = batch[l.batch_pos++];  // taken: from here on it is this call's to settle
       registry& r = reg(rec.type());
-      t.switch_to(r);
+      g.t.switch_to(r);
       if (discard) {
-        ++t.discarded;
+        ++g.t.discarded;
       } else {
+        g.current = &rec;
         std::size_t calls = 0;
         const fate f =
             r.chain.load(std::memory_order_acquire) == nullptr
                 ? ((calls = deliver(r, rec.event(), rec.meta(), s)) != 0 ? fate::delivered
                                                                          : fate::unrouted)
                 : process(r, rec.event(), rec.meta(), s, 0, 0, calls);
-        switch (f) {
-          case fate::delivered:
-            ++t.delivered;
-            break;
-          case fate::unrouted:
-            ++t.unrouted;
-            break;
-          case fate::filtered:
-            ++t.filtered;
-            break;
-          case fate::transformed:
-            ++t.transformed;
-            break;
-        }
-        t.calls += calls;
+        g.current = nullptr;
+        g.t.count(f, calls);
       }
       rec.reset();
+      ++g.settled;
+      if (b != nullptr && b->spent()) break;
     }
-    t.flush();
-    l.end_delivery(n);
-    l.unlock();
-    if (l.size() != 0) wake_workers();  // a worker may have parked on this lane
-    return n;
+    return g.settled;
   }
 
   // One pass over the lanes from `start`, at most `max` events.
@@ -450,6 +558,42 @@ class bus_core {
     backoff b;
     while (queued() != 0) {
       if (drain_pass(0, static_cast<std::size_t>(-1), discard) == 0) b.pause();
+    }
+  }
+
+  // Per type, the events counted unrouted so far (0 for unused indices).
+  void unrouted_counts(std::uint64_t (&out)[SLUICE_MAX_EVENT_TYPES]) const noexcept {
+    for (std::size_t t = 0; t < SLUICE_MAX_EVENT_TYPES; ++t) {
+      const registry* r = regs_[t].load(std::memory_order_acquire);
+      out[t] = r != nullptr ? r->unrouted.load(std::memory_order_relaxed) : 0;
+    }
+  }
+  // Reports the types whose unrouted count grew since `before` (the
+  // destructor's drain): events that reached no handler because, most
+  // often, their subscriptions were destroyed before the bus.
+  void report_unrouted_since(const std::uint64_t (&before)[SLUICE_MAX_EVENT_TYPES]) noexcept {
+    for (std::size_t t = 0; t < SLUICE_MAX_EVENT_TYPES; ++t) {
+      const registry* r = regs_[t].load(std::memory_order_acquire);
+      if (r == nullptr) continue;
+      const std::uint64_t lost = r->unrouted.load(std::memory_order_relaxed) - before[t];
+      if (lost == 0) continue;
+      const char* why =
+          "sluice: the bus's destructor delivered events to no handler (were the "
+          "subscriptions destroyed before the bus? stop() the bus first)";
+#if SLUICE_HAS_EXCEPTIONS
+      try {
+        report_problem(failure_kind::unrouted_in_destructor, r->type,
+                       lost > 0x7fffffffu ? 0x7fffffff : static_cast<int>(lost), why);
+      } catch (...) {  // a destructor does not let anything through
+      }
+#else
+      report_problem(failure_kind::unrouted_in_destructor, r->type,
+                     lost > 0x7fffffffu ? 0x7fffffff : static_cast<int>(lost), why);
+#endif
+#ifndef NDEBUG
+      std::fprintf(stderr, "%s: %llu events of type index %u\n", why,
+                   static_cast<unsigned long long>(lost), static_cast<unsigned>(r->type));
+#endif
     }
   }
 
@@ -514,6 +658,23 @@ class bus_core {
       flush();
       r = &next;
     }
+    void count(fate f, std::size_t handler_calls) noexcept {
+      switch (f) {
+        case fate::delivered:
+          ++delivered;
+          break;
+        case fate::unrouted:
+          ++unrouted;
+          break;
+        case fate::filtered:
+          ++filtered;
+          break;
+        case fate::transformed:
+          ++transformed;
+          break;
+      }
+      calls += handler_calls;
+    }
     void flush() {
       if (r == nullptr) return;
       if (delivered) r->delivered.fetch_add(delivered, std::memory_order_relaxed);
@@ -526,6 +687,71 @@ class bus_core {
     }
   };
 
+  // Ends a drain_lane call on every path, a thread's forced unwind included:
+  // counts what was settled, keeps what was not for the next drainer, unlocks
+  // the lane, and wakes a worker if the lane still has work (whoever drains
+  // next may be parked: a lane is never left with work and nobody told).
+  struct drain_guard {
+    bus_core& core;
+    lane& l;
+    tally t;
+    std::size_t settled = 0;
+    record* current = nullptr;  // an event whose delivery is under way
+    drain_guard(bus_core& c, lane& ln) noexcept : core(c), l(ln) {}
+    drain_guard(const drain_guard&) = delete;
+    drain_guard& operator=(const drain_guard&) = delete;
+    ~drain_guard() {
+      if (current != nullptr) {
+        // The thread ends inside a handler or stage: the event was handed
+        // over, and counts as delivered; its other handlers are not called.
+        t.count(fate::delivered, 1);
+        current->reset();
+        ++settled;
+      }
+      t.flush();
+      if (settled != 0) l.end_delivery(settled);
+      l.note_carried();
+      l.unlock();
+      if (l.has_work()) core.wake_workers();
+      if (settled != 0) core.notify_idle();
+    }
+  };
+
+  // Clears this thread's frames from depth d up (a forced unwind leaving).
+  static void leave_frames(reader_slot& s, unsigned d) noexcept {
+    for (unsigned k = d; k < SLUICE_MAX_DEPTH; ++k) {
+      retract(s.node[k]);
+      retract(s.array[k]);
+      s.bus[k] = nullptr;
+    }
+    s.depth = d;
+  }
+
+  void observe(const failure_info& info) noexcept(!SLUICE_HAS_EXCEPTIONS) {
+#if SLUICE_HAS_EXCEPTIONS
+    try {
+      options_.on_failure(info);
+    }
+    SLUICE_PASS_FORCED_UNWIND
+    catch (...) {  // an observer must not throw; nothing more can be done
+    }
+#else
+    options_.on_failure(info);
+#endif
+  }
+
+  void notify_idle() {
+    SLUICE_SCHEDULE_POINT();
+    if (idle_waiters_.load(std::memory_order_seq_cst) == 0) return;
+    std::lock_guard<mutex> lock(idle_mutex_);
+    idle_cv_.notify_all();
+  }
+
+  // Every bus of the parent, in the child: refuse everything from now on.
+  static void on_fork_child(void* self) noexcept {
+    static_cast<bus_core*>(self)->state_.store(run_state::stopped, std::memory_order_relaxed);
+  }
+
   bus_options options_;
   std::vector<std::unique_ptr<lane>> lanes_;
   std::atomic<registry*> regs_[SLUICE_MAX_EVENT_TYPES] = {};
@@ -537,9 +763,19 @@ class bus_core {
   std::vector<std::shared_ptr<record_hook>> store_hooks_;  // guarded by config_mutex_
   std::atomic<record_hook*> hook_{nullptr};
   std::atomic<std::uint32_t> next_producer_id_{0};
+  std::atomic<std::size_t> live_workers_{0};
+  std::atomic<std::uint32_t> first_poller_{0};  // thread number of the first poller
+  std::atomic<bool> several_pollers_{false};
+  const std::uint64_t epoch_;  // process().forks when the bus was made
+  fork_link fork_;
   alignas(SLUICE_CACHE_LINE) std::atomic<std::uint32_t> sleepers_{0};
-  std::mutex park_mutex_;
-  std::condition_variable park_cv_;
+  mutex park_mutex_;
+  condition_variable park_cv_;
+  std::atomic<std::uint32_t> idle_waiters_{0};
+  mutex idle_mutex_;
+  condition_variable idle_cv_;
 };
 
-}  // namespace sluice::detail
+}  // namespace detail
+}  // namespace SLUICE_ABI
+}  // namespace sluice

@@ -1,21 +1,22 @@
 // sluice — a lane: one bounded moodycamel queue with an exact count of its
-// own, a try-lock that keeps one drainer at a time (per-key order), and a
-// parking spot for producers that block when it is full.
+// own, a try-lock that keeps one drainer at a time (per-key order), the batch
+// its drainer is delivering, and a parking spot for producers that block when
+// it is full.
 #pragma once
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
-#include <mutex>
 
 #include "../config.hpp"
 #include "queue.hpp"
 #include "record.hpp"
-#include "tracking.hpp"
+#include "sync.hpp"
 
-namespace sluice::detail {
+namespace sluice {
+inline namespace SLUICE_ABI {
+namespace detail {
 
 class alignas(SLUICE_CACHE_LINE) lane {
  public:
@@ -23,7 +24,7 @@ class alignas(SLUICE_CACHE_LINE) lane {
       : capacity_(capacity),
         // One block pool for the lane: its capacity, plus two partly used
         // blocks per expected producer.
-        queue_(capacity + 2 * queue<record>::BLOCK_SIZE * (expected_producers + 1)),
+        queue_(capacity + 2 * queue_block * (expected_producers + 1)),
         consumer_(queue_) {}
   lane(const lane&) = delete;
   lane& operator=(const lane&) = delete;
@@ -34,6 +35,7 @@ class alignas(SLUICE_CACHE_LINE) lane {
   [[nodiscard]] std::size_t try_reserve(std::size_t n = 1) noexcept {
     // seq_cst: a parked producer increments waiters_ and then reads the
     // count here; the drainer decrements the count and then reads waiters_.
+    SLUICE_SCHEDULE_POINT();
     std::size_t s = size_.load(std::memory_order_seq_cst);
     for (;;) {
       if (s >= capacity_) return 0;
@@ -48,9 +50,11 @@ class alignas(SLUICE_CACHE_LINE) lane {
 
   // Gives back places taken but not used, or freed by a drainer.
   void release(std::size_t n) {
+    SLUICE_SCHEDULE_POINT();
     size_.fetch_sub(n, std::memory_order_seq_cst);
+    SLUICE_SCHEDULE_POINT();
     if (waiters_.load(std::memory_order_seq_cst) != 0) {
-      std::lock_guard<std::mutex> lock(park_mutex_);
+      std::lock_guard<mutex> lock(park_mutex_);
       park_cv_.notify_all();
     }
   }
@@ -59,52 +63,75 @@ class alignas(SLUICE_CACHE_LINE) lane {
   // turns true (returns 0).
   template <class GiveUp>
   std::size_t reserve_blocking(std::size_t n, GiveUp&& give_up) {
+    backoff spin;
     for (int i = 0; i < 128; ++i) {
       if (std::size_t k = try_reserve(n)) return k;
       if (give_up()) return 0;
-      if (i < 64) {
-        SLUICE_PAUSE();
-      } else {
-        std::this_thread::yield();
-      }
+      spin.pause();
     }
-    std::unique_lock<std::mutex> lock(park_mutex_);
+    std::unique_lock<mutex> lock(park_mutex_);
     waiters_.fetch_add(1, std::memory_order_seq_cst);
     std::size_t k = 0;
-    while ((k = try_reserve(n)) == 0 && !give_up()) park_cv_.wait(lock);
+    while ((k = try_reserve(n)) == 0 && !give_up()) park_cv_.wait(lock);  // woken by release()
     waiters_.fetch_sub(1, std::memory_order_seq_cst);
     return k;
   }
 
   // Wakes producers parked on this lane (stop() calls it).
   void wake_all() {
-    std::lock_guard<std::mutex> lock(park_mutex_);
+    std::lock_guard<mutex> lock(park_mutex_);
     park_cv_.notify_all();
   }
 
   [[nodiscard]] bool try_lock() noexcept {
+    SLUICE_SCHEDULE_POINT();
     return !locked_.load(std::memory_order_relaxed) &&
            !locked_.exchange(true, std::memory_order_acquire);
   }
   // seq_cst: an idle worker parks only after seeing each lane with work
   // locked; the unlocker then reads the worker's sleeper count (store-load).
-  void unlock() noexcept { locked_.store(false, std::memory_order_seq_cst); }
-  [[nodiscard]] bool locked() const noexcept { return locked_.load(std::memory_order_seq_cst); }
+  void unlock() noexcept {
+    SLUICE_SCHEDULE_POINT();
+    locked_.store(false, std::memory_order_seq_cst);
+  }
+  [[nodiscard]] bool locked() const noexcept {
+    SLUICE_SCHEDULE_POINT();
+    return locked_.load(std::memory_order_seq_cst);
+  }
 
   // Events taken off the queue but not yet settled (being delivered). The
   // places are given back at once (handlers may publish into the lane); this
   // count keeps the events visible to stop() and queued() meanwhile.
-  void begin_delivery(std::size_t n) noexcept { inflight_.fetch_add(n, std::memory_order_seq_cst); }
-  void end_delivery(std::size_t n) noexcept { inflight_.fetch_sub(n, std::memory_order_seq_cst); }
+  void begin_delivery(std::size_t n) noexcept {
+    SLUICE_SCHEDULE_POINT();
+    inflight_.fetch_add(n, std::memory_order_seq_cst);
+  }
+  void end_delivery(std::size_t n) noexcept {
+    SLUICE_SCHEDULE_POINT();
+    inflight_.fetch_sub(n, std::memory_order_seq_cst);
+  }
 
   // Queued plus being delivered. Reads the count first: begin_delivery adds
   // before release subtracts, so an event is never missed by both reads.
   [[nodiscard]] std::size_t pending() const noexcept {
+    SLUICE_SCHEDULE_POINT();
     const std::size_t queued_now = size_.load(std::memory_order_seq_cst);
+    SLUICE_SCHEDULE_POINT();
     return queued_now + inflight_.load(std::memory_order_seq_cst);
   }
 
-  [[nodiscard]] std::size_t size() const noexcept { return size_.load(std::memory_order_seq_cst); }
+  [[nodiscard]] std::size_t size() const noexcept {
+    SLUICE_SCHEDULE_POINT();
+    return size_.load(std::memory_order_seq_cst);
+  }
+  // Events a drainer took off the queue and left undelivered for the next
+  // one (a poll_for whose budget ran out, a thread that ended in a handler).
+  [[nodiscard]] std::size_t carried() const noexcept {
+    SLUICE_SCHEDULE_POINT();
+    return carried_.load(std::memory_order_seq_cst);
+  }
+  // Something to deliver: queued, or carried.
+  [[nodiscard]] bool has_work() const noexcept { return size() != 0 || carried() != 0; }
   [[nodiscard]] std::size_t high_water() const noexcept {
     return high_water_.load(std::memory_order_relaxed);
   }
@@ -112,6 +139,19 @@ class alignas(SLUICE_CACHE_LINE) lane {
 
   queue<record>& q() noexcept { return queue_; }
   consumer_token& consumer() noexcept { return consumer_; }  // only under the lock
+
+  // The batch being delivered, under the lock: records [batch_pos, batch_end)
+  // of batch() are taken from the queue (and counted in flight) but not yet
+  // settled. The next drainer delivers them before it dequeues again, so the
+  // lane's order holds.
+  [[nodiscard]] record* batch() noexcept { return batch_; }
+  std::size_t batch_pos = 0;
+  std::size_t batch_end = 0;
+  // Publishes batch_end - batch_pos for carried() (before unlock()).
+  void note_carried() noexcept {
+    SLUICE_SCHEDULE_POINT();
+    carried_.store(batch_end - batch_pos, std::memory_order_seq_cst);
+  }
 
  private:
   void note_high_water(std::size_t s) noexcept {
@@ -125,11 +165,15 @@ class alignas(SLUICE_CACHE_LINE) lane {
   std::atomic<std::size_t> high_water_{0};
   std::atomic<std::uint32_t> waiters_{0};
   std::atomic<std::size_t> inflight_{0};
+  std::atomic<std::size_t> carried_{0};
   alignas(SLUICE_CACHE_LINE) std::atomic<bool> locked_{false};
   queue<record> queue_;
   consumer_token consumer_;
-  std::mutex park_mutex_;
-  std::condition_variable park_cv_;
+  mutex park_mutex_;
+  condition_variable park_cv_;
+  record batch_[SLUICE_DRAIN_BATCH];
 };
 
-}  // namespace sluice::detail
+}  // namespace detail
+}  // namespace SLUICE_ABI
+}  // namespace sluice

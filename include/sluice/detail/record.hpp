@@ -14,7 +14,9 @@
 #include "../event.hpp"
 #include "type_id.hpp"
 
-namespace sluice::detail {
+namespace sluice {
+inline namespace SLUICE_ABI {
+namespace detail {
 
 inline constexpr std::size_t inline_size =
     SLUICE_INLINE_SIZE < sizeof(void*) ? sizeof(void*) : SLUICE_INLINE_SIZE;
@@ -134,4 +136,6 @@ class record {
   alignas(inline_align) unsigned char buf_[inline_size];
 };
 
-}  // namespace sluice::detail
+}  // namespace detail
+}  // namespace SLUICE_ABI
+}  // namespace sluice

@@ -1,10 +1,12 @@
 // sluice — the per-type subscriber registry of a bus.
 //
 // Readers (whoever delivers an event) read an immutable array of subscriber
-// nodes; writers (subscribe, unsubscribe) copy it under `mutex`, publish the
-// copy, and free the old one once no reader shows it (see tracking.hpp). A node
-// lives while an array holds it; its callable is destroyed as soon as it is
-// known that no call is running or can begin.
+// nodes; subscribe copies it under `writer_mutex`, without the nodes closed since,
+// publishes the copy, and frees old arrays once no reader shows them (see
+// tracking.hpp). Unsubscribing only closes its node (a flag and a fence): it
+// allocates nothing, so reset() cannot fail; the node leaves the array at the
+// next subscribe. A node lives while an array holds it; its callable is
+// destroyed as soon as it is known that no call is running or can begin.
 #pragma once
 
 #include <atomic>
@@ -17,23 +19,14 @@
 #include "../errors.hpp"
 #include "../event.hpp"
 #include "stages.hpp"
+#include "sync.hpp"
 #include "tracking.hpp"
 
-namespace sluice::detail {
+namespace sluice {
+inline namespace SLUICE_ABI {
+namespace detail {
 
 struct registry;
-
-// A handler object taken out of its node, to be destroyed after the registry
-// lock is released (its destructor may reset subscriptions of this bus).
-struct callable_box {
-  void (*destroy)(void* callable) noexcept = nullptr;
-  void* callable = nullptr;
-  void run() noexcept {
-    if (callable != nullptr) destroy(callable);
-    callable = nullptr;
-  }
-};
-using dead_list = std::vector<callable_box>;
 
 struct sub_node {
   std::atomic<bool> closed{false};
@@ -43,16 +36,58 @@ struct sub_node {
   void* callable = nullptr;
   registry* owner = nullptr;
   std::uint32_t channel = 0;  // 0: every channel; else only events routed there
-  // Guarded by owner->mutex:
+  // Guarded by owner->writer_mutex:
   std::uint32_t array_refs = 0;
   bool handle_released = false;
   sub_node* next_all = nullptr;
+  sub_node* next_dead = nullptr;  // on a graveyard list
+};
 
-  [[nodiscard]] callable_box take_callable() noexcept {
-    callable_box box{destroy, callable};
-    callable = nullptr;
-    return box;
+// Nodes, or only their callables, to destroy once the registry's lock is
+// released (a handler's destructor may reset subscriptions of this bus).
+// Collecting them never allocates: nodes go on an intrusive list, and a call
+// takes at most `max_callables` callables from nodes that live on.
+class graveyard {
+ public:
+  static constexpr std::size_t max_callables = 2;
+
+  graveyard() = default;
+  graveyard(const graveyard&) = delete;
+  graveyard& operator=(const graveyard&) = delete;
+  ~graveyard() { bury(); }
+
+  // The node is gone for good: its callable and the node itself.
+  void add_node(sub_node* n) noexcept {
+    n->next_dead = nodes_;
+    nodes_ = n;
   }
+  // Only the callable: the node lives on (held by arrays or its handle).
+  void add_callable(sub_node* n) noexcept {
+    if (n->callable == nullptr) return;
+    SLUICE_ASSERT(count_ < max_callables, "graveyard full");
+    callables_[count_++] = {n->destroy, n->callable};
+    n->callable = nullptr;
+  }
+  [[nodiscard]] bool room() const noexcept { return count_ < max_callables; }
+  void bury() noexcept {
+    for (std::size_t i = 0; i < count_; ++i) callables_[i].destroy(callables_[i].callable);
+    count_ = 0;
+    while (nodes_ != nullptr) {
+      sub_node* n = nodes_;
+      nodes_ = n->next_dead;
+      if (n->callable != nullptr) n->destroy(n->callable);
+      delete n;
+    }
+  }
+
+ private:
+  struct box {
+    void (*destroy)(void*) noexcept;
+    void* callable;
+  };
+  sub_node* nodes_ = nullptr;
+  box callables_[max_callables] = {};
+  std::size_t count_ = 0;
 };
 
 struct sub_array {
@@ -75,14 +110,14 @@ struct alignas(SLUICE_CACHE_LINE) counter_cell {
 };
 
 struct alignas(SLUICE_CACHE_LINE) registry {
-  explicit registry(std::uint32_t t) : type(t) {}
+  registry(std::uint32_t t, std::uint64_t bus_epoch) : type(t), epoch(bus_epoch) {}
   registry(const registry&) = delete;
   registry& operator=(const registry&) = delete;
 
   ~registry() {
     // The bus is gone: no thread delivers any more. Settle every node first,
     // then destroy the handlers (whose destructors may reset subscriptions).
-    dead_list dead;
+    graveyard dead;
     for (sub_array* a : retired) delete a;
     retired.clear();
     delete current.load(std::memory_order_relaxed);
@@ -92,15 +127,16 @@ struct alignas(SLUICE_CACHE_LINE) registry {
     while (n != nullptr) {
       sub_node* next = n->next_all;
       n->closed.store(true, std::memory_order_relaxed);
-      dead.push_back(n->take_callable());
       if (n->handle_released) {
-        delete n;
+        dead.add_node(n);
       } else {
+        dead.add_callable(n);
+        dead.bury();
         n->bus_gone.store(true, std::memory_order_release);  // the handle frees it
       }
       n = next;
     }
-    for (callable_box& b : dead) b.run();
+    dead.bury();
     if (key_fn != nullptr) key_destroy(key_fn);
     counter_cell* c = cells.load(std::memory_order_relaxed);
     while (c != nullptr) {
@@ -111,6 +147,7 @@ struct alignas(SLUICE_CACHE_LINE) registry {
   }
 
   const std::uint32_t type;
+  const std::uint64_t epoch;  // process().forks when the bus was made (fork: see reset)
   std::atomic<const sub_array*> current{nullptr};
 
   // Consumer-side counters (batched by the drainers).
@@ -131,106 +168,107 @@ struct alignas(SLUICE_CACHE_LINE) registry {
   void* key_fn = nullptr;
   void (*key_destroy)(void* fn) noexcept = nullptr;
 
-  alignas(SLUICE_CACHE_LINE) std::mutex mutex;
-  std::vector<sub_array*> retired;  // guarded by mutex
-  sub_node* nodes = nullptr;        // guarded by mutex
+  alignas(SLUICE_CACHE_LINE) mutex writer_mutex;
+  std::vector<sub_array*> retired;  // guarded by writer_mutex
+  sub_node* nodes = nullptr;        // guarded by writer_mutex
   std::atomic<counter_cell*> cells{nullptr};
 
-  // --- writer side (all under mutex) ---------------------------------------
+  // --- writer side ----------------------------------------------------------
 
+  // Publishes an array with n added (and the nodes closed since the last
+  // subscribe left out). Strong exception guarantee: everything that can
+  // throw (the copy) happens before anything changes.
   void add(sub_node* n) {
-    dead_list dead;
-    {
-      std::lock_guard<std::mutex> lock(mutex);
-      const sub_array* old = current.load(std::memory_order_relaxed);
-      auto fresh = std::make_unique<sub_array>();
-      if (old != nullptr) {
-        fresh->items.reserve(old->items.size() + 1);
-        fresh->items = old->items;
-      }
-      fresh->items.push_back(n);
-      retired.reserve(retired.size() + 1);
-      // Nothing below throws: link the node only now.
-      n->owner = this;
-      n->next_all = nodes;
-      nodes = n;
-      swap_in(fresh.release(), old, dead);
-    }
-    for (callable_box& b : dead) b.run();
-  }
-
-  // Marks n closed and removes it from the current array. Returns with the
-  // guarantee that every reader either shows n in its slot or will see closed.
-  void remove(sub_node* n) {
-    dead_list dead;
-    {
-      std::lock_guard<std::mutex> lock(mutex);
-      n->closed.store(true, std::memory_order_seq_cst);
-      const sub_array* old = current.load(std::memory_order_relaxed);
-      auto fresh = std::make_unique<sub_array>();
-      if (old != nullptr) {
-        fresh->items.reserve(old->items.size());
-        for (sub_node* x : old->items)
-          if (x != n) fresh->items.push_back(x);
-      }
-      retired.reserve(retired.size() + 1);
-      swap_in(fresh.release(), old, dead);
-    }
-    for (callable_box& b : dead) b.run();
-  }
-
-  // Called by the handle once the node's calls are over (or cannot be waited
-  // for because reset ran inside the handler itself).
-  void release(sub_node* n, bool destroy_now) {
-    dead_list dead;
-    {
-      std::lock_guard<std::mutex> lock(mutex);
-      if (destroy_now) dead.push_back(n->take_callable());
-      reclaim(dead);  // before handle_released: reclaim must not free n itself
-      n->handle_released = true;
-      maybe_free(n, dead);
-    }
-    for (callable_box& b : dead) b.run();
-  }
-
- private:
-  void swap_in(sub_array* fresh, const sub_array* old, dead_list& dead) {
+    graveyard dead;
+    std::lock_guard<detail::mutex> lock(writer_mutex);
+    const sub_array* old = current.load(std::memory_order_relaxed);
+    auto fresh = std::make_unique<sub_array>();
+    std::size_t live = 1;
+    if (old != nullptr)
+      for (sub_node* x : old->items)
+        if (!x->closed.load(std::memory_order_relaxed)) ++live;
+    fresh->items.reserve(live);
+    if (old != nullptr)
+      for (sub_node* x : old->items)
+        if (!x->closed.load(std::memory_order_relaxed)) fresh->items.push_back(x);
+    fresh->items.push_back(n);
+    retired.reserve(retired.size() + 1);
+    // Nothing below throws.
+    n->owner = this;
+    n->next_all = nodes;
+    nodes = n;
     for (sub_node* x : fresh->items) ++x->array_refs;
-    current.store(fresh, std::memory_order_seq_cst);
+    SLUICE_SCHEDULE_POINT();
+    current.store(fresh.release(), std::memory_order_seq_cst);
     if (old != nullptr) retired.push_back(const_cast<sub_array*>(old));
     heavy_fence();
     reclaim(dead);
+    // `dead` is buried after the lock is released (declared before it).
   }
 
-  void reclaim(dead_list& dead) {
+  // Closes n: when this returns, every reader either shows n in its slot or
+  // will see it closed and not call it. Allocates nothing.
+  void close(sub_node* n) noexcept {
+    SLUICE_SCHEDULE_POINT();
+    n->closed.store(true, std::memory_order_seq_cst);
+    heavy_fence();
+  }
+
+  // Called by the handle once the node's calls are over (destroy_now), or
+  // when reset ran inside the handler itself and cannot wait for it: the
+  // callable is then destroyed by a later reset or subscribe of this type, as
+  // soon as no thread shows the node, or with the bus. Allocates nothing.
+  void release(sub_node* n, bool destroy_now) noexcept {
+    graveyard dead;
+    std::lock_guard<detail::mutex> lock(writer_mutex);
+    if (destroy_now) dead.add_callable(n);
+    n->handle_released = true;
+    maybe_free(n, dead);
+    sweep_self_reset(n, dead);
+  }
+
+ private:
+  // Frees the arrays no reader shows any more, and the nodes only they held.
+  void reclaim(graveyard& dead) noexcept {
     std::size_t keep = 0;
     for (sub_array* a : retired) {
       if (array_in_use(a)) {
         retired[keep++] = a;
         continue;
       }
-      std::vector<sub_node*> held = std::move(a->items);
-      delete a;
-      for (sub_node* x : held) {
+      for (sub_node* x : a->items) {
         --x->array_refs;
         maybe_free(x, dead);
       }
+      delete a;
     }
     retired.resize(keep);
+    sweep_self_reset(nullptr, dead);
   }
 
-  void maybe_free(sub_node* n, dead_list& dead) {
+  void maybe_free(sub_node* n, graveyard& dead) noexcept {
     if (n->array_refs != 0 || !n->handle_released) return;
     // No array holds n, so no reader can reach it or be running it.
-    dead.push_back(n->take_callable());
     for (sub_node** p = &nodes; *p != nullptr; p = &(*p)->next_all) {
       if (*p == n) {
         *p = n->next_all;
         break;
       }
     }
-    delete n;
+    dead.add_node(n);
+  }
+
+  // Destroys the callables of handlers that reset themselves (their handle
+  // is released, the node still held by an array) once no thread shows them:
+  // closed and fenced, so no call can begin either. `skip`: just released.
+  void sweep_self_reset(sub_node* skip, graveyard& dead) noexcept {
+    for (sub_node* n = nodes; n != nullptr && dead.room(); n = n->next_all) {
+      if (n == skip || !n->handle_released || n->callable == nullptr) continue;
+      if (!node_in_use(n)) dead.add_callable(n);
+    }
   }
 };
 
-}  // namespace sluice::detail
+}  // namespace detail
+}  // namespace SLUICE_ABI
+}  // namespace sluice

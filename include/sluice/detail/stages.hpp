@@ -8,9 +8,13 @@
 #include <cstring>
 #include <vector>
 
+#include "../config.hpp"
 #include "../event.hpp"
+#include "process.hpp"
 
-namespace sluice::detail {
+namespace sluice {
+inline namespace SLUICE_ABI {
+namespace detail {
 
 enum class stage_kind : std::uint8_t { filter, tap, enrich, transform, route };
 
@@ -30,15 +34,14 @@ struct stage_context {
 };
 
 // The message of the exception a stage threw (valid until the next one on
-// this thread).
-// A fixed buffer: filled on a path that must not allocate.
-inline thread_local char t_stage_error[256] = {};
+// this thread): a fixed buffer, filled on a path that must not allocate.
 inline void set_stage_error(const char* message) noexcept {
-  std::strncpy(t_stage_error, message, sizeof t_stage_error - 1);
-  t_stage_error[sizeof t_stage_error - 1] = '\0';
+  char* buf = this_thread().stage_error;
+  std::strncpy(buf, message, sizeof(thread_state::stage_error) - 1);
+  buf[sizeof(thread_state::stage_error) - 1] = '\0';
 }
 [[nodiscard]] inline const char* stage_error_message() noexcept {
-  return t_stage_error;
+  return this_thread().stage_error;
 }
 
 struct stage {
@@ -70,4 +73,6 @@ struct stage_chain {
   }
 };
 
-}  // namespace sluice::detail
+}  // namespace detail
+}  // namespace SLUICE_ABI
+}  // namespace sluice

@@ -47,6 +47,7 @@
 #endif
 
 namespace sluice {
+inline namespace SLUICE_ABI {
 
 // Appends encoded bytes (little-endian helpers for integers).
 class byte_writer {
@@ -320,4 +321,5 @@ class codecs {
   std::unordered_multimap<std::size_t, const codec_entry*> by_name_;  // by name's hash
 };
 
+}  // namespace SLUICE_ABI
 }  // namespace sluice

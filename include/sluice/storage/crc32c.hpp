@@ -13,11 +13,15 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define SLUICE_CRC32C_X86 1
 #include <nmmintrin.h>
+
+#include "../config.hpp"
 #else
 #define SLUICE_CRC32C_X86 0
 #endif
 
-namespace sluice::detail {
+namespace sluice {
+inline namespace SLUICE_ABI {
+namespace detail {
 
 struct crc32c_tables {
   std::uint32_t t[8][256];
@@ -95,4 +99,6 @@ inline std::uint32_t crc32c(const void* data, std::size_t n) noexcept {
   return crc32c(0, data, n);
 }
 
-}  // namespace sluice::detail
+}  // namespace detail
+}  // namespace SLUICE_ABI
+}  // namespace sluice

@@ -5,7 +5,10 @@
 #include <string>
 #include <utility>
 
+#include "../config.hpp"
+
 namespace sluice {
+inline namespace SLUICE_ABI {
 
 enum class storage_errc : std::uint8_t {
   ok,
@@ -68,4 +71,5 @@ struct storage_error {
   return "unknown";
 }
 
+}  // namespace SLUICE_ABI
 }  // namespace sluice

@@ -35,11 +35,14 @@
 #include <utility>
 #include <vector>
 
+#include "../config.hpp"
+#include "../detail/numeric.hpp"
 #include "error.hpp"
 #include "format.hpp"
 #include "sink.hpp"
 
 namespace sluice {
+inline namespace SLUICE_ABI {
 
 namespace detail {
 
@@ -383,7 +386,7 @@ class file_log final : public sink {
     std::uint64_t good_end = pos;
     for (;;) {
       // Parse what is buffered.
-      std::size_t at = static_cast<std::size_t>(good_end - pos);
+      std::size_t at = detail::to_size(good_end - pos);
       stored_event e;
       storage::parse_result r{};
       while (at < have) {
@@ -865,4 +868,5 @@ class log_reader {
   std::uint64_t total_bytes_ = 0;
 };
 
+}  // namespace SLUICE_ABI
 }  // namespace sluice

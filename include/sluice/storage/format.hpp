@@ -22,10 +22,12 @@
 #include <string>
 #include <string_view>
 
+#include "../config.hpp"
 #include "../event.hpp"
 #include "crc32c.hpp"
 
 namespace sluice {
+inline namespace SLUICE_ABI {
 
 // A read-only run of bytes.
 struct byte_view {
@@ -269,4 +271,5 @@ enum class header_problem : std::uint8_t { not_a_log, damaged, bad_version };
 }
 
 }  // namespace storage
+}  // namespace SLUICE_ABI
 }  // namespace sluice

@@ -24,12 +24,14 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "../config.hpp"
 #include "codec.hpp"
 #include "file_log.hpp"
 #include "format.hpp"
 #include "sink.hpp"
 
 namespace sluice {
+inline namespace SLUICE_ABI {
 
 namespace detail {
 
@@ -193,4 +195,5 @@ class json_sink final : public sink {
   std::uint64_t next_ = 0;
 };
 
+}  // namespace SLUICE_ABI
 }  // namespace sluice

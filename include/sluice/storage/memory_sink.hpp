@@ -11,11 +11,13 @@
 #include <string>
 #include <vector>
 
+#include "../config.hpp"
 #include "codec.hpp"
 #include "format.hpp"
 #include "sink.hpp"
 
 namespace sluice {
+inline namespace SLUICE_ABI {
 
 // A stored event that owns its bytes.
 struct owned_event {
@@ -109,4 +111,5 @@ class memory_sink final : public sink {
   std::uint64_t next_ = 0;
 };
 
+}  // namespace SLUICE_ABI
 }  // namespace sluice

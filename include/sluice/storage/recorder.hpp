@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "../bus.hpp"
+#include "../config.hpp"
 #include "../detail/core.hpp"
 #include "../detail/record.hpp"
 #include "codec.hpp"
@@ -45,6 +46,7 @@
 #include "sink.hpp"
 
 namespace sluice {
+inline namespace SLUICE_ABI {
 
 enum class sync_policy : std::uint8_t {
   never,        // the operating system writes when it likes; sync() and close() still sync
@@ -566,4 +568,5 @@ inline folder_recording record_to_folder(bus& b, const std::string& dir,
   return out;
 }
 
+}  // namespace SLUICE_ABI
 }  // namespace sluice

@@ -23,12 +23,14 @@
 #include <thread>
 
 #include "../bus.hpp"
+#include "../config.hpp"
 #include "codec.hpp"
 #include "error.hpp"
 #include "file_log.hpp"
 #include "format.hpp"
 
 namespace sluice {
+inline namespace SLUICE_ABI {
 
 enum class replay_pace : std::uint8_t {
   as_fast_as_possible,
@@ -214,4 +216,5 @@ class checkpoint {
   std::string path_;
 };
 
+}  // namespace SLUICE_ABI
 }  // namespace sluice

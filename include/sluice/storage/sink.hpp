@@ -14,10 +14,12 @@
 #include <cstdint>
 #include <vector>
 
+#include "../config.hpp"
 #include "error.hpp"
 #include "format.hpp"
 
 namespace sluice {
+inline namespace SLUICE_ABI {
 
 class record_batch {
  public:
@@ -104,4 +106,5 @@ class sink {
   }
 };
 
+}  // namespace SLUICE_ABI
 }  // namespace sluice
