@@ -46,6 +46,10 @@
 namespace sluice {
 inline namespace SLUICE_ABI {
 
+namespace detail {
+struct bus_access;
+}
+
 class bus {
  public:
   // Invalid options throw std::invalid_argument; without exceptions the bus
@@ -480,6 +484,8 @@ class bus {
     }
   }
 
+  friend struct detail::bus_access;
+
   std::size_t next_start() noexcept {
     return poll_cursor_.fetch_add(1, std::memory_order_relaxed) % core_.lane_count();
   }
@@ -492,6 +498,13 @@ class bus {
   std::vector<std::thread> workers_;
   std::atomic<std::size_t> worker_count_{0};
 };
+
+namespace detail {
+// For sluice's own tests (the interleaving checker drives a bus's worker loop).
+struct bus_access {
+  static bus_core& core(bus& b) noexcept { return b.core_; }
+};
+}  // namespace detail
 
 }  // namespace SLUICE_ABI
 }  // namespace sluice

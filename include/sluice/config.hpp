@@ -82,16 +82,17 @@
 #endif
 
 // glibc ends a thread (pthread_exit, pthread_cancel) by unwinding its stack
-// with a "forced unwind" exception that must not be swallowed: sluice's
-// catch-all handlers let it through (after cleaning up).
+// with a "forced unwind" that a catch (...) must not swallow. Called first in
+// sluice's catch-all handlers, this rethrows it (and any exception that is
+// not a C++ one: the runtime gives those no type).
 #if SLUICE_HAS_EXCEPTIONS && defined(__GLIBCXX__) && __has_include(<cxxabi.h>)
 #include <cxxabi.h>
-#define SLUICE_PASS_FORCED_UNWIND \
-  catch (abi::__forced_unwind&) { \
-    throw;                        \
-  }
+#define SLUICE_PASS_FORCED_UNWIND()                            \
+  do {                                                         \
+    if (abi::__cxa_current_exception_type() == nullptr) throw; \
+  } while (false)
 #else
-#define SLUICE_PASS_FORCED_UNWIND
+#define SLUICE_PASS_FORCED_UNWIND() ((void)0)
 #endif
 
 // Checks of the library's own invariants and of API misuse that cannot be
@@ -124,14 +125,18 @@
 #endif
 
 // Seams for the interleaving checker (tests/model): a schedule point before
-// each step of the hand-rolled protocols, and a choice that lets a dequeue
-// come back empty as moodycamel documents it may. Nothing in normal builds.
+// each step of the hand-rolled protocols, a choice that lets a dequeue come
+// back empty as moodycamel documents it may, and mutations. Nothing in normal
+// builds; the checker defines them (and SLUICE_MODEL_CHECK) itself.
 #ifndef SLUICE_MODEL_CHECK
 #define SLUICE_MODEL_CHECK 0
 #endif
 #if !SLUICE_MODEL_CHECK
 #define SLUICE_SCHEDULE_POINT() ((void)0)
 #define SLUICE_SPURIOUS_EMPTY() false
+// The checker's positive controls switch a step of a protocol off (mutation
+// n) to show that it finds the bug that step prevents.
+#define SLUICE_MODEL_MUTATION(n) false
 #endif
 
 // The inline namespace that every sluice name lives in. It spells out the

@@ -74,12 +74,10 @@ bool guarded(F&& f) noexcept(!SLUICE_HAS_EXCEPTIONS) {
   try {
     f();
     return true;
-  }
-  SLUICE_PASS_FORCED_UNWIND
-  catch (const std::exception& e) {
+  } catch (const std::exception& e) {
     set_stage_error(e.what());
-  }
-  catch (...) {
+  } catch (...) {
+    SLUICE_PASS_FORCED_UNWIND();
     set_stage_error("unknown exception");
   }
   return false;

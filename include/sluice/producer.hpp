@@ -118,6 +118,7 @@ class producer_core {
     // The event is consumed only now that it is accepted.
     record rec(std::forward<E>(e), stamp(has_key, key));
     counter_cell::bump(c.published);
+    SLUICE_SCHEDULE_POINT();
     if (SLUICE_UNLIKELY(!queue_io::enqueue(l.q(), tokens_[li], std::move(rec)))) {
       undo(c, 1);
       return publish_result::full;

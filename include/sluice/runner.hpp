@@ -22,6 +22,7 @@ inline void worker_loop(bus_core& core, std::size_t index, std::chrono::nanoseco
     bus_core& core;
     ~exit_guard() { core.worker_ended(); }
   } counted{core};
+  SLUICE_SCHEDULE_POINT();
   (void)my_slot();
   const std::size_t lanes = core.lane_count();
   std::size_t start = index % lanes;

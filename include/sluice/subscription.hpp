@@ -162,7 +162,7 @@ class [[nodiscard]] subscription {
     if (r->epoch != detail::process().forks.load(std::memory_order_relaxed)) return;
     const bool self = detail::running_here(n);
     r->close(n);
-    if (!self) detail::wait_not_running(n);
+    if (!self && !SLUICE_MODEL_MUTATION(2)) detail::wait_not_running(n);
     r->release(n, !self);
   }
 

@@ -267,12 +267,10 @@ class bus_core {
       const outcome o = n->invoke(n->callable, ev, m);
       if (SLUICE_UNLIKELY(!o.ok()))
         report_failure(r, failure_kind::outcome, o.code(), o.message(), ev);
-    }
-    SLUICE_PASS_FORCED_UNWIND  // a handler that ends its thread (pthread_exit)
-        catch (const std::exception& e) {
+    } catch (const std::exception& e) {
       report_failure(r, failure_kind::exception, 0, e.what(), ev);
-    }
-    catch (...) {
+    } catch (...) {
+      SLUICE_PASS_FORCED_UNWIND();  // a handler that ends its thread (pthread_exit)
       report_failure(r, failure_kind::exception, 0, "unknown exception", ev);
     }
 #else
@@ -712,7 +710,8 @@ class bus_core {
       if (settled != 0) l.end_delivery(settled);
       l.note_carried();
       l.unlock();
-      if (l.has_work()) core.wake_workers();
+      // (Mutation 1: the wake of a drainer that took nothing is skipped.)
+      if (l.has_work() && !(settled == 0 && SLUICE_MODEL_MUTATION(1))) core.wake_workers();
       if (settled != 0) core.notify_idle();
     }
   };
@@ -731,9 +730,8 @@ class bus_core {
 #if SLUICE_HAS_EXCEPTIONS
     try {
       options_.on_failure(info);
-    }
-    SLUICE_PASS_FORCED_UNWIND
-    catch (...) {  // an observer must not throw; nothing more can be done
+    } catch (...) {  // an observer must not throw; nothing more can be done
+      SLUICE_PASS_FORCED_UNWIND();
     }
 #else
     options_.on_failure(info);

@@ -86,8 +86,8 @@ struct record_options {
       return "sluice: record_options::buffer_bytes must be between 4096 and 2^30";
     if (sync == sync_policy::interval && sync_interval.count() <= 0)
       return "sluice: record_options::sync_interval must be positive";
-    if (linger.count() < 0 || linger > std::chrono::seconds(10))
-      return "sluice: record_options::linger must be between 0 and 10 s";
+    if (linger.count() < 0 || linger > std::chrono::hours(1))
+      return "sluice: record_options::linger must be between 0 and 1 hour";
     if (when_full != full_behaviour::block && when_full != full_behaviour::drop)
       return "sluice: record_options::when_full is not a full_behaviour value";
     return nullptr;
