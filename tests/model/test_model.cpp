@@ -9,13 +9,16 @@
 //    every moment when all threads are blocked, nothing is queued.
 //  - handler tracking: when reset() returns, the handler is not running and
 //    never runs again, while other threads dispatch and subscribe.
+// clang-format off
+#include "model.hpp"  // before sluice: it defines the checker's seams
+// clang-format on
+
 #include <catch2/catch.hpp>
 #include <cstdint>
 #include <sluice/sluice.hpp>
 #include <string>
 
 #include "../support.hpp"
-#include "model.hpp"  // before sluice: it defines the checker's seams
 
 namespace {
 using sluice::detail::bus_access;
