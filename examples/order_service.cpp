@@ -13,14 +13,17 @@
 // attached to the bus. When the service starts again it first rebuilds its
 // state by replaying the log into the same handlers (event sourcing), checks
 // that the rebuilt state equals the state the last run saved, and only then
-// takes new orders, whose ids continue where the last run stopped.
+// takes new orders, whose ids continue where the last run stopped. The log is
+// bounded: when a run would take it past --keep orders (500,000 by default,
+// about 100 MB), the demo says so and starts over.
 //
 // At the end it stops the bus (stop_mode::drain: every event delivered and
 // its record synced), prints the counters of each event type and lane, and
 // exits with 0 only when the accounting equation holds for every type, no
 // order was seen out of order and the replayed state matched.
 //
-//   order_service [--orders N] [--producers N] [--workers N] [--data DIR] [--fresh] [--no-store]
+//   order_service [--orders N] [--producers N] [--workers N] [--data DIR] [--keep N]
+//                 [--fresh] [--no-store]
 #include <unistd.h>
 
 #include <array>
@@ -63,11 +66,13 @@ struct order_shipped {
 
 // ---- command line ---------------------------------------------------------------
 
-constexpr std::uint64_t default_orders = 2'000'000;
+constexpr std::uint64_t default_orders = 200'000;
+constexpr std::uint64_t default_keep = 500'000;
 constexpr std::uint64_t max_orders = 100'000'000;
 
 struct settings {
   std::uint64_t orders = default_orders;
+  std::uint64_t keep = default_keep;
   std::uint64_t producers = 3;
   std::uint64_t workers = 2;
   std::string data = "order_service.data";
@@ -78,7 +83,7 @@ struct settings {
 void print_usage(std::FILE* out) {
   std::fprintf(out,
                "usage: order_service [--orders N] [--producers N] [--workers N]\n"
-               "                     [--data DIR] [--fresh] [--no-store]\n"
+               "                     [--data DIR] [--keep N] [--fresh] [--no-store]\n"
                "\n"
                "Runs an order service on a sluice bus: producer threads publish\n"
                "order_placed, order_paid and order_shipped events keyed by order id;\n"
@@ -93,6 +98,10 @@ void print_usage(std::FILE* out) {
                "  --workers N    worker threads (1..64, default 2)\n"
                "  --data DIR     folder of the event log and saved state\n"
                "                 (default ./order_service.data)\n"
+               "  --keep N       orders the log may hold (1..%" PRIu64 ", default %" PRIu64
+               ",\n"
+               "                 about 200 bytes each); a run that would go past it\n"
+               "                 starts over\n"
                "  --fresh        delete the folder's log and state first\n"
                "  --no-store     keep nothing (no log, no replay)\n"
                "  --help         show this text\n"
@@ -100,7 +109,7 @@ void print_usage(std::FILE* out) {
                "Exit status: 0 when every event is accounted for, no order was seen\n"
                "out of order and the replayed state matched the saved one; 1\n"
                "otherwise; 2 for bad arguments; 3 when the log cannot be opened.\n",
-               max_orders, default_orders);
+               max_orders, default_orders, max_orders, default_keep);
 }
 
 // Parses a whole decimal number in [lo, hi]; false if `text` is anything else.
@@ -127,6 +136,7 @@ int parse_args(int argc, char** argv, settings& s) {
       {"--orders", 1, max_orders, &s.orders},
       {"--producers", 1, 64, &s.producers},
       {"--workers", 1, 64, &s.workers},
+      {"--keep", 1, max_orders, &s.keep},
   };
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -287,11 +297,36 @@ std::string human_ns(std::uint64_t ns) {
 
 // ---- storage: the log and the saved state -------------------------------------------
 
+// order_shipped has 4 bytes of padding after `carrier`, which memcpy would
+// store as they are (stack garbage): version 2 stores its two fields; logs of
+// version 1 (the object's 16 bytes) still read.
+struct shipped_codec {
+  void encode(const order_shipped& e, sluice::byte_writer& out) const {
+    out.put(e.order);
+    out.put(e.carrier);
+  }
+  sluice::decoded<order_shipped> decode(sluice::byte_view in, std::uint32_t version) const {
+    order_shipped e{};
+    sluice::byte_reader r(in);
+    if (version == 1) {
+      if (in.size != sizeof(order_shipped)) return sluice::decode_failure("bad v1 order_shipped");
+      std::memcpy(&e, in.data, sizeof e);
+      return e;
+    }
+    if (version != 2)
+      return sluice::decode_failure("unknown order_shipped version",
+                                    sluice::decode_errc::unsupported_version);
+    if (!r.get(e.order) || !r.get(e.carrier) || !r.done())
+      return sluice::decode_failure("bad order_shipped");
+    return e;
+  }
+};
+
 std::shared_ptr<sluice::codecs> event_types() {
   auto t = std::make_shared<sluice::codecs>();
   t->add<order_placed>("order_placed");
   t->add<order_paid>("order_paid");
-  t->add<order_shipped>("order_shipped");
+  t->add<order_shipped>("order_shipped", 2, shipped_codec{});
   return t;
 }
 
@@ -432,6 +467,16 @@ int main(int argc, char** argv) {
       std::filesystem::remove(state_path, ec);
     }
     if (!orders_in_log(log_dir, *types, base)) return 3;
+    if (base != 0 && base + cfg.orders > cfg.keep) {
+      // The log stays bounded: rather than grow past --keep, start over.
+      std::printf("the log holds %" PRIu64 " orders; %" PRIu64 " more would pass --keep %" PRIu64
+                  ": starting over\n",
+                  base, cfg.orders, cfg.keep);
+      std::error_code ec;
+      std::filesystem::remove_all(log_dir, ec);
+      std::filesystem::remove(state_path, ec);
+      if (!orders_in_log(log_dir, *types, base)) return 3;
+    }
   }
 
   std::printf("order service: %" PRIu64 " new orders, %" PRIu64 " producers, %" PRIu64

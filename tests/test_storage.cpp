@@ -654,7 +654,7 @@ struct fmt::formatter<price> : fmt::formatter<double> {
 TEST_CASE("JSON-lines sink: one escaped line per event, formatted or base64", "[storage]") {
   test::temp_dir dir;
   auto types = make_types();
-  types->add<price>("price");
+  types->add<price>("price", 1, sluice::fields(&price::id, &price::value));
   sluice::storage_error err;
   auto js = sluice::json_sink::open(dir / "audit.jsonl", types, err);
   REQUIRE(js != nullptr);

@@ -127,17 +127,24 @@ struct read_result {
   sluice::read_status last = sluice::read_status::event;
   sluice::storage_error error;
   std::uint64_t pending = 0;
+  std::vector<sluice::lost_records> lost;  // reported on the way (reading went on)
 };
 
-read_result read_all(const std::string& dir) {
+read_result read_all(const std::string& dir, bool skip_damaged = false) {
   read_result out;
   sluice::storage_error err;
-  auto r = sluice::log_reader::open(dir, {}, err);
+  sluice::reader_options ro;
+  ro.skip_damaged = skip_damaged;
+  auto r = sluice::log_reader::open(dir, ro, err);
   INFO(err.describe());
   REQUIRE(r != nullptr);
   sluice::stored_event e;
   for (std::size_t guard = 0; guard < 10000000; ++guard) {
     out.last = r->next(e);
+    if (out.last == sluice::read_status::lost) {
+      out.lost.push_back(r->lost());
+      continue;
+    }
     if (out.last != sluice::read_status::event) break;
     out.offsets.push_back(e.offset);
     const sluice::decoded<tick> d = tick_codecs()->decode<tick>(e);
@@ -311,6 +318,109 @@ void check_damaged_log(const std::string& dir, const expected_damage& x) {
   REQUIRE(test::read_file(x.file + ".damaged-" + std::to_string(x.at)) == tail);
 }
 
+// Damage with valid records after it: not a torn tail. Readers stop at it
+// (or, told to, skip it and report the offsets lost); a writer refuses to open
+// the log, changing nothing; repair_log keeps every valid record at its
+// offset, moves the damaged bytes aside, and says what is missing; then the
+// writer opens it and goes on, and a second repair finds nothing.
+struct expected_mid_damage {
+  std::string file;
+  std::uint64_t at = 0;      // byte offset of the damaged record
+  std::uint64_t bytes = 0;   // its size
+  std::uint64_t victim = 0;  // its offset
+  std::uint64_t total = 0;   // records in the log before the damage
+  const char* reason = "";
+  std::size_t segment_bytes = big_segments;
+};
+
+void check_mid_damage(const std::string& dir, const expected_mid_damage& x) {
+  INFO("record " << x.victim << " damaged at byte " << x.at << " of " << x.file);
+  const auto before = snapshot(dir);
+  const bytes_t damaged = test::read_file(x.file);
+  std::vector<std::uint64_t> kept;
+  for (std::uint64_t i = 0; i < x.total; ++i)
+    if (i != x.victim) kept.push_back(i);
+  {
+    const read_result r = read_all(dir);
+    REQUIRE(r.last == sluice::read_status::damaged);
+    REQUIRE(r.error.file == x.file);
+    REQUIRE(r.error.offset == x.at);
+    REQUIRE_THAT(r.error.message, Contains(x.reason));
+    REQUIRE(r.offsets.size() == x.victim);
+  }
+  {
+    const read_result r = read_all(dir, true);  // skip_damaged
+    REQUIRE(r.last == sluice::read_status::end);
+    REQUIRE(r.offsets == kept);
+    REQUIRE(r.lost.size() == 1);
+    REQUIRE(r.lost[0].from == x.victim);
+    REQUIRE(r.lost[0].to == x.victim + 1);
+    REQUIRE(r.lost[0].file == x.file);
+    REQUIRE(r.lost[0].offset == x.at);
+  }
+  {
+    sluice::storage_error err;
+    auto log = sluice::file_log::open(log_options(dir, x.segment_bytes), err);
+    REQUIRE(log == nullptr);
+    REQUIRE(err.code == sluice::storage_errc::damaged);
+    REQUIRE(err.file == x.file);
+    REQUIRE(err.offset == x.at);
+    REQUIRE_THAT(err.message, Contains("not a torn tail"));
+    REQUIRE_THAT(err.message, Contains("repair"));
+  }
+  REQUIRE(snapshot(dir) == before);  // refusing changed nothing
+
+  sluice::repair_options ro;
+  ro.dir = dir;
+  ro.dry_run = true;
+  const sluice::repair_report dry = sluice::repair_log(ro);
+  REQUIRE(dry.ok());
+  REQUIRE(dry.changed());
+  REQUIRE(snapshot(dir) == before);  // a dry run changes nothing
+
+  ro.dry_run = false;
+  const sluice::repair_report rep = sluice::repair_log(ro);
+  INFO(rep.error.describe());
+  REQUIRE(rep.ok());
+  REQUIRE(rep.records == x.total - 1);
+  REQUIRE(rep.changes.size() == 1);
+  const sluice::repair_change& c = rep.changes[0];
+  REQUIRE(c.file == x.file);
+  REQUIRE(c.at == x.at);
+  REQUIRE(c.bytes == x.bytes);
+  REQUIRE(c.lost_from == x.victim);
+  REQUIRE(c.lost_to == x.victim + 1);
+  REQUIRE(test::read_file(c.saved_to) ==
+          bytes_t(damaged.begin() + static_cast<std::ptrdiff_t>(x.at),
+                  damaged.begin() + static_cast<std::ptrdiff_t>(x.at + x.bytes)));
+  {
+    const read_result r = read_all(dir);
+    REQUIRE(r.last == sluice::read_status::end);
+    REQUIRE(r.pending == 0);
+    REQUIRE(r.offsets == kept);  // every valid record, at its offset
+    REQUIRE(r.undecodable == 0);
+    REQUIRE(r.lost.size() == 1);
+    REQUIRE(r.lost[0].from == x.victim);
+    REQUIRE(r.lost[0].to == x.victim + 1);
+    REQUIRE_THAT(r.lost[0].why, Contains("repair"));
+  }
+  {
+    auto log = open_log(dir, x.segment_bytes);
+    REQUIRE(log->recovered().empty());
+    REQUIRE(log->next_offset() == x.total);
+    append_ticks(std::move(log), x.total, 3, 1);
+  }
+  {
+    const read_result r = read_all(dir);
+    REQUIRE(r.last == sluice::read_status::end);
+    REQUIRE(r.offsets.size() == kept.size() + 3);
+    REQUIRE(r.offsets.back() == x.total + 2);
+  }
+  const sluice::repair_report again = sluice::repair_log(ro);
+  REQUIRE(again.ok());
+  REQUIRE_FALSE(again.changed());
+}
+
 constexpr std::uint64_t n_records = 10;
 
 // A pristine single-segment log of n_records ticks, to copy for each case.
@@ -413,26 +523,22 @@ TEST_CASE("corruption: every bit of the last record's length and checksum fields
   }
 }
 
-TEST_CASE("corruption: a flipped bit in a middle record cuts from it on, later records saved",
+TEST_CASE("corruption: a flipped bit in a middle record is not a torn tail: refused, repaired",
           "[storage]") {
   pristine p;
   for (std::uint64_t victim : {std::uint64_t{0}, std::uint64_t{4}, n_records - 2}) {
     for (std::uint64_t byte :
          {std::uint64_t{5}, std::uint64_t{8}, std::uint64_t{44}, record_size - 1}) {
-      {
-        INFO("record " << victim << " byte " << byte);
-        const std::string dir = p.copy("case");
-        flip_bit(pristine::seg(dir), record_pos(victim) + byte, 3);
-        expected_damage x;
-        x.file = pristine::seg(dir);
-        x.at = record_pos(victim);
-        x.good = victim;
-        x.reason = "checksum mismatch";
-        check_damaged_log(dir, x);
-        // The side file holds the damaged record and every later one.
-        const bytes_t saved = test::read_file(x.file + ".damaged-" + std::to_string(x.at));
-        REQUIRE(saved.size() == (n_records - victim) * record_size);
-      }
+      const std::string dir = p.copy("case");
+      flip_bit(pristine::seg(dir), record_pos(victim) + byte, 3);
+      expected_mid_damage x;
+      x.file = pristine::seg(dir);
+      x.at = record_pos(victim);
+      x.bytes = record_size;
+      x.victim = victim;
+      x.total = n_records;
+      x.reason = "checksum mismatch";
+      check_mid_damage(dir, x);
     }
   }
 }
@@ -652,7 +758,7 @@ TEST_CASE("corruption: a segment of another format version is refused, unchanged
   const std::string dir = tmp / "log";
   make_log(dir, 4, 4096, 2);
   const std::string seg = dir + "/" + sluice::storage::segment_name(0);
-  patch_header_u32(seg, 8, 2);
+  patch_header_u32(seg, 8, 3);  // this build reads versions 1 and 2
   const auto before = snapshot(dir);
 
   sluice::storage_error err;
@@ -872,13 +978,15 @@ TEST_CASE("corruption: several segments, damage in the last one", "[storage]") {
   SECTION("a flipped bit in the last segment's second record") {
     const std::string dir = s.copy("case");
     flip_bit(segmented::in(dir, s.segs.back()), last.starts[1] + 50, 6);
-    expected_damage x;
+    expected_mid_damage x;
     x.file = segmented::in(dir, s.segs.back());
     x.at = last.starts[1];
-    x.good = base + 1;
+    x.bytes = last.starts[2] - last.starts[1];
+    x.victim = base + 1;
+    x.total = segmented::count;
     x.reason = "checksum mismatch";
     x.segment_bytes = segmented::seg_bytes;
-    check_damaged_log(dir, x);
+    check_mid_damage(dir, x);
   }
   SECTION("truncation at every byte inside the last record") {
     const std::uint64_t start = last.starts.back();
@@ -989,6 +1097,7 @@ struct tick_v2 {  // "tick" as a later build lays it out
   std::uint32_t a = 0;
   std::uint32_t b = 0;
   std::uint32_t c = 0;
+  std::uint32_t reserved = 0;  // no padding: every byte is value
 };
 struct other {
   std::uint16_t x = 0;

@@ -1,5 +1,5 @@
-// sluice-log: verify, dump, stats and tail a sluice file log, without ever
-// changing it. The manual is docs/sluice-log.md.
+// sluice-log: verify, dump, stats and tail a sluice file log without changing
+// it, and repair a damaged one. The manual is docs/sluice-log.md.
 //
 // Exit codes: 0 ok; 1 damage found (verify) or reading stopped at damage;
 // 2 usage error; 3 I/O error, not a log, or another format version.
@@ -30,6 +30,7 @@
 #include <sluice/storage/format.hpp>
 #include <sluice/storage/json_sink.hpp>
 #include <sluice/storage/memory_sink.hpp>
+#include <sluice/storage/repair.hpp>
 #include <sluice/version.hpp>
 #include <string>
 #include <string_view>
@@ -102,14 +103,15 @@ void error(fmt::format_string<Args...> f, Args&&... args) {
 constexpr const char* main_help =
     "Usage: sluice-log <command> <dir> [options]\n"
     "\n"
-    "Reads a sluice file log (a folder of .slog segment files). It never changes\n"
-    "the log, and may read one that is being written.\n"
+    "Reads a sluice file log (a folder of .slog segment files), and may read one\n"
+    "that is being written. Only 'repair' changes a log.\n"
     "\n"
     "Commands:\n"
     "  verify <dir>   check every record of every segment\n"
     "  dump <dir>     print events as JSON lines\n"
     "  stats <dir>    counts and bytes per type, time span, rate over time\n"
     "  tail <dir>     print the last events; with -f, follow new ones\n"
+    "  repair <dir>   make a damaged log whole, keeping every valid record\n"
     "\n"
     "Options:\n"
     "  -h, --help     show this help; 'sluice-log <command> --help' for a command\n"
@@ -122,21 +124,42 @@ constexpr const char* main_help =
     "  3  I/O error, not a sluice log, or another log format version\n";
 
 constexpr const char* verify_help =
-    "Usage: sluice-log verify <dir> [--progress | --no-progress]\n"
+    "Usage: sluice-log verify <dir> [--progress | --no-progress] [--max-record N]\n"
     "\n"
-    "Checks every record of every segment: framing, checksums, offsets, segment\n"
-    "headers and the links between segments. Each damaged place is printed as\n"
-    "'file:byte-offset: reason' (an incomplete record at the end of the log is\n"
-    "damage too); after damage, checking goes on with the next segment. Then a\n"
-    "summary: segments, bytes, records, first and last offset.\n"
+    "Checks every record of every segment: framing, checksums, offsets, type\n"
+    "names, segment headers and the links between segments. Each damaged place is\n"
+    "printed as 'file:byte-offset: reason' (an incomplete record at the end of the\n"
+    "log is damage too); after damage, checking goes on with the next segment.\n"
+    "Offsets that the log says are missing (a failed sync, a repair) are printed\n"
+    "as notes. Then a summary: segments, bytes, records, first and last offset.\n"
     "\n"
     "Options:\n"
-    "  --progress     show a progress bar on stderr (by default only when stderr\n"
-    "                 is a terminal and the log holds 16 MiB or more)\n"
-    "  --no-progress  never show it\n"
+    "  --progress       show a progress bar on stderr (by default only when stderr\n"
+    "                   is a terminal and the log holds 16 MiB or more)\n"
+    "  --no-progress    never show it\n"
+    "  --max-record N   the largest record body in version 1 segments (default\n"
+    "                   16 MiB; version 2 segments say what their writer took)\n"
     "\n"
     "Exit codes: 0 no damage, 1 damage found, 2 usage error, 3 I/O error, not a\n"
     "log or another format version (3 wins over 1).\n";
+
+constexpr const char* repair_help =
+    "Usage: sluice-log repair <dir> [--dry-run] [--max-record N]\n"
+    "\n"
+    "Makes a damaged log whole so that a writer can open it and readers read it\n"
+    "to the end, without losing a valid record and without renumbering one:\n"
+    "damaged bytes are moved to side files (<segment>.damaged-<byte offset>);\n"
+    "records after damage go to a new segment whose header says which offsets\n"
+    "are missing; a segment with a damaged header gets a new one. Each change is\n"
+    "printed: file, byte offset, bytes, missing offsets, reason, side file. A\n"
+    "writer must not have the log open (repair takes its lock).\n"
+    "\n"
+    "Options:\n"
+    "  --dry-run        say what would change, change nothing\n"
+    "  --max-record N   the largest record body in version 1 segments\n"
+    "\n"
+    "Exit codes: 0 ok (repaired, or nothing to repair), 2 usage error, 3 I/O\n"
+    "error, the log is open for writing, or another format version.\n";
 
 constexpr const char* dump_help =
     "Usage: sluice-log dump <dir> [--from N] [--type NAME] [--key K] [--limit N] [--hex]\n"
@@ -151,12 +174,15 @@ constexpr const char* dump_help =
     "  --key K        only events with this key\n"
     "  --limit N      print at most N events\n"
     "  --hex          show payloads in hexadecimal\n"
+    "  --max-record N the largest record body in version 1 segments\n"
+    "\n"
+    "Offsets the log says are missing are noted on stderr.\n"
     "\n"
     "Exit codes: 0 ok, 1 stopped at damage (the events before it were printed),\n"
     "2 usage error, 3 I/O error, not a log or another format version.\n";
 
 constexpr const char* stats_help =
-    "Usage: sluice-log stats <dir> [--bucket SECONDS]\n"
+    "Usage: sluice-log stats <dir> [--bucket SECONDS] [--max-record N]\n"
     "\n"
     "Prints the number of segments, bytes and records, the first and last offset\n"
     "and time, records and bytes per type, and the rate over time: events per\n"
@@ -164,6 +190,7 @@ constexpr const char* stats_help =
     "\n"
     "Options:\n"
     "  --bucket SECONDS  bucket width (default: chosen to give at most 40 rows)\n"
+    "  --max-record N    the largest record body in version 1 segments\n"
     "\n"
     "Exit codes: 0 ok, 1 stopped at damage (the figures cover the records before\n"
     "it), 2 usage error, 3 I/O error, not a log or another format version.\n";
@@ -181,6 +208,7 @@ constexpr const char* tail_help =
     "  --type NAME    only events of this type name\n"
     "  --key K        only events with this key\n"
     "  --hex          show payloads in hexadecimal\n"
+    "  --max-record N the largest record body in version 1 segments\n"
     "\n"
     "Exit codes: 0 ok (also when -f is interrupted), 1 stopped at damage,\n"
     "2 usage error, 3 I/O error, not a log or another format version.\n";
@@ -419,7 +447,9 @@ header_kind inspect_header(const std::string& path, std::uint64_t& base) {
   if (std::memcmp(h, st::segment_magic, m) != 0) return header_kind::foreign;
   if (n < sizeof h || st::load_le<std::uint32_t>(h + 60) != sluice::detail::crc32c(h, 60))
     return header_kind::damaged;
-  if (st::load_le<std::uint32_t>(h + 8) != st::format_version) return header_kind::other_version;
+  const std::uint32_t version = st::load_le<std::uint32_t>(h + 8);
+  if (version < st::oldest_format_version || version > st::format_version)
+    return header_kind::other_version;
   st::segment_header sh;
   if (st::read_segment_header(h, sh) != nullptr) return header_kind::damaged;
   base = sh.base;
@@ -475,7 +505,8 @@ sluice::read_status next_event(sluice::log_reader& r, sluice::stored_event& e,
       err = r.error();
       return s;
     }
-    if (s == sluice::read_status::event || !tail_is_damage) return s;
+    if (s == sluice::read_status::event || s == sluice::read_status::lost || !tail_is_damage)
+      return s;
     const std::optional<std::uint64_t> short_size = short_segment(r);
     if (r.pending_bytes() == 0 && !short_size) return s;
     if (!waited) {
@@ -509,6 +540,25 @@ sluice::read_status next_event(sluice::log_reader& r, sluice::stored_event& e,
         file, at);
     return sluice::read_status::damaged;
   }
+}
+
+// Says which offsets the log says are missing (not an error: the log is
+// whole, and says why).
+void note_lost(const sluice::log_reader& r) {
+  const sluice::lost_records& l = r.lost();
+  if (l.to == l.from) return;
+  error("note: offsets {} to {} are not in the log: {} ({}:{})", l.from, l.to - 1, l.why, l.file,
+        l.offset);
+}
+
+// --max-record N (for version 1 segments) into `o`.
+int max_record_option(const arguments& a, std::string_view command, sluice::reader_options& o) {
+  std::uint64_t m = o.max_record;
+  if (int rc = number_option(a, command, "max-record", m, sluice::storage::body_fixed + 1,
+                             std::uint64_t{1} << 31))
+    return rc;
+  o.max_record = static_cast<std::size_t>(m);
+  return exit_ok;
 }
 
 std::unique_ptr<sluice::log_reader> open_reader(const std::string& dir, sluice::reader_options o,
@@ -664,9 +714,12 @@ int cmd_verify(int argc, char** argv) {
   if (wants_help(argc, argv, 2)) return show(verify_help);
   arguments a;
   std::string dir;
-  if (int rc = parse_command(argc, argv, "verify",
-                             {{"progress", 0, false}, {"no-progress", 0, false}}, a, dir))
+  if (int rc = parse_command(
+          argc, argv, "verify",
+          {{"progress", 0, false}, {"no-progress", 0, false}, {"max-record", 0, true}}, a, dir))
     return rc;
+  sluice::reader_options base_options;
+  if (int rc = max_record_option(a, "verify", base_options)) return rc;
   listing log;
   if (int rc = list_log(dir, log, false)) return rc;
   const std::uint64_t total = log.bytes();
@@ -675,6 +728,7 @@ int cmd_verify(int argc, char** argv) {
   progress_bar bar(show_bar, total);
 
   std::uint64_t records = 0;
+  std::uint64_t lost = 0;
   std::optional<std::uint64_t> first;
   std::uint64_t last = 0;
   std::size_t problems = 0;
@@ -694,7 +748,7 @@ int cmd_verify(int argc, char** argv) {
   while (start < log.segments.size()) {
     std::uint64_t before = 0;  // bytes of the segments before `start`
     for (std::size_t i = 0; i < start; ++i) before += log.segments[i].size;
-    sluice::reader_options o;
+    sluice::reader_options o = base_options;
     o.from = log.segments[start].base;
     sluice::storage_error err;
     std::unique_ptr<sluice::log_reader> r = sluice::log_reader::open(dir, o, err);
@@ -712,6 +766,12 @@ int cmd_verify(int argc, char** argv) {
         if (!first) first = e.offset;
         last = e.offset;
         bar.update(done);
+        continue;
+      }
+      if (s == sluice::read_status::lost) {
+        bar.clear();
+        note_lost(*r);
+        lost += r->lost().to - r->lost().from;
         continue;
       }
       if (s == sluice::read_status::end) break;
@@ -741,6 +801,8 @@ int cmd_verify(int argc, char** argv) {
   fmt::format_to(it, "segments:  {}\n", log.segments.size());
   fmt::format_to(it, "bytes:     {}\n", total);
   fmt::format_to(it, "records:   {}\n", records);
+  if (lost != 0)
+    fmt::format_to(it, "missing:   {} offsets (said by the log; see the notes)\n", lost);
   if (first)
     fmt::format_to(it, "offsets:   {} to {}\n", *first, last);
   else
@@ -766,10 +828,12 @@ int cmd_dump(int argc, char** argv) {
                               {"type", 0, true},
                               {"key", 0, true},
                               {"limit", 0, true},
-                              {"hex", 0, false}},
+                              {"hex", 0, false},
+                              {"max-record", 0, true}},
                              a, dir))
     return rc;
   sluice::reader_options o;
+  if (int rc = max_record_option(a, "dump", o)) return rc;
   std::uint64_t limit = UINT64_MAX;
   if (int rc = number_option(a, "dump", "from", o.from)) return rc;
   if (int rc = number_option(a, "dump", "limit", limit)) return rc;
@@ -800,6 +864,10 @@ int cmd_dump(int argc, char** argv) {
       (void)emit(out);
       (void)flush_out();
       return stopped_at(err);
+    }
+    if (s == sluice::read_status::lost) {
+      note_lost(*r);
+      continue;
     }
     sluice::append_json_line(out, e, nullptr, hex);
     ++printed;
@@ -879,13 +947,17 @@ int cmd_stats(int argc, char** argv) {
   if (wants_help(argc, argv, 2)) return show(stats_help);
   arguments a;
   std::string dir;
-  if (int rc = parse_command(argc, argv, "stats", {{"bucket", 0, true}}, a, dir)) return rc;
+  if (int rc = parse_command(argc, argv, "stats", {{"bucket", 0, true}, {"max-record", 0, true}}, a,
+                             dir))
+    return rc;
   std::uint64_t bucket = 0;
   if (int rc = number_option(a, "stats", "bucket", bucket, 1, 1000000000)) return rc;
+  sluice::reader_options ro;
+  if (int rc = max_record_option(a, "stats", ro)) return rc;
   listing log;
   if (int rc = list_log(dir, log, false)) return rc;
   int rc = exit_ok;
-  std::unique_ptr<sluice::log_reader> r = open_reader(dir, {}, rc);
+  std::unique_ptr<sluice::log_reader> r = open_reader(dir, ro, rc);
   if (r == nullptr) return rc;
 
   std::map<std::string, type_stats, std::less<>> types;
@@ -902,6 +974,10 @@ int cmd_stats(int argc, char** argv) {
     if (s == sluice::read_status::damaged) {
       rc = stopped_at(err);
       break;
+    }
+    if (s == sluice::read_status::lost) {
+      note_lost(*r);
+      continue;
     }
     if (records == 0) {
       first = e.offset;
@@ -1020,9 +1096,12 @@ int cmd_tail(int argc, char** argv) {
                               {"from", 0, true},
                               {"type", 0, true},
                               {"key", 0, true},
-                              {"hex", 0, false}},
+                              {"hex", 0, false},
+                              {"max-record", 0, true}},
                              a, dir))
     return rc;
+  sluice::reader_options base_options;
+  if (int rc = max_record_option(a, "tail", base_options)) return rc;
   const bool follow = a.has("follow");
   const bool hex = a.has("hex");
   if (a.has("lines") && a.has("from"))
@@ -1057,7 +1136,7 @@ int cmd_tail(int argc, char** argv) {
   std::vector<sluice::storage_error> damage;  // met while looking back, newest first
 
   if (from) {
-    sluice::reader_options o;
+    sluice::reader_options o = base_options;
     o.from = *from;
     live = open_reader(dir, o, rc);
     if (live == nullptr) return rc;
@@ -1069,7 +1148,7 @@ int cmd_tail(int argc, char** argv) {
     for (std::size_t i = log.segments.size(); i-- > 0 && found < lines && !stop_requested;) {
       const bool newest = i + 1 == log.segments.size();
       const std::uint64_t end = newest ? UINT64_MAX : log.segments[i + 1].base;
-      sluice::reader_options o;
+      sluice::reader_options o = base_options;
       o.from = log.segments[i].base;
       std::unique_ptr<sluice::log_reader> r = open_reader(dir, o, rc);
       if (r == nullptr) return rc;
@@ -1085,6 +1164,7 @@ int cmd_tail(int argc, char** argv) {
           if (!seen) damage.push_back(err);
           break;
         }
+        if (s == sluice::read_status::lost) continue;  // said when followed
         if (e.offset >= end) break;
         if (!filter.match(e)) continue;
         chunk.push_back(sluice::owned_event::from(e));
@@ -1109,7 +1189,7 @@ int cmd_tail(int argc, char** argv) {
     }
   } else {
     // Nothing to show (-n 0, or an empty folder to follow): start at the end.
-    sluice::reader_options o;
+    sluice::reader_options o = base_options;
     o.from = log.segments.empty() ? 0 : log.segments.back().base;
     live = open_reader(dir, o, rc);
     if (live == nullptr) return rc;
@@ -1118,6 +1198,7 @@ int cmd_tail(int argc, char** argv) {
         const sluice::read_status s = next_event(*live, e, err, !follow);
         if (s == sluice::read_status::end) break;
         if (s == sluice::read_status::damaged) return stopped_at(err);
+        if (s == sluice::read_status::lost) note_lost(*live);
       }
     }
   }
@@ -1132,12 +1213,65 @@ int cmd_tail(int argc, char** argv) {
       if (out.size() >= flush_at && !emit(out)) return exit_ok;
       continue;
     }
+    if (s == sluice::read_status::lost) {
+      (void)emit(out);
+      (void)flush_out();
+      note_lost(*live);
+      continue;
+    }
     if (!emit(out) || !flush_out()) return exit_ok;  // stdout went away
     if (s == sluice::read_status::damaged) return stopped_at(err);
     if (!follow) break;
     sleep_ms(poll_ms);
   }
   (void)emit(out);
+  return exit_ok;
+}
+
+// ---- repair ----------------------------------------------------------------------------------
+
+int cmd_repair(int argc, char** argv) {
+  if (wants_help(argc, argv, 2)) return show(repair_help);
+  arguments a;
+  std::string dir;
+  if (int rc = parse_command(argc, argv, "repair", {{"dry-run", 0, false}, {"max-record", 0, true}},
+                             a, dir))
+    return rc;
+  sluice::reader_options limits;
+  if (int rc = max_record_option(a, "repair", limits)) return rc;
+  listing log;
+  if (int rc = list_log(dir, log, false)) return rc;
+  sluice::repair_options o;
+  o.dir = dir;
+  o.max_record = limits.max_record;
+  o.dry_run = a.has("dry-run");
+  const sluice::repair_report r = sluice::repair_log(o);
+  fmt::memory_buffer out;
+  auto it = std::back_inserter(out);
+  const char* verb = o.dry_run ? "would move" : "moved";
+  for (const auto& c : r.changes) {
+    fmt::format_to(it, "{}:{}: {}: {} {} byte{} to {}", c.file, c.at, c.reason, verb, c.bytes,
+                   c.bytes == 1 ? "" : "s", c.saved_to.empty() ? "nowhere" : c.saved_to);
+    if (c.lost_to > c.lost_from)
+      fmt::format_to(it, "; offsets {} to {} are missing", c.lost_from, c.lost_to - 1);
+    fmt::format_to(it, "\n");
+  }
+  for (const auto& f : r.segments_made)
+    fmt::format_to(it, "{} {}\n", o.dry_run ? "would make" : "made", f);
+  for (const auto& f : r.headers_rewritten)
+    fmt::format_to(it, "{} the header of {}\n", o.dry_run ? "would rewrite" : "rewrote", f);
+  fmt::format_to(it, "records kept: {}\n", r.records);
+  fmt::format_to(
+      it, "result:       {}\n",
+      !r.ok() ? "stopped (see the error)"
+              : (r.changed() ? (o.dry_run ? "damaged (dry run: nothing changed)" : "repaired")
+                             : "nothing to repair"));
+  (void)emit(out);
+  (void)flush_out();
+  if (!r.ok()) {
+    error("{}", r.error.describe());
+    return exit_io;
+  }
   return exit_ok;
 }
 
@@ -1150,10 +1284,9 @@ struct command {
 };
 
 constexpr command commands[] = {
-    {"verify", cmd_verify, verify_help},
-    {"dump", cmd_dump, dump_help},
-    {"stats", cmd_stats, stats_help},
-    {"tail", cmd_tail, tail_help},
+    {"verify", cmd_verify, verify_help}, {"dump", cmd_dump, dump_help},
+    {"stats", cmd_stats, stats_help},    {"tail", cmd_tail, tail_help},
+    {"repair", cmd_repair, repair_help},
 };
 
 int run(int argc, char** argv) {

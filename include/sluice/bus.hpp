@@ -136,9 +136,17 @@ class bus {
     static_assert(check_event_type<Event>(), "");
     if (core_.state() == detail::run_state::stopped) return 0;
     core_.mark_started();
-    if (detail::record_hook* h = core_.hook())
-      h->on_event(detail::type_index<Event>(), &e, no_metadata);
     detail::registry* r = core_.find_reg(detail::type_index<Event>());
+    if (detail::record_hook* h = core_.hook()) {
+      if (!h->on_event(detail::type_index<Event>(), &e, no_metadata)) {
+        if (r != nullptr)
+          core_.report_failure(*r, failure_kind::not_durable, 0,
+                               "sluice: the recorder could not make the event durable "
+                               "(durable_before_delivery): it was not delivered",
+                               &e);
+        return 0;
+      }
+    }
     if (r == nullptr) return 0;
     detail::reader_slot& slot = *detail::my_slot();
     if (r->chain.load(std::memory_order_acquire) == nullptr)

@@ -67,6 +67,8 @@ enum class failure_kind : std::uint8_t {
                            // publish_result::full (counted rejected) instead of waiting for ever
   unrouted_in_destructor,  // the bus's destructor delivered `code` events of this
                            // type to no handler: subscriptions destroyed before the bus?
+  not_durable,             // a write-ahead recorder (durable_before_delivery) could not make the
+                           // event durable: it was not delivered (counted filtered)
 };
 
 [[nodiscard]] constexpr const char* to_string(failure_kind k) noexcept {
@@ -83,6 +85,8 @@ enum class failure_kind : std::uint8_t {
       return "no_drainer";
     case failure_kind::unrouted_in_destructor:
       return "unrouted_in_destructor";
+    case failure_kind::not_durable:
+      return "not_durable";
   }
   return "unknown";
 }

@@ -93,7 +93,7 @@ struct stage_fns {
   static F& fn_of(void* fn) noexcept { return *static_cast<F*>(fn); }
   static const T& ev_of(const void* ev) noexcept { return *static_cast<const T*>(ev); }
 
-  static bool test(void* fn, const void* ev, bool& pass) {
+  static bool test(void* fn, const void* ev, const metadata&, bool& pass) {
     return guarded([&] { pass = static_cast<bool>(fn_of(fn)(ev_of(ev))); });
   }
   static bool observe(void* fn, const void* ev, const metadata&) {
@@ -198,16 +198,23 @@ class stage_builder {
                   "sluice: store takes a std::shared_ptr<sluice::recorder>");
     struct store_fn {
       std::shared_ptr<detail::record_hook> hook;
-      static bool observe(void* fn, const void* ev, const metadata& m) {
-        static_cast<store_fn*>(fn)->hook->on_event(detail::type_index<T>(), ev, m);
-        return true;
+      // A filter that passes everything, unless a write-ahead recorder could
+      // not make the event durable: then it is dropped, and reported as a
+      // failed stage.
+      static bool test(void* fn, const void* ev, const metadata& m, bool& pass) {
+        pass = static_cast<store_fn*>(fn)->hook->on_event(detail::type_index<T>(), ev, m);
+        if (!pass)
+          detail::set_stage_error(
+              "sluice: the recorder could not make the event durable "
+              "(durable_before_delivery): it was not delivered");
+        return pass;
       }
       static void destroy(void* fn) noexcept { delete static_cast<store_fn*>(fn); }
     };
     core_->add_store_hook(rec);  // stop() has it write and sync
     detail::stage st;
-    st.kind = detail::stage_kind::tap;
-    st.observe = &store_fn::observe;
+    st.kind = detail::stage_kind::filter;
+    st.test = &store_fn::test;
     add(st, new store_fn{std::move(rec)}, &store_fn::destroy, nullptr);
     return *this;
   }

@@ -120,9 +120,15 @@ tracking_result check_tracking(unsigned mutations, sluice_model::strategy how) {
     };
     sluice::subscription sub =
         bus.subscribe<ev>([g = guard(alive), &reset_returned, &bad_call](const ev&) {
-          if (reset_returned.load() || !g.alive->load()) bad_call = true;
+          // Copies first: after the schedule point nothing of this handler
+          // object is touched, so that the positive control (where reset()
+          // destroys it while it runs) finds the bug without a use after free.
+          std::atomic<bool>* returned = &reset_returned;
+          std::atomic<bool>* bad = &bad_call;
+          const std::shared_ptr<std::atomic<bool>> flag = g.alive;
+          if (returned->load() || !flag->load()) *bad = true;
           SLUICE_SCHEDULE_POINT();  // the handler runs across steps of the others
-          if (reset_returned.load() || !g.alive->load()) bad_call = true;
+          if (returned->load() || !flag->load()) *bad = true;
         });
     std::vector<std::function<void()>> threads;
     threads.emplace_back([&bus] {

@@ -800,18 +800,18 @@ void case_not_a_log() {
   check(contains(r.err, "not a sluice log segment"),
         "foreign file: dump message (got: " + r.err + ")");
 
-  // A whole header of format version 2.
+  // A whole header of format version 3 (this build reads 1 and 2).
   std::filesystem::create_directories(t / "v2");
   {
     unsigned char h[sluice::storage::segment_header_size];
     sluice::storage::write_segment_header(h, 0, base_ns);
-    sluice::storage::store_le<std::uint32_t>(h + 8, 2);
+    sluice::storage::store_le<std::uint32_t>(h + 8, 3);
     sluice::storage::store_le<std::uint32_t>(h + 60, sluice::detail::crc32c(h, 60));
     std::ofstream f(t / "v2/00000000000000000000.slog", std::ios::binary);
     f.write(reinterpret_cast<const char*>(h), sizeof h);
   }
   r = expect({"verify", t / "v2"}, 3);
-  check(contains(r.out, "version"), "version 2: message (got: " + r.out + ")");
+  check(contains(r.out, "version"), "version 3: message (got: " + r.out + ")");
   expect({"stats", t / "v2"}, 3);
 
   // A segment that cannot be opened (not as root, which may open anything).

@@ -32,15 +32,17 @@ namespace detail {
 enum class run_state : std::uint8_t { running, draining, discarding, stopped };
 
 // What a recorder (storage/recorder.hpp) implements to see a bus's events.
-// Called on the delivering threads; must not throw.
+// Called on the delivering threads; must not throw. Each returns whether the
+// events may be delivered: false only for a strict write-ahead recorder that
+// could not make them durable.
 class record_hook {
  public:
   virtual ~record_hook() = default;
   // Events taken from a lane for delivery, in lane order, before any stage or
   // handler sees them.
-  virtual void on_batch(const record* recs, std::size_t n) noexcept = 0;
+  virtual bool on_batch(const record* recs, std::size_t n) noexcept = 0;
   // One event: a dispatch, or a store stage.
-  virtual void on_event(std::uint32_t type, const void* ev, const metadata& m) noexcept = 0;
+  virtual bool on_event(std::uint32_t type, const void* ev, const metadata& m) noexcept = 0;
   // The bus has stopped: everything recorded is to be written (and synced).
   virtual void on_stop() noexcept = 0;
 };
@@ -358,7 +360,7 @@ class bus_core {
           switch (st.kind) {
             case stage_kind::filter: {
               bool pass = false;
-              if (!st.test(st.fn, ev, pass)) stage_failed(r, ev);
+              if (!st.test(st.fn, ev, m, pass)) stage_failed(r, ev);
               if (!pass) go_on = false;  // f stays filtered
               break;
             }
@@ -513,7 +515,8 @@ class bus_core {
       l.batch_pos = 0;
       l.batch_end = n;
       if (!discard) {
-        if (record_hook* h = hook()) h->on_batch(l.batch(), n);
+        if (record_hook* h = hook(); h != nullptr && !h->on_batch(l.batch(), n))
+          g.not_durable = n;  // the write-ahead log could not keep them: not delivered
       }
     }
     record* batch = l.batch();
@@ -523,6 +526,13 @@ class bus_core {
       g.t.switch_to(r);
       if (discard) {
         ++g.t.discarded;
+      } else if (SLUICE_UNLIKELY(g.not_durable != 0)) {
+        --g.not_durable;
+        report_failure(r, failure_kind::not_durable, 0,
+                       "sluice: the recorder could not make the event durable "
+                       "(durable_before_delivery): it was not delivered",
+                       rec.event());
+        g.t.count(fate::filtered, 0);
       } else {
         g.current = &rec;
         std::size_t calls = 0;
@@ -694,7 +704,8 @@ class bus_core {
     lane& l;
     tally t;
     std::size_t settled = 0;
-    record* current = nullptr;  // an event whose delivery is under way
+    std::size_t not_durable = 0;  // events of this batch the write-ahead log could not keep
+    record* current = nullptr;    // an event whose delivery is under way
     drain_guard(bus_core& c, lane& ln) noexcept : core(c), l(ln) {}
     drain_guard(const drain_guard&) = delete;
     drain_guard& operator=(const drain_guard&) = delete;

@@ -48,11 +48,12 @@ struct stage {
   stage_kind kind = stage_kind::tap;
   void* fn = nullptr;
   void (*destroy)(void* fn) noexcept = nullptr;
-  // filter: false drops the event. tap: observes. route: picks a channel id.
+  // filter: false drops the event (a store stage is one). tap: observes. route: picks a
+  // channel id.
   // enrich / transform: builds the output and sends it on (the rest of this
   // chain for enrich, the output type's chain for transform) and says what
   // became of the input. Each returns false if the user's function threw.
-  bool (*test)(void* fn, const void* ev, bool& pass) = nullptr;
+  bool (*test)(void* fn, const void* ev, const metadata& m, bool& pass) = nullptr;
   bool (*observe)(void* fn, const void* ev, const metadata& m) = nullptr;
   bool (*pick)(void* fn, const void* ev, std::uint32_t& channel) = nullptr;
   bool (*convert)(void* fn, const void* ev, const metadata& m, stage_context& ctx, std::size_t next,

@@ -3,8 +3,13 @@
 // Every stored type has a stable, user-given name (what the log stores, so
 // renaming a C++ type does not break old logs) and a version number (bump it
 // when the layout changes; decoders get the version a record was written
-// with). Trivially copyable types are stored with memcpy by default; any other
-// type needs a codec, so any serializer can be plugged in:
+// with). Types whose bytes are all value (trivially copyable, with unique
+// object representations: no padding, no floating point) are stored with
+// memcpy by default; for others the bytes of padding would be stored (stack
+// garbage in a durable file, and equal events with different checksums), so
+// they need a codec: sluice::fields(&T::a, &T::b, ...) stores chosen members
+// one after the other, memcpy_codec<T> given explicitly says "T has no
+// padding" (floating-point members), and any serializer can be plugged in:
 //
 //   struct note_codec {
 //     void encode(const note& n, sluice::byte_writer& out) const;
@@ -12,6 +17,7 @@
 //   };
 //   sluice::codecs types;
 //   types.add<order>("order");                  // memcpy, version 1
+//   types.add<shot>("shot", 1, sluice::fields(&shot::x, &shot::y, &shot::kind));
 //   types.add<note>("note", 2, note_codec{});   // a codec of one's own
 //
 // Decoding errors are values (sluice::decoded holds an event or an error),
@@ -29,6 +35,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <type_traits>
 #include <unordered_map>
 #include <utility>
@@ -168,6 +175,45 @@ struct memcpy_codec {
   }
 };
 
+// A codec that stores chosen members, each trivially copyable, one after the
+// other (no padding between them), and reads them back into a
+// value-initialised T. Made by sluice::fields(&T::a, &T::b, ...).
+template <class T, class... Members>
+struct fields_codec {
+  static_assert(sizeof...(Members) > 0, "sluice: fields() needs at least one member");
+  static_assert(std::is_default_constructible_v<T>,
+                "sluice: fields() decodes into a value-initialised T: T needs a default "
+                "constructor");
+  std::tuple<Members T::*...> members;
+  static constexpr std::size_t size = (sizeof(Members) + ...);
+
+  void encode(const T& v, byte_writer& out) const {
+    std::apply([&](auto... m) { (out.append(&(v.*m), sizeof(v.*m)), ...); }, members);
+  }
+  decoded<T> decode(byte_view in, std::uint32_t) const noexcept {
+    if (in.size != size)
+      return decode_failure("sluice: payload size differs from the fields' sizes",
+                            decode_errc::wrong_size);
+    T value{};
+    std::size_t at = 0;
+    std::apply(
+        [&](auto... m) {
+          ((std::memcpy(static_cast<void*>(&(value.*m)), in.data + at, sizeof(value.*m)),
+            at += sizeof(value.*m)),
+           ...);
+        },
+        members);
+    return value;
+  }
+};
+
+template <class T, class... Members>
+[[nodiscard]] fields_codec<T, Members...> fields(Members T::*... members) {
+  static_assert((std::is_trivially_copyable_v<Members> && ...),
+                "sluice: fields() stores trivially copyable members; give a codec for others");
+  return fields_codec<T, Members...>{std::make_tuple(members...)};
+}
+
 // One registered type, type-erased.
 struct codec_entry {
   std::string name;
@@ -208,9 +254,17 @@ class codecs {
   codecs(codecs&&) = default;
   codecs& operator=(codecs&&) = default;
 
-  // Registers a trivially copyable type, stored with memcpy.
+  // Registers a type stored with memcpy: its bytes must all be value.
   template <class T>
   const char* add(std::string_view name, std::uint32_t version = 1) {
+    static_assert(std::is_trivially_copyable_v<T>,
+                  "sluice: a type that is not trivially copyable needs a codec: "
+                  "add<T>(name, version, codec)");
+    static_assert(std::has_unique_object_representations_v<T>,
+                  "sluice: T may have padding bytes (or floating-point members), and memcpy "
+                  "would store whatever they hold: give a codec, e.g. add<T>(name, 1, "
+                  "sluice::fields(&T::a, &T::b, ...)), or, if T has no padding, "
+                  "add<T>(name, 1, sluice::memcpy_codec<T>{})");
     memcpy_codec<T> c;
     c.version = version;
     return add<T>(name, version, c);
@@ -241,6 +295,7 @@ class codecs {
       return why;
 #endif
     }
+    if constexpr (std::is_same_v<C, memcpy_codec<T>>) codec.version = version;
     auto e = std::make_unique<codec_entry>();
     e->name = std::string(name);
     e->version = version;

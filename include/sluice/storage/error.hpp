@@ -1,4 +1,16 @@
-// sluice — errors of the storage layer: values, never exceptions.
+// sluice — errors of the storage layer.
+//
+// One rule, as in the core: what a program cannot prevent (a full disk, a
+// failed sync, a damaged file, bytes that do not decode) is a value, never an
+// exception: storage_error here, decode_error in codec.hpp, read_status in
+// log_reader.hpp. Every function that returns a storage_error reports all its
+// problems that way, bad options included (storage_errc::bad_option).
+// Mistakes in setting things up that have no storage_error to return them in
+// (a recorder made with impossible options, a codec name registered twice, a
+// recorder attached after the bus started) are refused as the core refuses
+// them: with exceptions, by throwing std::invalid_argument or
+// std::logic_error (both std::logic_error); without, by a returned message or
+// valid() == false.
 #pragma once
 
 #include <cstdint>

@@ -11,9 +11,11 @@
 //   flags   = bit 0: has key, bit 1: replayed; other bits are zero
 //
 //   segment = header (64 bytes) + records
-//   header  = "SLUICELG" | u32 format version (1) | u32 header size (64)
+//   header  = "SLUICELG" | u32 format version (2) | u32 header size (64)
 //           | u64 offset of the first record | i64 creation time (ns, Unix)
-//           | 28 zero bytes | u32 CRC32C of the 60 bytes before it
+//           | u64 lost from | u32 max record | u8 lost reason | 15 zero bytes
+//           | u32 CRC32C of the 60 bytes before it
+//   (version 1: the same, with lost from, max record and lost reason zero)
 #pragma once
 
 #include <cstddef>
@@ -52,7 +54,8 @@ struct stored_event {
 namespace storage {
 
 inline constexpr char segment_magic[8] = {'S', 'L', 'U', 'I', 'C', 'E', 'L', 'G'};
-inline constexpr std::uint32_t format_version = 1;
+inline constexpr std::uint32_t format_version = 2;  // written; versions 1 and 2 are read
+inline constexpr std::uint32_t oldest_format_version = 1;
 inline constexpr std::size_t segment_header_size = 64;
 inline constexpr std::size_t frame_size = 8;
 inline constexpr std::size_t body_fixed = 36;  // body bytes before the name
@@ -199,6 +202,14 @@ inline parse_result parse_record(const unsigned char* p, std::size_t n, stored_e
     r.reason = "bad type name length";
     return r;
   }
+  for (std::size_t i = 0; i < name_len; ++i) {
+    const unsigned char ch = b[body_fixed + i];
+    if (ch <= ' ' || ch > '~' || ch == '"' || ch == '\\') {
+      r.status = parse_status::damaged;
+      r.reason = "type name outside the format (printable ASCII without space, quote or backslash)";
+      return r;
+    }
+  }
   read_body(b, body, out);
   r.size = frame_size + body;
   return r;
@@ -206,21 +217,62 @@ inline parse_result parse_record(const unsigned char* p, std::size_t n, stored_e
 
 // ---- segment headers -------------------------------------------------------------
 
-inline void write_segment_header(unsigned char* p, std::uint64_t base,
-                                 std::int64_t created_ns) noexcept {
-  std::memset(p, 0, segment_header_size);
-  std::memcpy(p, segment_magic, sizeof segment_magic);
-  store_le<std::uint32_t>(p + 8, format_version);
-  store_le<std::uint32_t>(p + 12, static_cast<std::uint32_t>(segment_header_size));
-  store_le<std::uint64_t>(p + 16, base);
-  store_le<std::int64_t>(p + 24, created_ns);
-  store_le<std::uint32_t>(p + 60, detail::crc32c(p, 60));
+// Why offsets below a segment's base are missing from the log (a segment's
+// header says so, for the offsets [lost_from, base)).
+enum class lost_reason : std::uint8_t {
+  none = 0,
+  failed_sync = 1,  // an fdatasync failed: records after the last good sync, kept in the
+                    // previous segment or not, were never acknowledged as durable
+  repaired = 2,     // removed by a repair as damaged (their bytes are kept aside)
+};
+
+[[nodiscard]] constexpr const char* to_string(lost_reason r) noexcept {
+  switch (r) {
+    case lost_reason::none:
+      return "none";
+    case lost_reason::failed_sync:
+      return "an fdatasync failed before they were acknowledged";
+    case lost_reason::repaired:
+      return "removed as damaged by a repair";
+  }
+  return "unknown";
 }
 
 struct segment_header {
   std::uint64_t base = 0;
   std::int64_t created_ns = 0;
+  std::uint32_t version = format_version;
+  // Offsets [lost_from, base) are not in the log, for `reason`; lost_from ==
+  // base when nothing is missing before this segment.
+  std::uint64_t lost_from = 0;
+  lost_reason reason = lost_reason::none;
+  // The largest record body the writer of this segment accepted (0: not
+  // recorded, a version 1 segment).
+  std::uint32_t max_record = 0;
 };
+
+inline void write_segment_header(unsigned char* p, const segment_header& h) noexcept {
+  std::memset(p, 0, segment_header_size);
+  std::memcpy(p, segment_magic, sizeof segment_magic);
+  store_le<std::uint32_t>(p + 8, format_version);
+  store_le<std::uint32_t>(p + 12, static_cast<std::uint32_t>(segment_header_size));
+  store_le<std::uint64_t>(p + 16, h.base);
+  store_le<std::int64_t>(p + 24, h.created_ns);
+  store_le<std::uint64_t>(p + 32, h.lost_from);
+  store_le<std::uint32_t>(p + 40, h.max_record);
+  p[44] = static_cast<unsigned char>(h.reason);
+  store_le<std::uint32_t>(p + 60, detail::crc32c(p, 60));
+}
+
+// A header with nothing lost before it and no recorded limit.
+inline void write_segment_header(unsigned char* p, std::uint64_t base,
+                                 std::int64_t created_ns) noexcept {
+  segment_header h;
+  h.base = base;
+  h.lost_from = base;
+  h.created_ns = created_ns;
+  write_segment_header(p, h);
+}
 
 // nullptr when the 64 bytes at p are a valid header, else why not.
 [[nodiscard]] inline const char* read_segment_header(const unsigned char* p,
@@ -229,11 +281,34 @@ struct segment_header {
     return "not a sluice log segment (bad magic)";
   if (load_le<std::uint32_t>(p + 60) != detail::crc32c(p, 60))
     return "segment header checksum mismatch";
-  if (load_le<std::uint32_t>(p + 8) != format_version)
-    return "unsupported log format version (this build reads version 1)";
+  const std::uint32_t version = load_le<std::uint32_t>(p + 8);
+  if (version < oldest_format_version || version > format_version)
+    return "unsupported log format version (this build reads versions 1 and 2)";
   if (load_le<std::uint32_t>(p + 12) != segment_header_size) return "bad segment header size";
-  out.base = load_le<std::uint64_t>(p + 16);
-  out.created_ns = load_le<std::int64_t>(p + 24);
+  segment_header h;
+  h.version = version;
+  h.base = load_le<std::uint64_t>(p + 16);
+  h.created_ns = load_le<std::int64_t>(p + 24);
+  if (version == 1) {
+    for (std::size_t i = 32; i < 60; ++i)
+      if (p[i] != 0) return "reserved header bytes are not zero";
+    h.lost_from = h.base;
+  } else {
+    h.lost_from = load_le<std::uint64_t>(p + 32);
+    h.max_record = load_le<std::uint32_t>(p + 40);
+    const unsigned char reason = p[44];
+    for (std::size_t i = 45; i < 60; ++i)
+      if (p[i] != 0) return "reserved header bytes are not zero";
+    if (reason > static_cast<unsigned char>(lost_reason::repaired))
+      return "unknown lost-records reason in the segment header";
+    h.reason = static_cast<lost_reason>(reason);
+    if (h.lost_from > h.base) return "segment header's lost offsets lie after its first offset";
+    if ((h.lost_from == h.base) != (h.reason == lost_reason::none))
+      return "segment header's lost offsets and their reason disagree";
+    if (h.max_record != 0 && h.max_record < body_fixed + 1)
+      return "segment header's largest record is too small for a record";
+  }
+  out = h;
   return nullptr;
 }
 
@@ -243,10 +318,39 @@ struct segment_header {
 enum class header_problem : std::uint8_t { not_a_log, damaged, bad_version };
 [[nodiscard]] inline header_problem classify_header(const unsigned char* p) noexcept {
   if (std::memcmp(p, segment_magic, sizeof segment_magic) != 0) return header_problem::not_a_log;
+  const std::uint32_t version = load_le<std::uint32_t>(p + 8);
   if (load_le<std::uint32_t>(p + 60) == detail::crc32c(p, 60) &&
-      load_le<std::uint32_t>(p + 8) != format_version)
+      (version < oldest_format_version || version > format_version))
     return header_problem::bad_version;
   return header_problem::damaged;
+}
+
+// The limit a segment's records are checked against: what its writer
+// accepted (version 2), else the reader's own limit.
+[[nodiscard]] inline std::size_t record_limit(const segment_header& h,
+                                              std::size_t fallback) noexcept {
+  return h.max_record != 0 ? h.max_record : fallback;
+}
+
+// Looks for the next whole, valid record in [p, p + n), starting one byte in:
+// where reading can go on after damage. Returns its position, or n when there
+// is none. The record's offset must be at least `from_offset` (a damaged
+// stretch must not bring back an older record). Cheap checks come before the
+// checksum.
+[[nodiscard]] inline std::size_t find_next_record(const unsigned char* p, std::size_t n,
+                                                  std::uint64_t from_offset, std::size_t max_record,
+                                                  stored_event& out) noexcept {
+  for (std::size_t at = 1; at + frame_size + body_fixed + 1 <= n; ++at) {
+    const std::uint32_t body = load_le<std::uint32_t>(p + at);
+    if (body < body_fixed + 1 || body > max_record || body > n - at - frame_size) continue;
+    const std::uint16_t name_len = load_le<std::uint16_t>(p + at + frame_size + 34);
+    if (name_len == 0 || name_len > max_name || body_fixed + name_len > body) continue;
+    if ((load_le<std::uint16_t>(p + at + frame_size + 32) & ~known_flags) != 0) continue;
+    if (load_le<std::uint64_t>(p + at + frame_size) < from_offset) continue;
+    const parse_result r = parse_record(p + at, n - at, out, max_record);
+    if (r.status == parse_status::ok) return at;
+  }
+  return n;
 }
 
 // Segment files are named by their first offset: 20 digits, ".slog".

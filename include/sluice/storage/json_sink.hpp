@@ -8,16 +8,20 @@
 // with show<T>(); other types get "payload_base64" (their codec's bytes).
 // Names are printable ASCII (codecs::check_name); text is escaped as JSON.
 //
-// Offsets count from 0 for each opened sink (a JSON file is an audit trail,
-// not a log to replay: use the file log for that).
+// Offsets go on from the file's last line when an existing file is opened
+// again (a last line cut short by a crash is ended with a newline first, and
+// left as it is). The text is always valid JSON and valid UTF-8: bytes of a
+// formatted event that are not UTF-8 become U+FFFD.
 //
 // Thread-safety: a sink (the recorder's writer thread calls it).
 #pragma once
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -25,9 +29,10 @@
 #include <unordered_map>
 
 #include "../config.hpp"
+#include "../detail/numeric.hpp"
 #include "codec.hpp"
-#include "file_log.hpp"
 #include "format.hpp"
+#include "io.hpp"
 #include "sink.hpp"
 
 namespace sluice {
@@ -35,9 +40,51 @@ inline namespace SLUICE_ABI {
 
 namespace detail {
 
+// The length of the well-formed UTF-8 sequence at s[i] (RFC 3629: no
+// overlong forms, no surrogates, nothing above U+10FFFF), or 0.
+inline std::size_t utf8_length(std::string_view s, std::size_t i) noexcept {
+  const auto b0 = static_cast<unsigned char>(s[i]);
+  std::size_t n = 0;
+  unsigned char lo = 0x80, hi = 0xBF;  // the allowed range of the second byte
+  if (b0 >= 0xC2 && b0 <= 0xDF) {
+    n = 2;
+  } else if (b0 >= 0xE0 && b0 <= 0xEF) {
+    n = 3;
+    if (b0 == 0xE0) lo = 0xA0;
+    if (b0 == 0xED) hi = 0x9F;
+  } else if (b0 >= 0xF0 && b0 <= 0xF4) {
+    n = 4;
+    if (b0 == 0xF0) lo = 0x90;
+    if (b0 == 0xF4) hi = 0x8F;
+  } else {
+    return 0;
+  }
+  if (i + n > s.size()) return 0;
+  const auto b1 = static_cast<unsigned char>(s[i + 1]);
+  if (b1 < lo || b1 > hi) return 0;
+  for (std::size_t k = 2; k < n; ++k) {
+    const auto b = static_cast<unsigned char>(s[i + k]);
+    if (b < 0x80 || b > 0xBF) return 0;
+  }
+  return n;
+}
+
+// Appends s as the inside of a JSON string: escaped, and always valid UTF-8
+// (bytes that are not are replaced by U+FFFD, one each).
 inline void json_escape(fmt::memory_buffer& out, std::string_view s) {
-  for (char ch : s) {
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const char ch = s[i];
     const auto c = static_cast<unsigned char>(ch);
+    if (c >= 0x80) {
+      const std::size_t n = utf8_length(s, i);
+      if (n == 0) {
+        out.append(std::string_view("\\ufffd"));
+      } else {
+        out.append(s.substr(i, n));
+        i += n - 1;
+      }
+      continue;
+    }
     switch (c) {
       case '"':
         out.append(std::string_view("\\\""));
@@ -121,12 +168,15 @@ class json_sink final : public sink {
   static std::unique_ptr<json_sink> open(const std::string& path,
                                          std::shared_ptr<const codecs> types, storage_error& err) {
     err = {};
-    const int fd = detail::open_retry(path.c_str(), O_WRONLY | O_CREAT | O_APPEND);
+    const int fd = detail::open_retry(path.c_str(), O_RDWR | O_CREAT | O_APPEND);
     if (fd < 0) {
       err = detail::errno_error("open", path, errno);
       return nullptr;
     }
-    return std::unique_ptr<json_sink>(new json_sink(fd, path, std::move(types)));
+    std::unique_ptr<json_sink> sink(new json_sink(fd, path, std::move(types)));
+    err = sink->resume();
+    if (err) return nullptr;
+    return sink;
   }
 
   json_sink(const json_sink&) = delete;
@@ -185,6 +235,53 @@ class json_sink final : public sink {
  private:
   json_sink(int fd, std::string path, std::shared_ptr<const codecs> types)
       : fd_(fd), path_(std::move(path)), types_(std::move(types)) {}
+
+  // Goes on from an existing file: the next offset after its last whole
+  // line's, and a newline after a last line cut short.
+  storage_error resume() {
+    struct stat st {};
+    if (::fstat(fd_, &st) != 0) return detail::errno_error("fstat", path_, errno);
+    const auto size = static_cast<std::uint64_t>(st.st_size);
+    if (size == 0) return {};
+    std::uint64_t window = std::min<std::uint64_t>(size, std::uint64_t{64} << 10);
+    for (;;) {
+      std::vector<unsigned char> tail(detail::to_size(window));
+      int e = 0;
+      const ssize_t n = detail::pread_some(fd_, tail.data(), tail.size(), size - window, e);
+      if (n != static_cast<ssize_t>(tail.size())) return detail::errno_error("pread", path_, e);
+      std::size_t end = tail.size();
+      if (tail.back() != '\n') {
+        // A line cut short (a crash while writing): end it.
+        int we = 0;
+        const unsigned char nl = '\n';
+        if (!detail::write_all(posix_io::instance(), fd_, &nl, 1, we))
+          return detail::errno_error("write", path_, we);
+        while (end != 0 && tail[end - 1] != '\n') --end;
+      }
+      // The last whole line is tail[start, end - 1).
+      std::size_t start = end == 0 ? 0 : end - 1;
+      while (start != 0 && tail[start - 1] != '\n') --start;
+      if (end != 0 && (start != 0 || window == size)) {
+        const std::string_view line(reinterpret_cast<const char*>(tail.data() + start),
+                                    end - 1 - start);
+        constexpr std::string_view prefix = "{\"offset\":";
+        if (line.substr(0, prefix.size()) == prefix) {
+          std::uint64_t v = 0;
+          std::size_t i = prefix.size();
+          bool digits = false;
+          while (i < line.size() && line[i] >= '0' && line[i] <= '9' && v < (UINT64_MAX / 10)) {
+            v = v * 10 + static_cast<std::uint64_t>(line[i] - '0');
+            ++i;
+            digits = true;
+          }
+          if (digits) next_ = v + 1;
+        }
+        return {};
+      }
+      if (window == size) return {};  // no whole line at all
+      window = std::min<std::uint64_t>(size, window * 4);
+    }
+  }
 
   using format_fn = bool (*)(const codecs&, const stored_event&, std::string&);
   int fd_;

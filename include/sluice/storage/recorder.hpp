@@ -15,6 +15,14 @@
 // record is counted as dropped and delivery goes on (for logs that matter less
 // than delivery).
 //
+// Losses: a record whose append failed, or whose sync failed (its durability
+// is unknown), is lost. Every flush() (for failed appends) and sync() (for
+// both) that covers a lost record returns an error saying how many records are
+// lost, until the program acknowledges them with acknowledge_losses(): an
+// acknowledgement never covers a lost record, whichever thread asks. With
+// durable_before_delivery an event whose record is lost is not delivered
+// (counted filtered, reported as failure_kind::not_durable).
+//
 // Codecs run on the delivering thread while the recorder's lock is held: a codec
 // must not call the recorder.
 //
@@ -23,6 +31,7 @@
 // closes it (writes, syncs, joins the writer).
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -48,8 +57,10 @@
 namespace sluice {
 inline namespace SLUICE_ABI {
 
+// When the writer syncs on its own. An explicit sync(), and close(), always
+// sync, whatever the policy.
 enum class sync_policy : std::uint8_t {
-  never,        // the operating system writes when it likes; sync() and close() still sync
+  never,        // never on its own: the operating system writes when it likes
   interval,     // at most every sync_interval while records arrive
   every_batch,  // after every append: a record is durable within one batch's time
 };
@@ -73,6 +84,7 @@ struct record_options {
   std::chrono::microseconds linger{1000};
   // Waits, on the delivering thread, until each batch is durable before its
   // events are delivered: true write-ahead logging, at a sync per batch.
+  // Events whose records could not be made durable are not delivered.
   bool durable_before_delivery = false;
   // Also store events that a replay published (metadata::replayed).
   bool record_replayed = false;
@@ -102,9 +114,13 @@ struct recorder_stats {
   std::uint64_t unrecorded = 0;  // no codec for the type
   std::uint64_t rejected = 0;    // the codec threw, or the record was larger than the sink takes
   std::uint64_t failed = 0;      // recorded, but the sink's append failed: lost
+  std::uint64_t unsynced = 0;    // written, but a sync of them failed: durability unknown (lost)
   std::uint64_t bytes = 0;       // bytes appended to the sink
   std::uint64_t batches = 0;     // appends
   std::uint64_t syncs = 0;       // successful syncs
+  std::uint64_t append_failures = 0;  // appends that failed (wholly or in part)
+  std::uint64_t sync_failures = 0;    // syncs that failed
+  std::uint64_t unacknowledged = 0;   // lost records not yet acknowledged (acknowledge_losses)
 };
 
 class recorder final : public detail::record_hook {
@@ -156,16 +172,28 @@ class recorder final : public detail::record_hook {
     return put(lock, detail::type_index<T>(), &e, m, t);
   }
 
-  // Returns when everything recorded so far has been handed to the sink. An
-  // error: an append failed since the last flush() or sync() returned, and
-  // its records are lost (each such failure is reported once).
+  // Returns when everything recorded so far has been handed to the sink; an
+  // error when a record recorded before the call (and not acknowledged with
+  // acknowledge_losses) was lost by a failed append.
   storage_error flush() {
     return wait_for(false);
   }
-  // Returns when everything recorded so far is durable, or an error: the sync
-  // failed, or an append failed since the last flush() or sync() returned.
+  // Returns when everything recorded so far is durable; an error when a
+  // record recorded before the call (and not acknowledged) was lost: its
+  // append or its sync failed.
   storage_error sync() {
     return wait_for(true);
+  }
+
+  // The program has seen the losses reported so far (and re-sent the events,
+  // or accepted their loss): later flush() and sync() calls no longer fail for
+  // them. Returns how many records they were.
+  std::uint64_t acknowledge_losses() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const std::uint64_t n = lost_total_ - lost_acknowledged_;
+    lost_acknowledged_ = lost_total_;
+    forgiven_through_ = lost_high_;
+    return n;
   }
 
   // Writes and syncs everything, stops the writer and closes the sink. Later
@@ -182,10 +210,17 @@ class recorder final : public detail::record_hook {
     storage_error e = guarded([&] { return sink_->close(); });
     if (e) report(e);
     lock.lock();
-    // The writer's last pass: a failed append or sync is this call's error too.
-    storage_error lost = take_append_error();
-    if (lost) return lost;
-    if (sync_error_) return sync_error_;
+    if (!e) {
+      // The sink's close() syncs: what was written is durable now.
+      if (stats_.synced != stats_.written) ++stats_.syncs;
+      stats_.synced = stats_.written;
+      synced_seq_ = written_seq_;
+    } else {
+      stats_.unsynced += lose_unsynced(synced_seq_ + 1, written_seq_);
+      synced_seq_ = written_seq_;
+    }
+    // The writer's last pass: a lost record is this call's error too.
+    if (storage_error lost = loss_since(0, seq_, true)) return lost;
     return e;
   }
 
@@ -193,6 +228,7 @@ class recorder final : public detail::record_hook {
     std::lock_guard<std::mutex> lock(mutex_);
     recorder_stats st = stats_;
     st.unrecorded = unrecorded_.load(std::memory_order_relaxed);
+    st.unacknowledged = lost_total_ - lost_acknowledged_;
     return st;
   }
   // The last sink error (ok when none).
@@ -206,40 +242,44 @@ class recorder final : public detail::record_hook {
 
   // ---- record_hook ---------------------------------------------------------------
 
-  void on_batch(const detail::record* recs, std::size_t n) noexcept override {
+  bool on_batch(const detail::record* recs, std::size_t n) noexcept override {
     // The clocks are read once per batch, and only when the bus stamps
     // events: their stamp is converted to wall-clock time. Unstamped events
     // get the time the writer takes them.
     std::int64_t delta = 0;
     if (n != 0 && recs[0].meta().timestamp != 0) delta = detail::wall_ns() - detail::now_ns();
-    std::uint64_t mine = 0;
+    std::uint64_t first = 0, mine = 0;
     {
       std::unique_lock<std::mutex> lock(mutex_);
+      first = seq_ + 1;
       for (std::size_t i = 0; i < n; ++i) {
         const detail::record& r = recs[i];
         const std::int64_t ts = r.meta().timestamp;
-        (void)put(lock, r.type(), r.event(), r.meta(), ts != 0 ? ts + delta : 0);
+        (void)put(lock, r.type(), r.event(), r.meta(), ts != 0 ? saturated_add(ts, delta) : 0);
       }
       mine = seq_;
     }
-    if (opts_.durable_before_delivery) (void)wait_until_synced(mine);
+    if (opts_.durable_before_delivery && mine >= first) return wait_until_synced(first, mine);
+    return true;
   }
 
-  void on_event(std::uint32_t type, const void* ev, const metadata& m) noexcept override {
+  bool on_event(std::uint32_t type, const void* ev, const metadata& m) noexcept override {
     // Types without a codec and replayed events cost no lock (dispatch is hot).
-    if (m.replayed && !opts_.record_replayed) return;
+    if (m.replayed && !opts_.record_replayed) return true;
     if (types_ == nullptr || types_->find(type) == nullptr) {
       unrecorded_.fetch_add(1, std::memory_order_relaxed);
-      return;
+      return true;
     }
     const std::int64_t t = time_of(m);
     std::uint64_t mine = 0;
+    bool put_ok = false;
     {
       std::unique_lock<std::mutex> lock(mutex_);
-      (void)put(lock, type, ev, m, t);
+      put_ok = put(lock, type, ev, m, t);
       mine = seq_;
     }
-    if (opts_.durable_before_delivery) (void)wait_until_synced(mine);
+    if (opts_.durable_before_delivery) return put_ok && wait_until_synced(mine, mine);
+    return true;
   }
 
   // Waits like flush() (or sync()), leaving any append error to be reported
@@ -253,7 +293,14 @@ class recorder final : public detail::record_hook {
   // "when the writer takes it" (filled in per append: no clock read per event).
   static std::int64_t time_of(const metadata& m) noexcept {
     if (m.timestamp == 0) return 0;
-    return m.timestamp + (detail::wall_ns() - detail::now_ns());
+    return saturated_add(m.timestamp, detail::wall_ns() - detail::now_ns());
+  }
+  // a + b, held at the int64 limits instead of overflowing (a stamp from
+  // outside may be anything).
+  static std::int64_t saturated_add(std::int64_t a, std::int64_t b) noexcept {
+    std::int64_t r = 0;
+    if (__builtin_add_overflow(a, b, &r)) return b > 0 ? INT64_MAX : INT64_MIN;
+    return r;
   }
 
   // Gives records without a time the time of this append.
@@ -332,21 +379,18 @@ class recorder final : public detail::record_hook {
     const std::uint64_t target = seq_;
     // From the writer itself (an on_error callback): nothing to wait for.
     if (!writer_running_ || std::this_thread::get_id() == writer_id_)
-      return report_lost ? take_append_error() : storage_error{};
-    storage_error r;
+      return report_lost ? loss_since(0, target, durable) : storage_error{};
     if (durable) {
       sync_wanted_ = true;
       wake_.notify_all();
       done_.wait(lock, [&] { return sync_tried_ >= target || !writer_running_; });
-      r = sync_error_;
     } else {
       flush_wanted_ = true;
       wake_.notify_all();
       done_.wait(lock, [&] { return written_seq_ >= target || !writer_running_; });
     }
-    if (!report_lost) return r;
-    storage_error lost = take_append_error();
-    return r ? r : lost;
+    if (!report_lost) return {};
+    return loss_since(0, target, durable);
   }
 
   // Runs a sink call; an exception from it becomes an error (the writer
@@ -366,21 +410,85 @@ class recorder final : public detail::record_hook {
 #endif
   }
 
-  // An append that failed since the last flush() or sync() returned (its
-  // records are lost): reported once, to the next caller (mutex_ held).
-  storage_error take_append_error() {
-    if (append_failures_ == append_failures_reported_) return {};
-    append_failures_reported_ = append_failures_;
-    return append_error_;
+  // Records [lo, hi] are lost; `sync`: by a failed sync (else an append).
+  // mutex_ held.
+  void lose(std::uint64_t lo, std::uint64_t hi, bool sync) {
+    if (hi < lo) return;
+    lost_total_ += hi - lo + 1;
+    lost_high_ = std::max(lost_high_, hi);
+    if (!lost_.empty() && lost_.back().sync == sync && lost_.back().hi + 1 == lo) {
+      lost_.back().hi = hi;
+    } else {
+      lost_.push_back({lo, hi, sync});
+    }
   }
 
-  storage_error wait_until_synced(std::uint64_t target) {
+  // Records [lo, hi] whose sync failed; those already lost by a failed append
+  // are not counted twice. Returns how many are newly lost. mutex_ held.
+  std::uint64_t lose_unsynced(std::uint64_t lo, std::uint64_t hi) {
+    if (hi < lo) return 0;
+    // Ranges at or after lo are append losses of batches since the last sync
+    // (sync losses end where the last sync ended): take them off the end and
+    // put them back between the new ranges, so that the list stays sorted.
+    std::vector<lost_range> tail;
+    while (!lost_.empty() && lost_.back().lo >= lo) {
+      tail.push_back(lost_.back());
+      lost_.pop_back();
+    }
+    std::uint64_t at = lo, added = 0;
+    for (auto it = tail.rbegin(); it != tail.rend(); ++it) {
+      if (it->lo > at) {
+        lost_.push_back({at, it->lo - 1, true});
+        added += it->lo - at;
+      }
+      lost_.push_back(*it);
+      at = it->hi + 1;
+    }
+    if (at <= hi) {
+      lost_.push_back({at, hi, true});
+      added += hi - at + 1;
+    }
+    lost_total_ += added;
+    lost_high_ = std::max(lost_high_, hi);
+    return added;
+  }
+
+  // An error when a record in (from, through] that is not acknowledged is
+  // lost (`durable`: by a failed append or sync; else by a failed append).
+  // mutex_ held.
+  storage_error loss_since(std::uint64_t from, std::uint64_t through, bool durable) {
+    // Acknowledged losses are forgotten.
+    while (!lost_.empty() && lost_.front().hi <= forgiven_through_) lost_.erase(lost_.begin());
+    std::uint64_t n = 0, first = 0;
+    for (const lost_range& l : lost_) {
+      if (!durable && l.sync) continue;
+      const std::uint64_t lo = std::max({l.lo, from + 1, forgiven_through_ + 1});
+      const std::uint64_t hi = std::min(l.hi, through);
+      if (hi < lo) continue;
+      if (n == 0) first = lo;
+      n += hi - lo + 1;
+    }
+    if (n == 0) return {};
+    storage_error e = last_loss_error_;
+    if (e.ok()) e.code = storage_errc::io;
+    e.message =
+        std::to_string(n) + " recorded event(s) lost (from the " + std::to_string(first) +
+        "th recorded on; acknowledge them with acknowledge_losses()): " + last_loss_error_.message;
+    return e;
+  }
+
+  // Waits until records [first, mine] have been synced: true when they are
+  // durable, false when one of them is lost.
+  bool wait_until_synced(std::uint64_t first, std::uint64_t mine) {
     std::unique_lock<std::mutex> lock(mutex_);
-    if (!writer_running_ || std::this_thread::get_id() == writer_id_) return {};
+    if (!writer_running_ || std::this_thread::get_id() == writer_id_) return false;
     sync_wanted_ = true;
     wake_.notify_all();
-    done_.wait(lock, [&] { return sync_tried_ >= target || !writer_running_; });
-    return sync_error_;
+    done_.wait(lock, [&] { return sync_tried_ >= mine || !writer_running_; });
+    if (sync_tried_ < mine) return false;
+    for (const lost_range& l : lost_)
+      if (l.lo <= mine && l.hi >= first) return false;
+    return true;
   }
 
   void report(const storage_error& e) noexcept {
@@ -440,15 +548,17 @@ class recorder final : public detail::record_hook {
       lock.unlock();
 
       storage_error append_error;
+      std::size_t stored = 0;
       if (n != 0) {
         fill_times(spare_, detail::wall_ns());
         record_batch b(spare_, n);
         append_error = guarded([&] { return sink_->append(b); });
+        stored = append_error ? b.stored() : n;
       }
       const std::size_t bytes = spare_.size();
       spare_.clear();
       const auto now = std::chrono::steady_clock::now();
-      if (n != 0 && !append_error) unsynced = true;
+      if (stored != 0) unsynced = true;
       if (opts_.sync == sync_policy::every_batch && n != 0) want_sync = true;
       if (opts_.sync == sync_policy::interval && unsynced &&
           now - last_sync_ >= opts_.sync_interval)
@@ -464,26 +574,33 @@ class recorder final : public detail::record_hook {
       if (sync_error) report(sync_error);
 
       lock.lock();
+      const std::uint64_t first = upto - n + 1;  // the batch's records: [first, upto]
       if (n != 0) {
+        stats_.written += stored;
+        if (stored != 0) ++stats_.batches;
+        stats_.bytes += stored == n ? bytes : 0;
         if (append_error) {
-          stats_.failed += n;
-        } else {
-          stats_.written += n;
-          stats_.bytes += bytes;
-          ++stats_.batches;
+          stats_.failed += n - stored;
+          ++stats_.append_failures;
+          last_loss_error_ = append_error;
+          lose(first + stored, upto, false);
         }
       }
       written_seq_ = upto;
-      if (append_error) {
-        append_error_ = append_error;
-        ++append_failures_;
-      }
       if (want_sync) {
         sync_tried_ = upto;
-        sync_error_ = sync_error;
         if (synced) {
           ++stats_.syncs;
           stats_.synced = stats_.written;
+          synced_seq_ = upto;
+          unsynced = false;
+        } else {
+          // Everything written since the last good sync is of unknown
+          // durability: lost, as far as acknowledgements go.
+          ++stats_.sync_failures;
+          last_loss_error_ = sync_error;
+          stats_.unsynced += lose_unsynced(synced_seq_ + 1, upto);
+          synced_seq_ = upto;  // each record is lost once, not again by a later sync
           unsynced = false;
         }
       }
@@ -511,10 +628,19 @@ class recorder final : public detail::record_hook {
   std::uint64_t seq_ = 0;          // records put so far
   std::uint64_t written_seq_ = 0;  // records the writer has handled
   std::uint64_t sync_tried_ = 0;   // records covered by the last sync attempt
-  storage_error sync_error_;       // result of the last sync attempt
-  storage_error append_error_;     // the last failed append
-  std::uint64_t append_failures_ = 0;
-  std::uint64_t append_failures_reported_ = 0;  // by flush() or sync()
+  std::uint64_t synced_seq_ = 0;   // records up to here: durable or known lost
+  // Lost records (by seq), merged; those through forgiven_through_ are
+  // acknowledged by the program.
+  struct lost_range {
+    std::uint64_t lo, hi;
+    bool sync;  // by a failed sync (else by a failed append)
+  };
+  std::vector<lost_range> lost_;
+  std::uint64_t lost_total_ = 0;
+  std::uint64_t lost_acknowledged_ = 0;
+  std::uint64_t lost_high_ = 0;
+  std::uint64_t forgiven_through_ = 0;
+  storage_error last_loss_error_;
   storage_error last_error_;
   bool sync_wanted_ = false;
   bool flush_wanted_ = false;   // a flush() waits: no lingering

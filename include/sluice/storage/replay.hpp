@@ -15,6 +15,7 @@
 // at-least-once processing of the events after it.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -26,8 +27,9 @@
 #include "../config.hpp"
 #include "codec.hpp"
 #include "error.hpp"
-#include "file_log.hpp"
 #include "format.hpp"
+#include "io.hpp"
+#include "log_reader.hpp"
 
 namespace sluice {
 inline namespace SLUICE_ABI {
@@ -53,9 +55,20 @@ struct replay_result {
   std::uint64_t skipped = 0;      // filtered out
   std::uint64_t unknown = 0;      // no codec under the record's name
   std::uint64_t undecodable = 0;  // the codec could not decode them
+  std::uint64_t lost = 0;         // offsets the log says are missing (log_reader: lost)
   std::uint64_t next_offset = 0;  // where a later replay would go on
-  storage_error error;            // why reading stopped early (damage), if it did
+  // Bytes at the end of the log that are not a whole record, and where they
+  // begin: a write in progress, or (no writer running) a torn or damaged tail.
+  std::uint64_t unread_bytes = 0;
+  std::string unread_file;
+  std::uint64_t unread_at = 0;
+  storage_error error;  // why reading stopped early (damage), if it did
+
+  // Reading did not stop at damage.
   [[nodiscard]] bool ok() const noexcept { return error.ok(); }
+  // Every record of the log was read: no damage, nothing missing, no bytes
+  // left over. (Events may still have been refused, skipped or undecodable.)
+  [[nodiscard]] bool complete() const noexcept { return ok() && lost == 0 && unread_bytes == 0; }
 };
 
 // Replays the rest of `reader` into `b`. Returns at the end of the log (or at
@@ -80,6 +93,10 @@ inline replay_result replay(log_reader& reader, bus& b, const codecs& types,
     if (s == read_status::damaged) {
       res.error = reader.error();
       break;
+    }
+    if (s == read_status::lost) {
+      res.lost += reader.lost().to - reader.lost().from;
+      continue;
     }
     if (o.filter && !o.filter(e)) {
       ++res.skipped;
@@ -133,13 +150,19 @@ inline replay_result replay(log_reader& reader, bus& b, const codecs& types,
     }
   }
   res.next_offset = reader.position();
+  res.unread_bytes = reader.pending_bytes();
+  if (res.unread_bytes != 0) {
+    res.unread_file = reader.current_file();
+    res.unread_at = reader.pending_at();
+  }
   return res;
 }
 
-// Opens the log in `dir` and replays it from `from` into `b`.
+// Opens the log in `dir` and replays it from `from` into `b`. `ro`'s `from`
+// is replaced by `from`.
 inline replay_result replay(const std::string& dir, bus& b, const codecs& types,
-                            std::uint64_t from = 0, const replay_options& o = {}) {
-  reader_options ro;
+                            std::uint64_t from = 0, const replay_options& o = {},
+                            reader_options ro = {}) {
   ro.from = from;
   storage_error err;
   auto reader = log_reader::open(dir, ro, err);
@@ -192,27 +215,34 @@ class checkpoint {
     storage::store_le<std::uint64_t>(b + 8, next_offset);
     storage::store_le<std::uint32_t>(b + 16, 1);
     storage::store_le<std::uint32_t>(b + 20, detail::crc32c(b, 20));
-    const std::string tmp = path_ + ".tmp";
-    const int fd = detail::open_retry(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC);
+    // A name of its own: stores running at once never write into one file.
+    const std::string tmp = path_ + ".tmp." + std::to_string(::getpid()) + "." +
+                            std::to_string(temp_counter().fetch_add(1, std::memory_order_relaxed));
+    const int fd = detail::open_retry(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL);
     if (fd < 0) return detail::errno_error("open", tmp, errno);
     int e = 0;
-    if (!detail::write_all(fd, b, sizeof b, e) || ::fsync(fd) != 0) {
+    if (!detail::write_all(posix_io::instance(), fd, b, sizeof b, e) || ::fsync(fd) != 0) {
       if (e == 0) e = errno;
       ::close(fd);
+      (void)::unlink(tmp.c_str());
       return detail::errno_error("write", tmp, e);
     }
     ::close(fd);
-    if (::rename(tmp.c_str(), path_.c_str()) != 0)
-      return detail::errno_error("rename", path_, errno);
-    const auto slash = path_.find_last_of('/');
-    return detail::sync_dir(slash == std::string::npos
-                                ? std::string(".")
-                                : (slash == 0 ? std::string("/") : path_.substr(0, slash)));
+    if (::rename(tmp.c_str(), path_.c_str()) != 0) {
+      const int e2 = errno;
+      (void)::unlink(tmp.c_str());
+      return detail::errno_error("rename", path_, e2);
+    }
+    return detail::sync_dir(detail::parent_of(path_));
   }
 
   [[nodiscard]] const std::string& path() const noexcept { return path_; }
 
  private:
+  static std::atomic<std::uint64_t>& temp_counter() noexcept {
+    static std::atomic<std::uint64_t> n{0};
+    return n;
+  }
   std::string path_;
 };
 

@@ -42,6 +42,26 @@ class record_batch {
     }
   }
 
+  // How many of the batch's records the sink stored (the first ones): all of
+  // them after a successful append; after a failed one, those that are in
+  // the sink all the same (a write that stopped part-way).
+  [[nodiscard]] std::size_t stored() const noexcept { return stored_; }
+  void set_stored(std::size_t n) noexcept { stored_ = n < count_ ? n : count_; }
+
+  // How many whole records the first `bytes` bytes hold; `used` gets their size.
+  [[nodiscard]] std::size_t records_within(std::size_t bytes, std::size_t& used) const noexcept {
+    std::size_t n = 0;
+    used = 0;
+    const unsigned char* p = bytes_->data();
+    while (n < count_) {
+      const std::size_t next = storage::frame_size + storage::load_le<std::uint32_t>(p + used);
+      if (used + next > bytes) break;
+      used += next;
+      ++n;
+    }
+    return n;
+  }
+
   // The largest record body in the batch.
   [[nodiscard]] std::size_t largest() const noexcept {
     std::size_t most = 0;
@@ -84,13 +104,16 @@ class record_batch {
  private:
   std::vector<unsigned char>* bytes_;
   std::size_t count_;
+  std::size_t stored_ = 0;
 };
 
 class sink {
  public:
   virtual ~sink() = default;
   // Takes a batch of records, in order. The bytes may be changed (seal).
-  // An error loses this batch only; the recorder reports it and goes on.
+  // On success the sink has them all. On an error it says in
+  // batch.set_stored() how many of the first records it has all the same
+  // (0 by default); the rest are lost, and the recorder reports them.
   virtual storage_error append(record_batch& batch) = 0;
   // Hands what is buffered to the operating system.
   virtual storage_error flush() { return {}; }
