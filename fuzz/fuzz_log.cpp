@@ -1,14 +1,18 @@
 // fuzz_log: the input becomes a log folder (one or two segment files, with or
-// without a valid header, raw bytes or sealed records with damage on top),
-// which a log_reader reads to the end and file_log::open recovers, on a copy.
-// Never a crash, hang or leak; and reader and recovery agree:
+// without a valid header, version 2 header fields taken from the input, raw
+// bytes or sealed records with damage on top), which a log_reader reads to the
+// end, file_log::open recovers (on a copy) and repair_log repairs (on another
+// copy). Never a crash, hang or leak; and reader, recovery and repair agree:
 //
 // - a refused log is left exactly as it was;
 // - recovery cuts only the last segment, and the kept bytes followed by the
 //   side file's bytes are the segment as it was;
 // - the reader finds as many records after recovery as before it, the cut
 //   starts where the reader found the damage (or the torn tail), and after
-//   recovery nothing is torn and an appended record reads back.
+//   recovery nothing is torn and an appended record reads back;
+// - a repaired log reads to its end without damage, keeps at least every
+//   record the reader found before the damage, opens for writing with nothing
+//   to recover, and a second repair changes nothing.
 //
 // The folder lives under $SLUICE_FUZZ_TMPDIR, else /dev/shm, else $TMPDIR or /tmp.
 #include <sys/stat.h>
@@ -135,9 +139,22 @@ void add_record(bytes_t& out, std::uint64_t offset, const unsigned char* payload
   sluice::storage::seal_record(out.data() + start, offset);
 }
 
-bytes_t header(std::uint64_t base) {
+// A segment header; `fields` (an input byte) sets the version 2 fields: bit 0
+// a recorded largest record (37 + 8 * bits 1-5), bit 6 lost offsets before
+// the base (up to 3; bit 7: removed by a repair, else a failed sync).
+bytes_t header(std::uint64_t base, unsigned fields) {
   bytes_t h(sluice::storage::segment_header_size);
-  sluice::storage::write_segment_header(h.data(), base, 42);
+  sluice::storage::segment_header sh;
+  sh.base = base;
+  sh.created_ns = 42;
+  sh.lost_from = base;
+  if ((fields & 1U) != 0) sh.max_record = 37 + 8 * ((fields >> 1) & 0x1FU);
+  if ((fields & 0x40U) != 0 && base != 0) {
+    sh.lost_from = base - std::min<std::uint64_t>(base, 1 + ((fields >> 1) & 3U));
+    sh.reason = (fields & 0x80U) != 0 ? sluice::storage::lost_reason::repaired
+                                      : sluice::storage::lost_reason::failed_sync;
+  }
+  sluice::storage::write_segment_header(h.data(), sh);
   return h;
 }
 
@@ -145,6 +162,7 @@ volatile unsigned sink_byte = 0;
 
 struct read_result {
   std::uint64_t count = 0;
+  std::uint64_t lost = 0;  // lost reports
   sluice::read_status last = sluice::read_status::event;
   sluice::storage_error error;
   std::uint64_t pending = 0;
@@ -157,13 +175,24 @@ read_result read_log(const std::string& dir, const sluice::reader_options& ro,
   auto r = sluice::log_reader::open(dir, ro, err);
   FUZZ_CHECK(r != nullptr);
   sluice::stored_event e;
-  std::uint64_t prev = 0;
+  std::uint64_t next = 0;  // the offset the next record must have (0: any)
+  bool any = false;
   for (;;) {
     out.last = r->next(e);
+    if (out.last == sluice::read_status::lost) {
+      const sluice::lost_records& l = r->lost();
+      FUZZ_CHECK(l.to >= l.from);
+      FUZZ_CHECK(!any || l.from == next);
+      next = l.to;
+      ++out.lost;
+      FUZZ_CHECK(out.lost <= max_events + 4);
+      continue;
+    }
     if (out.last != sluice::read_status::event) break;
     FUZZ_CHECK(e.offset >= ro.from);
-    FUZZ_CHECK(out.count == 0 || e.offset == prev + 1);
-    prev = e.offset;
+    FUZZ_CHECK(!any || e.offset == next);
+    any = true;
+    next = e.offset + 1;
     unsigned s = 0;
     for (char c : e.type) s += static_cast<unsigned char>(c);
     for (std::size_t i = 0; i < e.payload.size; ++i) s += e.payload.data[i];
@@ -186,6 +215,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const unsigned cut = in.u16();
   const unsigned flip = in.u16();
   const std::uint64_t base = in.byte();
+  const unsigned fields = in.byte();
   const bytes_t body(in.p, in.p + in.n);
 
   // Segment A's bytes and, with two_segments, segment B's.
@@ -226,11 +256,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     a = body;
   }
   if ((flags & with_header) != 0) {
-    const bytes_t h = header(base);
+    const bytes_t h = header(base, fields & 0x3FU);
     a.insert(a.begin(), h.begin(), h.end());
   }
   if ((flags & two_segments) != 0) {
-    const bytes_t h = header(b_header_base);
+    const bytes_t h = header(b_header_base, fields);
     b.insert(b.begin(), h.begin(), h.end());
   }
   bytes_t& last_bytes = (flags & two_segments) != 0 ? b : a;
@@ -263,8 +293,63 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   ro.max_record = (flags & small_max) != 0 ? 37 + (flip % 64) : sluice::storage::default_max_record;
   ro.from = (flags & read_from) != 0 ? base + cut % 8 : 0;
 
-  // The reader on the log as it is.
+  // The reader on the log as it is (and from its start, for repair).
   const read_result before = read_log(orig, ro, max_events);
+  sluice::reader_options ro_all = ro;
+  ro_all.from = 0;
+  const read_result before_all = read_log(orig, ro_all, max_events);
+
+  // Repair on a copy.
+  {
+    const std::string fixed = root + "/repaired";
+    std::error_code rec;
+    fs::remove_all(fixed, rec);
+    fs::copy(orig, fixed, fs::copy_options::recursive);
+    sluice::repair_options rpo;
+    rpo.dir = fixed;
+    rpo.max_record = ro.max_record;
+    const sluice::repair_report rr = sluice::repair_log(rpo);
+    if (std::getenv("SLUICE_FUZZ_VERBOSE") != nullptr) {
+      std::fprintf(stderr, "repair: %s; %zu changes, %zu made, %zu rewritten, %llu records\n",
+                   rr.error.describe().c_str(), rr.changes.size(), rr.segments_made.size(),
+                   rr.headers_rewritten.size(), static_cast<unsigned long long>(rr.records));
+      for (const auto& c : rr.changes)
+        std::fprintf(stderr, "  %s:%llu %llu bytes [%llu, %llu) %s\n", c.file.c_str(),
+                     static_cast<unsigned long long>(c.at),
+                     static_cast<unsigned long long>(c.bytes),
+                     static_cast<unsigned long long>(c.lost_from),
+                     static_cast<unsigned long long>(c.lost_to), c.reason.c_str());
+      const read_result dbg = read_log(fixed, ro_all, max_events);
+      std::fprintf(stderr, "after repair: last %d, %llu records, error %s, pending %llu\n",
+                   static_cast<int>(dbg.last), static_cast<unsigned long long>(dbg.count),
+                   dbg.error.describe().c_str(), static_cast<unsigned long long>(dbg.pending));
+      std::fprintf(
+          stderr, "before: last %d, %llu records, error %s\n", static_cast<int>(before_all.last),
+          static_cast<unsigned long long>(before_all.count), before_all.error.describe().c_str());
+    }
+    if (rr.ok()) {
+      const read_result after = read_log(fixed, ro_all, max_events);
+      FUZZ_CHECK(after.last == sluice::read_status::end);  // no damage left
+      FUZZ_CHECK(after.pending == 0);
+      FUZZ_CHECK(after.count >= before_all.count);  // nothing valid before the damage went
+      FUZZ_CHECK(rr.records >= after.count);
+      {
+        sluice::file_log_options fo;
+        fo.dir = fixed;
+        fo.max_record = ro.max_record;
+        sluice::storage_error oe;
+        auto w = sluice::file_log::open(fo, oe);
+        FUZZ_CHECK(w != nullptr);
+        FUZZ_CHECK(w->recovered().empty());
+      }
+      const sluice::repair_report again = sluice::repair_log(rpo);
+      FUZZ_CHECK(again.ok());
+      FUZZ_CHECK(!again.changed());
+    } else {
+      FUZZ_CHECK(rr.error.code == sluice::storage_errc::bad_version);
+    }
+    fs::remove_all(fixed, rec);
+  }
 
   // Recovery on a copy.
   fs::copy(orig, copy, fs::copy_options::recursive);

@@ -42,11 +42,13 @@ bytes_t text_payload(std::string_view text, std::uint8_t numbers) {
   return p;
 }
 
-// A fuzz_log input: flags, cut (u16), flip (u16), base, then the body.
-bytes_t log_input(unsigned flags, unsigned cut, unsigned flip, unsigned base, const bytes_t& body) {
-  bytes_t b = {static_cast<unsigned char>(flags),     static_cast<unsigned char>(cut & 0xFFU),
-               static_cast<unsigned char>(cut >> 8),  static_cast<unsigned char>(flip & 0xFFU),
-               static_cast<unsigned char>(flip >> 8), static_cast<unsigned char>(base)};
+// A fuzz_log input: flags, cut (u16), flip (u16), base, header fields, then the body.
+bytes_t log_input(unsigned flags, unsigned cut, unsigned flip, unsigned base, const bytes_t& body,
+                  unsigned header_fields = 0) {
+  bytes_t b = {static_cast<unsigned char>(flags),        static_cast<unsigned char>(cut & 0xFFU),
+               static_cast<unsigned char>(cut >> 8),     static_cast<unsigned char>(flip & 0xFFU),
+               static_cast<unsigned char>(flip >> 8),    static_cast<unsigned char>(base),
+               static_cast<unsigned char>(header_fields)};
   b.insert(b.end(), body.begin(), body.end());
   return b;
 }
@@ -107,6 +109,10 @@ int main(int argc, char** argv) {
   ok &= write(log_dir / "raw_garbage", log_input(0x01, 0, 0, 0, raw));
   ok &= write(log_dir / "raw_zeros", log_input(0x01, 0, 0, 0, bytes_t(100, 0)));
   ok &= write(log_dir / "no_header", log_input(0x00, 0, 0, 0, bytes_t{'n', 'o', 't'}));
+  // Version 2 header fields: a recorded limit, lost offsets announced.
+  ok &= write(log_dir / "header_limit", log_input(0x07, 3, 0, 5, chunks, 0x13));
+  ok &= write(log_dir / "header_lost", log_input(0x07, 3, 0, 5, chunks, 0x46));
+  ok &= write(log_dir / "header_lost_repaired", log_input(0x17, 3, 77, 9, chunks, 0xC5));
   if (!ok) {
     std::fprintf(stderr, "fuzz_seeds: could not write the seeds under %s\n", argv[1]);
     return 1;

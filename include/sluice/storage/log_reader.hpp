@@ -485,7 +485,6 @@ class log_reader {
   std::size_t limit_ = 0;           // the current segment's largest record
   std::uint64_t expected_ = 0;      // offset of the next record
   bool started_ = false;            // a segment was opened
-  bool started_records_ = false;    // a record was read
   bool failed_ = false;
   storage_error error_;
   lost_records lost_;

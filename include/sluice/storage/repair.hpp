@@ -126,13 +126,20 @@ class log_repair {
     std::vector<unsigned char> b;
     if (!read_all(s.path, b)) return;
     storage::segment_header h;
-    const bool header_ok = b.size() >= storage::segment_header_size &&
-                           storage::read_segment_header(b.data(), h) == nullptr && h.base == s.base;
+    bool header_ok = b.size() >= storage::segment_header_size &&
+                     storage::read_segment_header(b.data(), h) == nullptr && h.base == s.base;
     if (b.size() >= storage::segment_header_size && !header_ok &&
         storage::classify_header(b.data()) == storage::header_problem::bad_version) {
       rep_.error = storage_error::make(storage_errc::bad_version,
                                        "a segment of another format version: not repaired", s.path);
       return;
+    }
+    const char* header_why = "damaged segment header";
+    if (header_ok && prev_known_ && h.base < prev_end_) {
+      // Its records would repeat offsets of the segments before: from the
+      // first one after them, it gets a new header (and name).
+      header_ok = false;
+      header_why = "offsets overlap the previous segment's";
     }
     const std::size_t limit = header_ok ? storage::record_limit(h, o_.max_record) : max_limit();
     // Where this segment's records should begin: after the previous segment's,
@@ -140,6 +147,7 @@ class log_repair {
     const std::uint64_t floor = prev_known_ ? prev_end_ : s.base;
     std::vector<piece> pieces;
     std::vector<damage> damages;
+    largest_ = 0;
     stored_event e;
     std::size_t at = storage::segment_header_size;
     std::uint64_t expected = h.base;
@@ -156,7 +164,7 @@ class log_repair {
       }
       at = from + found;
       expected = e.offset;
-      damages.push_back({0, at, floor, expected, "damaged segment header"});
+      damages.push_back({0, at, floor, expected, header_why});
     }
     piece cur{at, at, expected, expected};
     for (;;) {
@@ -168,6 +176,7 @@ class log_repair {
       }
       const storage::parse_result r = storage::parse_record(b.data() + at, b.size() - at, e, limit);
       if (r.status == storage::parse_status::ok && e.offset == expected) {
+        largest_ = std::max(largest_, r.size - storage::frame_size);
         at += r.size;
         ++expected;
         ++rep_.records;
@@ -199,9 +208,15 @@ class log_repair {
     pieces.erase(std::remove_if(pieces.begin(), pieces.end(),
                                 [](const piece& p) { return p.begin == p.end; }),
                  pieces.end());
-    if (pieces.empty() && !header_ok) {
-      whole_file_damaged(s, b, last);
-      return;
+    if (pieces.empty()) {
+      if (!header_ok) {
+        whole_file_damaged(s, b, last);
+        return;
+      }
+      // No valid record, but a valid header: it stays, with nothing after it
+      // (and says what is missing before it, like any other first run).
+      pieces.push_back(
+          piece{storage::segment_header_size, storage::segment_header_size, h.base, h.base});
     }
     // 1. The damaged bytes go to side files, and the changes are reported.
     for (const damage& d : damages) {
@@ -233,7 +248,7 @@ class log_repair {
     // 3. The first run stays where it is: with a new header where the old one
     //    was damaged, names another offset, or keeps quiet about offsets
     //    missing before it; cut after its last record where damage follows.
-    if (!pieces.empty()) {
+    {
       const piece& p = pieces.front();
       const bool announced =
           header_ok && h.reason != storage::lost_reason::none && h.lost_from <= floor;
@@ -256,7 +271,7 @@ class log_repair {
       }
     }
     prev_known_ = true;
-    prev_end_ = pieces.empty() ? floor : pieces.back().next;
+    prev_end_ = pieces.back().next;
   }
 
   // The header of a segment from `base`, after records that end at `before`.
@@ -266,7 +281,13 @@ class log_repair {
     storage::segment_header nh;
     nh.base = base;
     nh.created_ns = old != nullptr ? old->created_ns : wall_ns();
-    nh.max_record = old != nullptr ? old->max_record : 0;
+    // A new header states the largest record, so that every record kept
+    // (found with the widest limit) reads back.
+    nh.max_record =
+        old != nullptr
+            ? old->max_record
+            : static_cast<std::uint32_t>(std::clamp<std::size_t>(
+                  std::max(largest_, o_.max_record), storage::body_fixed + 1, UINT32_MAX));
     if (before < base) {
       nh.lost_from = before;
       nh.reason = reason;
@@ -351,6 +372,10 @@ class log_repair {
     if (o_.dry_run) return true;
     const std::string tmp = replace.empty() ? path : path + ".repair";
     if (!replace.empty()) (void)io_->unlink(tmp.c_str());  // left by an interrupted repair
+    struct stat st {};
+    if (replace.empty() && ::stat(path.c_str(), &st) == 0 &&
+        static_cast<std::uint64_t>(st.st_size) <= storage::segment_header_size)
+      (void)io_->unlink(path.c_str());  // a segment with no record in it: this one takes its place
     const int fd = open_retry(*io_, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL);
     if (fd < 0 && errno == EEXIST && replace.empty()) {
       // An interrupted repair made it already: fine if it holds these records.
@@ -406,6 +431,7 @@ class log_repair {
   int lock_fd_ = -1;
   repair_report rep_;
   bool prev_known_ = false;  // a segment before this one was read
+  std::size_t largest_ = 0;  // the largest record body of this segment
   std::uint64_t prev_end_ = 0;
 };
 
