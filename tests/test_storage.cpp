@@ -585,6 +585,13 @@ TEST_CASE("recorder and log: impossible options are refused with a message", "[s
   sluice::record_options ro;
   ro.buffer_bytes = 10;
   REQUIRE(ro.validate() != nullptr);
+  {
+    sluice::record_options wal;
+    wal.durable_before_delivery = true;
+    REQUIRE(wal.validate() == nullptr);
+    wal.when_full = sluice::full_behaviour::drop;  // a write-ahead log that drops: no
+    REQUIRE(std::string(wal.validate()).find("durable_before_delivery") != std::string::npos);
+  }
   REQUIRE_THROWS_AS(sluice::recorder(std::make_unique<sluice::memory_sink>(1), make_types(), ro),
                     std::invalid_argument);
   REQUIRE_THROWS_AS(sluice::recorder(nullptr, make_types()), std::invalid_argument);

@@ -97,7 +97,10 @@ void append_ticks(std::unique_ptr<sluice::file_log> log, std::uint64_t first, st
   REQUIRE_OK(rec.close());
   const sluice::recorder_stats st = rec.stats();
   REQUIRE(st.written == count);
+  REQUIRE(st.synced == count);  // sync_policy::never: close() still syncs
+  REQUIRE(st.syncs >= 1);
   REQUIRE(st.failed == 0);
+  REQUIRE(st.unsynced == 0);
   REQUIRE(st.dropped == 0);
 }
 

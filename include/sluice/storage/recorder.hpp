@@ -84,7 +84,11 @@ struct record_options {
   std::chrono::microseconds linger{1000};
   // Waits, on the delivering thread, until each batch is durable before its
   // events are delivered: true write-ahead logging, at a sync per batch.
-  // Events whose records could not be made durable are not delivered.
+  // Events whose records could not be made durable (an append or sync
+  // failed, the codec threw, the record was too large, the recorder was
+  // closed) are not delivered: the lane batch they came in is the unit (a
+  // dispatched event, or one through a store stage, is its own). Needs
+  // when_full = block.
   bool durable_before_delivery = false;
   // Also store events that a replay published (metadata::replayed).
   bool record_replayed = false;
@@ -102,6 +106,9 @@ struct record_options {
       return "sluice: record_options::linger must be between 0 and 1 hour";
     if (when_full != full_behaviour::block && when_full != full_behaviour::drop)
       return "sluice: record_options::when_full is not a full_behaviour value";
+    if (durable_before_delivery && when_full == full_behaviour::drop)
+      return "sluice: record_options::durable_before_delivery needs when_full = block (a "
+             "write-ahead log does not drop records)";
     return nullptr;
   }
 };
@@ -109,7 +116,7 @@ struct record_options {
 struct recorder_stats {
   std::uint64_t recorded = 0;    // put in the buffer
   std::uint64_t written = 0;     // appended to the sink
-  std::uint64_t synced = 0;      // known durable (after a successful sync)
+  std::uint64_t synced = 0;      // known durable (covered by a successful sync)
   std::uint64_t dropped = 0;     // buffer full (drop), or recorder closed
   std::uint64_t unrecorded = 0;  // no codec for the type
   std::uint64_t rejected = 0;    // the codec threw, or the record was larger than the sink takes
@@ -212,8 +219,10 @@ class recorder final : public detail::record_hook {
     lock.lock();
     if (!e) {
       // The sink's close() syncs: what was written is durable now.
-      if (stats_.synced != stats_.written) ++stats_.syncs;
-      stats_.synced = stats_.written;
+      // (Records whose earlier sync failed stay lost: a later sync does not
+      // vouch for them.)
+      if (stats_.synced + stats_.unsynced != stats_.written) ++stats_.syncs;
+      stats_.synced = stats_.written - stats_.unsynced;
       synced_seq_ = written_seq_;
     } else {
       stats_.unsynced += lose_unsynced(synced_seq_ + 1, written_seq_);
@@ -249,18 +258,23 @@ class recorder final : public detail::record_hook {
     std::int64_t delta = 0;
     if (n != 0 && recs[0].meta().timestamp != 0) delta = detail::wall_ns() - detail::now_ns();
     std::uint64_t first = 0, mine = 0;
+    bool kept_all = true;  // every record to be stored was put in the buffer
     {
       std::unique_lock<std::mutex> lock(mutex_);
       first = seq_ + 1;
       for (std::size_t i = 0; i < n; ++i) {
         const detail::record& r = recs[i];
         const std::int64_t ts = r.meta().timestamp;
-        (void)put(lock, r.type(), r.event(), r.meta(), ts != 0 ? saturated_add(ts, delta) : 0);
+        if (!put(lock, r.type(), r.event(), r.meta(), ts != 0 ? saturated_add(ts, delta) : 0) &&
+            recordable(r.type(), r.meta()))
+          kept_all = false;  // rejected by its codec or the sink's limit, or closed
       }
       mine = seq_;
     }
-    if (opts_.durable_before_delivery && mine >= first) return wait_until_synced(first, mine);
-    return true;
+    if (!opts_.durable_before_delivery) return true;
+    // Write-ahead: the batch is delivered when all of it is durable.
+    if (!kept_all) return false;
+    return mine < first || wait_until_synced(first, mine);
   }
 
   bool on_event(std::uint32_t type, const void* ev, const metadata& m) noexcept override {
@@ -312,6 +326,12 @@ class recorder final : public detail::record_hook {
       if (storage::load_le<std::int64_t>(t) == 0) storage::store_le<std::int64_t>(t, now);
       p += storage::frame_size + storage::load_le<std::uint32_t>(p);
     }
+  }
+
+  // Whether an event of this type and metadata is to be stored at all.
+  [[nodiscard]] bool recordable(std::uint32_t type, const metadata& m) const noexcept {
+    return (!m.replayed || opts_.record_replayed) && types_ != nullptr &&
+           types_->find(type) != nullptr;
   }
 
   // Encodes one event into the open buffer (mutex_ held).
@@ -591,7 +611,7 @@ class recorder final : public detail::record_hook {
         sync_tried_ = upto;
         if (synced) {
           ++stats_.syncs;
-          stats_.synced = stats_.written;
+          stats_.synced = stats_.written - stats_.unsynced;  // not those lost before
           synced_seq_ = upto;
           unsynced = false;
         } else {
