@@ -29,6 +29,10 @@ struct order {
 struct paid {
   std::uint64_t id;
 };
+struct shot {
+  std::uint8_t kind;  // padding follows: stored with fields()
+  std::uint32_t x;
+};
 struct alert {
   std::uint64_t id;
   bool urgent;
@@ -156,6 +160,8 @@ void storage_calls(const std::string& dir) {
              types->find("every_call.note") != nullptr,
          "codecs find");
   expect(sluice::codecs::check_name("a b") != nullptr, "check_name");
+  expect(types->add<shot>("every_call.shot", 1, sluice::fields(&shot::kind, &shot::x)) == nullptr,
+         "codecs fields");
 
   {
     sluice::bus bus;
@@ -169,6 +175,8 @@ void storage_calls(const std::string& dir) {
     expect(rec.rec->valid() && rec.rec->error() == nullptr, "recorder valid");
     expect(rec.rec->options().sync == sluice::sync_policy::every_batch, "recorder options");
     expect(rec.rec->write(paid{99}), "write");
+    expect(rec.rec->acknowledge_losses() == 0 && rec.rec->stats().unacknowledged == 0,
+           "acknowledge_losses");
     bus.stop();
     expect(rec.rec->close().ok(), "close");
   }
@@ -199,7 +207,26 @@ void storage_calls(const std::string& dir) {
                  rr.error.describe().c_str(), static_cast<unsigned long long>(rr.published), got,
                  static_cast<unsigned long long>(rr.next_offset));
   expect(rr.ok() && rr.published == 12 && got == 11 && rr.next_offset == 12, "replay");
+  expect(rr.complete() && rr.lost == 0 && rr.unread_bytes == 0, "replay complete");
   replayed.stop();
+
+  sluice::reader_options skip;
+  skip.skip_damaged = true;
+  auto salvage = sluice::log_reader::open(dir + "/log", skip, err);
+  expect(salvage != nullptr && salvage->next(e) == sluice::read_status::event &&
+             salvage->lost().to == salvage->lost().from,
+         "skip_damaged, lost");
+
+  sluice::repair_options rpo;
+  rpo.dir = dir + "/log";
+  rpo.dry_run = true;
+  sluice::repair_report rep = sluice::repair_log(rpo);
+  expect(rep.ok() && !rep.changed() && rep.records == 12, "repair dry run");
+  rpo.dry_run = false;
+  rep = sluice::repair_log(rpo);
+  expect(rep.ok() && !rep.changed() && rep.changes.empty() && rep.segments_made.empty() &&
+             rep.headers_rewritten.empty(),
+         "repair");
 
   sluice::checkpoint cp(dir + "/cp");
   expect(cp.store(rr.next_offset).ok(), "checkpoint store");
@@ -228,7 +255,8 @@ void storage_calls(const std::string& dir) {
   auto log = sluice::file_log::open(fo, err);
   expect(log != nullptr && log->recovered().empty() && log->next_offset() == 0 &&
              log->first_offset() == 0 && log->segment_count() == 1 && !log->dir().empty() &&
-             log->last_roll_error().ok() && log->max_record() > 0,
+             log->last_roll_error().ok() && log->max_record() > 0 && log->synced_offset() == 0 &&
+             log->last_sync_error().ok() && log->sync_failures() == 0,
          "file_log");
   expect(log->flush().ok() && log->sync().ok() && log->close().ok(), "file_log close");
   expect(err.describe().empty() && std::string(sluice::to_string(err.code)) == "ok", "describe");
