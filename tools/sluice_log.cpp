@@ -542,13 +542,18 @@ sluice::read_status next_event(sluice::log_reader& r, sluice::stored_event& e,
   }
 }
 
+// "offset 7 is" or "offsets 7 to 9 are": the offsets [from, to), to > from.
+std::string offsets_are(std::uint64_t from, std::uint64_t to) {
+  return to - from == 1 ? fmt::format("offset {} is", from)
+                        : fmt::format("offsets {} to {} are", from, to - 1);
+}
+
 // Says which offsets the log says are missing (not an error: the log is
 // whole, and says why).
 void note_lost(const sluice::log_reader& r) {
   const sluice::lost_records& l = r.lost();
   if (l.to == l.from) return;
-  error("note: offsets {} to {} are not in the log: {} ({}:{})", l.from, l.to - 1, l.why, l.file,
-        l.offset);
+  error("note: {} not in the log: {} ({}:{})", offsets_are(l.from, l.to), l.why, l.file, l.offset);
 }
 
 // --max-record N (for version 1 segments) into `o`.
@@ -796,13 +801,15 @@ int cmd_verify(int argc, char** argv) {
   fmt::memory_buffer out;
   auto it = std::back_inserter(out);
   for (const auto& f : log.side_files)
-    fmt::format_to(it, "note: {} holds bytes cut off by recovery (not part of the log)\n", f);
+    fmt::format_to(
+        it, "note: {} holds bytes cut off by recovery or a repair (not part of the log)\n", f);
   fmt::format_to(it, "log:       {}\n", dir);
   fmt::format_to(it, "segments:  {}\n", log.segments.size());
   fmt::format_to(it, "bytes:     {}\n", total);
   fmt::format_to(it, "records:   {}\n", records);
   if (lost != 0)
-    fmt::format_to(it, "missing:   {} offsets (said by the log; see the notes)\n", lost);
+    fmt::format_to(it, "missing:   {} offset{} (said by the log; see the notes)\n", lost,
+                   lost == 1 ? "" : "s");
   if (first)
     fmt::format_to(it, "offsets:   {} to {}\n", *first, last);
   else
@@ -1253,7 +1260,7 @@ int cmd_repair(int argc, char** argv) {
     fmt::format_to(it, "{}:{}: {}: {} {} byte{} to {}", c.file, c.at, c.reason, verb, c.bytes,
                    c.bytes == 1 ? "" : "s", c.saved_to.empty() ? "nowhere" : c.saved_to);
     if (c.lost_to > c.lost_from)
-      fmt::format_to(it, "; offsets {} to {} are missing", c.lost_from, c.lost_to - 1);
+      fmt::format_to(it, "; {} missing", offsets_are(c.lost_from, c.lost_to));
     fmt::format_to(it, "\n");
   }
   for (const auto& f : r.segments_made)

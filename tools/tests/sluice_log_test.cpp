@@ -770,6 +770,130 @@ void case_damage_middle() {
   check(r.out.empty(), "dump prints nothing before damage at the first record");
 }
 
+// repair: a damaged record in a middle segment. A dry run changes nothing;
+// repair keeps every valid record at its offset, and verify is then clean but
+// for a note on the missing offset; a second repair finds nothing to do.
+void case_repair() {
+  temp_dir t;
+  const std::string dir = t / "log";
+  write_log(dir);
+  auto segs = segment_files(dir);
+  check(segs.size() >= 4, "at least four segments");
+  const std::uint64_t victim = base_of(segs[1]);
+  flip_byte(segs[1], 64 + 8 + 9);  // its first record
+  expect({"verify", dir}, 1);
+  const std::uint64_t bytes_before = std::filesystem::file_size(segs[1]);
+  result r = expect({"repair", dir, "--dry-run"}, 0);
+  check(contains(r.out, "would move"), "dry run says what it would do (got: " + r.out + ")");
+  check(contains(r.out, "offset " + std::to_string(victim) + " is missing"),
+        "dry run names the missing offset (got: " + r.out + ")");
+  check_eq(std::filesystem::file_size(segs[1]), bytes_before, "a dry run changes nothing");
+  expect({"verify", dir}, 1);
+  r = expect({"repair", dir}, 0);
+  check(contains(r.out, segs[1] + ":64: checksum mismatch: moved"),
+        "repair says what it moved (got: " + r.out + ")");
+  check_eq(field(r.out, "records kept"), std::to_string(records - 1), "records kept");
+  check_eq(field(r.out, "result"), "repaired", "result");
+  r = expect({"verify", dir}, 0);
+  check_eq(field(r.out, "records"), std::to_string(records - 1), "every other record");
+  check(contains(r.err, "note: offset " + std::to_string(victim) + " is not in the log"),
+        "verify notes the missing offset (got: " + r.err + ")");
+  check(contains(r.out, "missing:   1 offset ("), "summary (got: " + r.out + ")");
+  r = expect({"dump", dir}, 0);
+  check(contains(r.err, "note: offset " + std::to_string(victim)), "dump notes it too");
+  r = expect({"repair", dir}, 0);
+  check_eq(field(r.out, "result"), "nothing to repair", "a second repair");
+  // A log open for writing is not repaired.
+  {
+    sluice::file_log_options fo;
+    fo.dir = dir;
+    sluice::storage_error err;
+    auto log = sluice::file_log::open(fo, err);
+    check(log != nullptr, "the repaired log opens for writing");
+    r = expect({"repair", dir}, 3);
+    check(contains(r.err, "open for writing"), "locked (got: " + r.err + ")");
+  }
+  expect({"repair"}, 2);
+  expect({"repair", dir, "--max-record", "3"}, 2);
+}
+
+// A record whose type name breaks the format (a quote), with a valid
+// checksum: damage for every reader, and no invalid JSON printed.
+void case_bad_name() {
+  temp_dir t;
+  const std::string dir = t / "log";
+  std::filesystem::create_directories(dir);
+  std::vector<unsigned char> b(sluice::storage::segment_header_size);
+  sluice::storage::write_segment_header(b.data(), 0, 1);
+  auto add = [&](std::uint64_t offset, std::string_view name) {
+    const std::size_t at = b.size();
+    b.resize(at + sluice::storage::frame_size + sluice::storage::body_fixed + name.size() + 4);
+    sluice::metadata m;
+    sluice::storage::begin_record(b.data() + at, 1, m, 1, name);
+    sluice::storage::set_length(b.data() + at, b.size() - at - sluice::storage::frame_size);
+    sluice::storage::seal_record(b.data() + at, offset);
+  };
+  add(0, "good");
+  add(1, "bad\"name");
+  add(2, "good");
+  {
+    std::ofstream f(dir + "/00000000000000000000.slog", std::ios::binary);
+    f.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
+  }
+  result r = expect({"verify", dir}, 1);
+  check(contains(r.out, "type name outside the format"), "verify names it (got: " + r.out + ")");
+  r = expect({"dump", dir}, 1);
+  check(!contains(r.out, "bad\""), "dump prints no raw quote (got: " + r.out + ")");
+  check_eq(static_cast<int>(std::count(r.out.begin(), r.out.end(), '\n')), 1, "one line");
+}
+
+// A version 1 log written with a raised record limit: the header does not
+// say it, so readers need --max-record; a version 2 log says it itself.
+void case_max_record() {
+  temp_dir t;
+  const std::string dir = t / "log";
+  struct blob {
+    unsigned char bytes[40000];
+  };
+  {
+    auto types = std::make_shared<sluice::codecs>();
+    types->add<blob>("blob");
+    sluice::file_log_options fo;
+    fo.dir = dir;
+    fo.max_record = 100000;
+    sluice::storage_error err;
+    auto log = sluice::file_log::open(fo, err);
+    check(log != nullptr, "open");
+    sluice::recorder rec(std::move(log), types);
+    blob x{};
+    for (int i = 0; i < 3; ++i) check(rec.write(x), "write");
+    check(rec.close().ok(), "close");
+  }
+  result r = expect({"verify", dir}, 0);  // version 2: the header says 100000
+  check_eq(field(r.out, "records"), "3", "records");
+  // The same as version 1: header fields after the creation time are zero.
+  const std::string seg = segment_files(dir)[0];
+  std::vector<unsigned char> b;
+  {
+    std::ifstream f(seg, std::ios::binary);
+    b.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+  }
+  sluice::storage::store_le<std::uint32_t>(b.data() + 8, 1);
+  std::fill(b.begin() + 32, b.begin() + 60, 0);
+  sluice::storage::store_le<std::uint32_t>(b.data() + 60, sluice::detail::crc32c(b.data(), 60));
+  {
+    std::ofstream f(seg, std::ios::binary | std::ios::trunc);
+    f.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
+  }
+  r = expect({"verify", dir, "--max-record", "1000"}, 1);
+  check(contains(r.out, "beyond the largest allowed record"), "limit (got: " + r.out + ")");
+  r = expect({"verify", dir, "--max-record", "100000"}, 0);
+  check_eq(field(r.out, "records"), "3", "records with the raised limit");
+  expect({"dump", dir, "--max-record", "100000"}, 0);
+  expect({"stats", dir, "--max-record", "100000"}, 0);
+  expect({"tail", dir, "--max-record", "100000"}, 0);
+}
+
 void case_not_a_log() {
   temp_dir t;
   result r = expect({"verify", t / "missing"}, 3);
@@ -905,6 +1029,9 @@ int main(int argc, char** argv) {
       {"damage_flip", case_damage_flip},
       {"damage_truncate", case_damage_truncate},
       {"damage_middle", case_damage_middle},
+      {"repair", case_repair},
+      {"bad_name", case_bad_name},
+      {"max_record", case_max_record},
       {"not_a_log", case_not_a_log},
       {"usage", case_usage},
       {"help", case_help},
