@@ -107,7 +107,7 @@ TEST_CASE("transform T to T enriches and the chain goes on", "[pipeline]") {
   CHECK(bus.stats<reading>().balanced());
 }
 
-TEST_CASE("route picks a channel; unheard channels are unrouted", "[pipeline]") {
+TEST_CASE("route picks a channel, unheard channels are unrouted", "[pipeline]") {
   sluice::bus bus;
   const sluice::channel pager{"pager"}, dashboard{"dashboard"}, archive{"archive"};
   CHECK(pager != dashboard);

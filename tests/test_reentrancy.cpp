@@ -191,7 +191,7 @@ TEST_CASE("bus.publish from a handler is not stuck behind a blocked outside thre
   CHECK(bus.stats<follow_up>().balanced());
 }
 
-TEST_CASE("handlers of one bus may stop another; run from a handler is refused", "[reentrancy]") {
+TEST_CASE("handlers of one bus may stop another, run from a handler is refused", "[reentrancy]") {
   test::watchdog wd(std::chrono::seconds(30), "two buses");
   sluice::bus a;
   auto b = std::make_unique<sluice::bus>();

@@ -381,7 +381,7 @@ TEST_CASE("file log: retention by age", "[storage]") {
   REQUIRE(read_all(dir.path()).back().offset == 499);
 }
 
-TEST_CASE("recorder: a bus records every accepted event in lane order; replay rebuilds state",
+TEST_CASE("recorder: a bus records every accepted event in lane order, replay rebuilds state",
           "[storage]") {
   test::watchdog dog(std::chrono::seconds(60));
   test::temp_dir dir;
@@ -557,7 +557,7 @@ TEST_CASE("recorder: a full buffer blocks or drops as chosen, and loses nothing 
   }
 }
 
-TEST_CASE("recorder: sink errors are reported and counted; delivery goes on", "[storage]") {
+TEST_CASE("recorder: sink errors are reported and counted, delivery goes on", "[storage]") {
   auto sink = std::make_unique<test_sink>();
   sink->fail_appends = true;
   std::atomic<int> errors{0};
@@ -752,7 +752,7 @@ TEST_CASE("replay: filters, unknown types and a start offset", "[storage]") {
   REQUIRE(res.next_offset == 200);
 }
 
-TEST_CASE("checkpoint: store, load, resume at least once; damage is an error", "[storage]") {
+TEST_CASE("checkpoint: store, load, resume at least once, damage is an error", "[storage]") {
   test::temp_dir dir;
   auto types = make_types();
   {
@@ -947,7 +947,7 @@ TEST_CASE("recorder: stop() writes and syncs store-stage recorders too", "[stora
 }
 
 TEST_CASE(
-    "recorder: sink failures of the last pass are close()'s error; a throwing sink is an error",
+    "recorder: sink failures of the last pass are close()'s error, a throwing sink is an error",
     "[storage]") {
   {
     auto sink = std::make_unique<test_sink>();
