@@ -210,3 +210,31 @@ TEST_CASE("reset allocates nothing, even with every allocation failing", "[alloc
   CHECK(counted_handler::live.load() == 0);
   bus.stop();
 }
+
+TEST_CASE("make_producer under allocation failure throws and the bus goes on", "[alloc][oom]") {
+  sluice::bus bus{sluice::bus_options{}.with_lanes(4).with_lane_capacity(64)};
+  int calls = 0;
+  auto sub = bus.subscribe<small_event>([&](const small_event&) { ++calls; });
+  long failures = 0;
+  // Fail at each allocation make_producer makes in turn (the queue's own
+  // allocations of producer blocks report failure by a null pointer).
+  for (long k = 0; k < 64; ++k) {
+    bool threw = false;
+    {
+      fail_scope fail(k);
+      try {
+        sluice::producer p = bus.make_producer();
+        fail_scope ok(-1);  // (publishing is not what is tested)
+        CHECK(p.publish(small_event{1, 2}) == sluice::publish_result::ok);
+      } catch (const std::bad_alloc&) {
+        threw = true;
+      }
+    }
+    if (threw) ++failures;
+  }
+  CHECK(failures > 0);
+  auto p = bus.make_producer();
+  REQUIRE(p.publish(small_event{3, 4}) == sluice::publish_result::ok);
+  bus.poll();
+  CHECK(calls == 64 - failures + 1);
+}

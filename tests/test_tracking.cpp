@@ -136,6 +136,28 @@ TEST_CASE("a bus made before fork() is inert in the child, and reset() there nev
   CHECK(bus.stats<ping>().balanced());
 }
 
+TEST_CASE("destroying a parent's bus with a parked worker in a fork() child returns",
+          "[tracking][fork]") {
+  test::watchdog wd(std::chrono::seconds(60), "fork destroy parked");
+  auto bus = std::make_unique<sluice::bus>(sluice::bus_options{}.with_lanes(1));
+  REQUIRE(bus->run(1, std::chrono::microseconds(0)));  // no idle spin: it parks at once
+  sluice::detail::bus_core& core = sluice::detail::bus_access::core(*bus);
+  REQUIRE(test::wait_until([&] { return core.parked_workers() == 1; }));
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    ::alarm(20);  // a hang ends the child by SIGALRM
+    bus.reset();  // its condition variable counts the parent's parked worker
+    ::_exit(0);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  INFO("child status " << status);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  bus.reset();
+}
+
 TEST_CASE("destroying a parent's bus in a fork() child returns at once", "[tracking][fork]") {
   test::watchdog wd(std::chrono::seconds(60), "fork destroy");
   auto bus = std::make_unique<sluice::bus>(sluice::bus_options{}.with_lanes(1));

@@ -345,7 +345,7 @@ class bus {
     while (core_.live_workers() == 0) {
       core_.note_poller();
       const std::size_t n = core_.drain_pass(next_start(), static_cast<std::size_t>(-1));
-      if (core_.queued() == 0) return true;
+      if (core_.idle()) return true;
       if (expired()) return false;
       if (n == 0) wait.pause();  // another thread holds the lanes
     }
@@ -360,6 +360,7 @@ class bus {
   bool run(std::size_t threads,
            std::chrono::microseconds idle_spin = std::chrono::microseconds(200)) {
     if (detail::inside(&core_)) return false;  // from a handler: refused
+    if (core_.forked()) return false;          // its lock may be held by a vanished thread
     std::lock_guard<std::mutex> lock(run_mutex_);
     if (threads == 0 || !workers_.empty() || core_.state() != detail::run_state::running)
       return false;
@@ -378,6 +379,7 @@ class bus {
   // Returns false when called from a handler (refused) or already stopped.
   bool stop(stop_mode mode = stop_mode::drain) {
     if (detail::inside(&core_)) return false;
+    if (core_.forked()) return false;  // its lock may be held by a vanished thread
     std::lock_guard<std::mutex> lock(run_mutex_);
     if (core_.state() == detail::run_state::stopped) return false;
     const bool discard = mode == stop_mode::discard;
@@ -466,6 +468,8 @@ class bus {
   template <class Event>
   publish_result shared_publish(Event&& e, bool has_key, key_type key, bool try_only) {
     using mode = detail::producer_core::attempt;
+    // In a fork() child a shared producer may be held by a vanished thread.
+    if (core_.forked()) return publish_result::stopped;
     core_.mark_started();
     shared_producer& sp = shared_[detail::thread_number() % shared_count];
     detail::backoff wait;
@@ -485,9 +489,12 @@ class bus {
         // Only the attempt that is accepted consumes the event.
         r = sp.core->publish(std::forward<Event>(e), has_key, key,
                              try_only ? mode::try_once : mode::probe, &would_block);
+        // Nobody else can make room: refused (counted while the shared
+        // producer is still held: its counters have one writer at a time).
+        if (would_block && !core_.drained_by_others())
+          return sp.core->refuse_no_drainer<std::decay_t<Event>>();
       }
       if (!would_block) return r;
-      if (!core_.drained_by_others()) return sp.core->refuse_no_drainer<std::decay_t<Event>>();
       wait.pause();
     }
   }

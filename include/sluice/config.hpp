@@ -83,13 +83,15 @@
 
 // glibc ends a thread (pthread_exit, pthread_cancel) by unwinding its stack
 // with a "forced unwind" that a catch (...) must not swallow. Called first in
-// sluice's catch-all handlers, this rethrows it (and any exception that is
-// not a C++ one: the runtime gives those no type).
-#if SLUICE_HAS_EXCEPTIONS && defined(__GLIBCXX__) && __has_include(<cxxabi.h>)
-#include <cxxabi.h>
-#define SLUICE_PASS_FORCED_UNWIND()                            \
-  do {                                                         \
-    if (abi::__cxa_current_exception_type() == nullptr) throw; \
+// sluice's catch-all handlers, this rethrows it, and any other exception that
+// is not a C++ one: libstdc++'s std::current_exception() is empty for those
+// (it checks the exception's class, the one field a foreign exception is
+// sure to have).
+#if SLUICE_HAS_EXCEPTIONS && defined(__GLIBCXX__)
+#include <exception>
+#define SLUICE_PASS_FORCED_UNWIND()       \
+  do {                                    \
+    if (!std::current_exception()) throw; \
   } while (false)
 #else
 #define SLUICE_PASS_FORCED_UNWIND() ((void)0)

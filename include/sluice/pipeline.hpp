@@ -149,8 +149,18 @@ struct stage_fns {
       return true;
     }
     ru.derived.fetch_add(1, std::memory_order_relaxed);
+    // A thread that ends in U's handler (a forced unwind) still settles U:
+    // it was handed over, as the input is (drain_guard).
+    struct settle_on_unwind {
+      registry& r;
+      bool done = false;
+      ~settle_on_unwind() {
+        if (!done) bus_core::settle(r, fate::delivered, 1);
+      }
+    } unwind{ru};
     std::size_t calls = 0;
     const fate fu = ctx.core->process(ru, &*made, m, *ctx.slot, 0, ctx.hops + 1, calls);
+    unwind.done = true;
     bus_core::settle(ru, fu, calls);
     out = fate::transformed;
     return true;

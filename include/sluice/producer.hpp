@@ -13,8 +13,11 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdio>
+#include <cstdlib>
 #include <iterator>
 #include <memory>
+#include <new>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -32,6 +35,18 @@ inline namespace SLUICE_ABI {
 class bus;
 
 namespace detail {
+
+// Out of memory where the queue reports it by a null pointer: as an
+// allocation that throws (std::bad_alloc), or, without exceptions, as the
+// standard library does: the process ends.
+[[noreturn]] inline void out_of_memory() {
+#if SLUICE_HAS_EXCEPTIONS
+  throw std::bad_alloc();
+#else
+  std::fputs("sluice: out of memory\n", stderr);
+  std::abort();
+#endif
+}
 
 // Wraps a range of events as a range of records for one enqueue_bulk.
 template <class It>
@@ -66,7 +81,12 @@ class producer_core {
                 bool replayed = false)
       : core_(&core), id_(id), policy_(policy), replayed_(replayed), home_(id % core.lane_count()) {
     tokens_.reserve(core.lane_count());
-    for (std::size_t i = 0; i < core.lane_count(); ++i) tokens_.emplace_back(core.lane_at(i).q());
+    for (std::size_t i = 0; i < core.lane_count(); ++i) {
+      tokens_.emplace_back(core.lane_at(i).q());
+      // The queue allocates a token's producer without throwing: a token
+      // without one would be dereferenced by the first publish.
+      if (!tokens_.back().valid()) out_of_memory();
+    }
     core.producer_made(shared);
   }
   producer_core(const producer_core&) = delete;

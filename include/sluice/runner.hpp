@@ -39,7 +39,7 @@ inline void worker_loop(bus_core& core, std::size_t index, std::chrono::nanoseco
       continue;
     }
     if (st == run_state::draining) {
-      if (core.queued() == 0) return;
+      if (core.idle()) return;
       draining.pause();  // another thread is delivering: do not burn a core
       continue;
     }

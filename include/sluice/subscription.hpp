@@ -7,7 +7,9 @@
 // other threads may still finish. The handler object is then destroyed by the
 // next subscribe or reset of that event type on that bus that finds no call
 // running, or with the bus. A subscription may outlive its bus; reset() is
-// then free. reset() allocates nothing and cannot fail.
+// then free. It must not run while the bus is being destroyed (reset before,
+// or after: as with any object, a call may not overlap its destruction).
+// reset() allocates nothing and cannot fail.
 //
 // Thread-safety: one handle is used by one thread at a time; different
 // handles may be reset concurrently, from any thread, including from handlers.

@@ -159,7 +159,56 @@ tracking_result check_tracking(unsigned mutations, sluice_model::strategy how) {
   }
   return res;
 }
+
+// A poller delivers ev{0}, whose handler publishes ev{1} (into the same lane,
+// or with two lanes possibly another) and ends; meanwhile another thread asks
+// the core whether the bus is idle. It may say so only when both were handled.
+std::uint64_t check_idle(unsigned mutations, std::size_t lanes) {
+  std::uint64_t wrong = 0;
+  for (std::uint64_t seed = 1; seed <= schedules; ++seed) {
+    sluice::bus bus{sluice::bus_options{}.with_lanes(lanes).with_lane_capacity(4)};
+    sluice::detail::bus_core& core = bus_access::core(bus);
+    sluice::producer inner = bus.make_producer();
+    std::atomic<int> handled{0};
+    auto sub = bus.subscribe([&](const ev& e) {
+      if (e.n == 0) inner.publish(ev{1}, 7);
+      handled.fetch_add(1);
+    });
+    auto outer = bus.make_producer();
+    REQUIRE(outer.publish(ev{0}, 3) == sluice::publish_result::ok);
+    bool said_idle_early = false;
+    std::vector<std::function<void()>> threads;
+    threads.emplace_back([&bus] {
+      (void)bus.poll();
+      (void)bus.poll();
+    });
+    threads.emplace_back([&] {
+      for (int i = 0; i < 3; ++i)
+        if (core.idle() && handled.load() != 2) said_idle_early = true;
+    });
+    sluice_model::options o;
+    o.seed = seed;
+    o.mutations = mutations;
+    (void)sluice_model::run(o, std::move(threads), [](bool) {});
+    if (said_idle_early) ++wrong;
+    bus.poll();
+  }
+  return wrong;
+}
 }  // namespace
+
+TEST_CASE("model: the bus is idle only when everything handlers published is handled",
+          "[model][idle]") {
+  test::watchdog wd(std::chrono::seconds(240), "model idle");
+  CHECK(check_idle(0, 1) == 0);
+  CHECK(check_idle(0, 2) == 0);
+}
+
+TEST_CASE("model (positive control): reading the lanes' counts alone says idle too early",
+          "[model][idle][control]") {
+  test::watchdog wd(std::chrono::seconds(240), "model idle control");
+  CHECK(check_idle(1u << 3, 1) > 0);
+}
 
 TEST_CASE("model: no event is stranded with a worker asleep", "[model][parking]") {
   test::watchdog wd(std::chrono::seconds(240), "model parking");

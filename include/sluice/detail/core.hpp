@@ -76,6 +76,11 @@ class bus_core {
       for (auto& l : lanes_) (void)l.release();
       ::new (static_cast<void*>(&hook_owner_)) std::shared_ptr<record_hook>();
       ::new (static_cast<void*>(&store_hooks_)) std::vector<std::shared_ptr<record_hook>>();
+      // A condition variable that the parent's (vanished) workers waited on
+      // counts them as waiters: destroying it would wait for them for ever.
+      // Fresh ones take their place (they hold no resource to free).
+      ::new (static_cast<void*>(&park_cv_)) condition_variable();
+      ::new (static_cast<void*>(&idle_cv_)) condition_variable();
       return;
     }
     SLUICE_ASSERT(live_producers_.load() == 0, "destroy every producer before its bus");
@@ -129,6 +134,22 @@ class bus_core {
     std::size_t n = 0;
     for (auto& l : lanes_) n += l->pending();
     return n;
+  }
+
+  // Nothing queued, carried or being delivered, checked so that an event a
+  // handler publishes just before it ends is never missed: the lanes are read
+  // one after another, between two sums of their generations (which change
+  // with every publish); equal sums mean nothing was published meanwhile.
+  [[nodiscard]] bool idle() const noexcept {
+    auto generations = [this] {
+      std::uint64_t g = 0;
+      for (auto& l : lanes_) g += l->generation();
+      return g;
+    };
+    const std::uint64_t before = generations();
+    if (queued() != 0) return false;
+    // (Mutation 3: the lanes' sums alone, as before the generations.)
+    return generations() == before || SLUICE_MODEL_MUTATION(3);
   }
 
   // Some lane has events and no drainer.
@@ -185,6 +206,11 @@ class bus_core {
     }
   }
 
+  // Workers parked (or about to park) right now.
+  [[nodiscard]] std::size_t parked_workers() const noexcept {
+    return sleepers_.load(std::memory_order_seq_cst);
+  }
+
   // Parks the calling worker until work arrives or the state changes.
   void park_worker() {
     std::unique_lock<mutex> lock(park_mutex_);
@@ -212,12 +238,12 @@ class bus_core {
   template <class Expired>
   bool wait_idle(Expired&& expired) {
     idle_waiters_.fetch_add(1, std::memory_order_seq_cst);
-    bool idle = false;
+    bool settled = false;
     {
       std::unique_lock<mutex> lock(idle_mutex_);
       for (;;) {
-        if (queued() == 0) {
-          idle = true;
+        if (idle()) {
+          settled = true;
           break;
         }
         if (expired() || state() == run_state::stopped) break;
@@ -227,7 +253,7 @@ class bus_core {
       }
     }
     idle_waiters_.fetch_sub(1, std::memory_order_seq_cst);
-    return idle;
+    return settled;
   }
 
   // ---- failures --------------------------------------------------------------
@@ -514,24 +540,31 @@ class bus_core {
       l.release(n);
       l.batch_pos = 0;
       l.batch_end = n;
+      l.not_durable_end = 0;
       if (!discard) {
+        // The write-ahead log could not keep them: not delivered (kept in the
+        // lane with the batch, for whichever drainer settles them).
         if (record_hook* h = hook(); h != nullptr && !h->on_batch(l.batch(), n))
-          g.not_durable = n;  // the write-ahead log could not keep them: not delivered
+          l.not_durable_end = n;
       }
     }
     record* batch = l.batch();
     while (l.batch_pos != l.batch_end && g.settled < max) {
-      record& rec = batch[l.batch_pos++];  // taken: from here on it is this call's to settle
+      const std::size_t at = l.batch_pos++;
+      record& rec = batch[at];  // taken: from here on it is this call's to settle
       registry& r = reg(rec.type());
       g.t.switch_to(r);
       if (discard) {
         ++g.t.discarded;
-      } else if (SLUICE_UNLIKELY(g.not_durable != 0)) {
-        --g.not_durable;
+      } else if (SLUICE_UNLIKELY(at < l.not_durable_end)) {
+        g.current = &rec;  // (an observer that ends its thread still settles it)
+        g.current_fate = fate::filtered;
         report_failure(r, failure_kind::not_durable, 0,
                        "sluice: the recorder could not make the event durable "
                        "(durable_before_delivery): it was not delivered",
                        rec.event());
+        g.current = nullptr;
+        g.current_fate = fate::delivered;
         g.t.count(fate::filtered, 0);
       } else {
         g.current = &rec;
@@ -704,8 +737,8 @@ class bus_core {
     lane& l;
     tally t;
     std::size_t settled = 0;
-    std::size_t not_durable = 0;  // events of this batch the write-ahead log could not keep
-    record* current = nullptr;    // an event whose delivery is under way
+    record* current = nullptr;            // an event whose delivery is under way
+    fate current_fate = fate::delivered;  // how it counts if the thread ends meanwhile
     drain_guard(bus_core& c, lane& ln) noexcept : core(c), l(ln) {}
     drain_guard(const drain_guard&) = delete;
     drain_guard& operator=(const drain_guard&) = delete;
@@ -713,7 +746,7 @@ class bus_core {
       if (current != nullptr) {
         // The thread ends inside a handler or stage: the event was handed
         // over, and counts as delivered; its other handlers are not called.
-        t.count(fate::delivered, 1);
+        t.count(current_fate, current_fate == fate::delivered ? 1 : 0);
         current->reset();
         ++settled;
       }

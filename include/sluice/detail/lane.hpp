@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "../config.hpp"
+#include "numeric.hpp"
 #include "queue.hpp"
 #include "record.hpp"
 #include "sync.hpp"
@@ -35,14 +36,16 @@ class alignas(SLUICE_CACHE_LINE) lane {
   [[nodiscard]] std::size_t try_reserve(std::size_t n = 1) noexcept {
     // seq_cst: a parked producer increments waiters_ and then reads the
     // count here; the drainer decrements the count and then reads waiters_.
+    // Each reservation also advances the generation (see generation()).
     SLUICE_SCHEDULE_POINT();
-    std::size_t s = size_.load(std::memory_order_seq_cst);
+    std::uint64_t s = size_.load(std::memory_order_seq_cst);
     for (;;) {
-      if (s >= capacity_) return 0;
-      const std::size_t k = std::min(n, capacity_ - s);
-      if (size_.compare_exchange_weak(s, s + k, std::memory_order_seq_cst,
+      const std::size_t count = to_size(s & count_mask);
+      if (count >= capacity_) return 0;
+      const std::size_t k = std::min(n, capacity_ - count);
+      if (size_.compare_exchange_weak(s, s + k + generation_one, std::memory_order_seq_cst,
                                       std::memory_order_relaxed)) {
-        note_high_water(s + k);
+        note_high_water(count + k);
         return k;
       }
     }
@@ -115,14 +118,22 @@ class alignas(SLUICE_CACHE_LINE) lane {
   // before release subtracts, so an event is never missed by both reads.
   [[nodiscard]] std::size_t pending() const noexcept {
     SLUICE_SCHEDULE_POINT();
-    const std::size_t queued_now = size_.load(std::memory_order_seq_cst);
+    const std::size_t queued_now = to_size(size_.load(std::memory_order_seq_cst) & count_mask);
     SLUICE_SCHEDULE_POINT();
     return queued_now + inflight_.load(std::memory_order_seq_cst);
   }
 
   [[nodiscard]] std::size_t size() const noexcept {
     SLUICE_SCHEDULE_POINT();
-    return size_.load(std::memory_order_seq_cst);
+    return to_size(size_.load(std::memory_order_seq_cst) & count_mask);
+  }
+  // Changes with every reservation (a publish into the lane): pending() of
+  // every lane reading 0 between two equal sums of generations means that no
+  // event was published meanwhile, so nothing was missed by reading the
+  // lanes one after another (a handler that publishes and then ends).
+  [[nodiscard]] std::uint64_t generation() const noexcept {
+    SLUICE_SCHEDULE_POINT();
+    return size_.load(std::memory_order_seq_cst) >> 32;
   }
   // Events a drainer took off the queue and left undelivered for the next
   // one (a poll_for whose budget ran out, a thread that ended in a handler).
@@ -147,6 +158,9 @@ class alignas(SLUICE_CACHE_LINE) lane {
   [[nodiscard]] record* batch() noexcept { return batch_; }
   std::size_t batch_pos = 0;
   std::size_t batch_end = 0;
+  // Records [0, not_durable_end) of the batch are not to be delivered: a
+  // write-ahead recorder could not make them durable.
+  std::size_t not_durable_end = 0;
   // Publishes batch_end - batch_pos for carried() (before unlock()).
   void note_carried() noexcept {
     SLUICE_SCHEDULE_POINT();
@@ -161,7 +175,11 @@ class alignas(SLUICE_CACHE_LINE) lane {
   }
 
   const std::size_t capacity_;
-  alignas(SLUICE_CACHE_LINE) std::atomic<std::size_t> size_{0};
+  // The count of places taken (low 32 bits) and a generation that each
+  // reservation advances (high 32 bits): one atomic, one update per publish.
+  static constexpr std::uint64_t count_mask = 0xFFFFFFFFULL;
+  static constexpr std::uint64_t generation_one = std::uint64_t{1} << 32;
+  alignas(SLUICE_CACHE_LINE) std::atomic<std::uint64_t> size_{0};
   std::atomic<std::size_t> high_water_{0};
   std::atomic<std::uint32_t> waiters_{0};
   std::atomic<std::size_t> inflight_{0};

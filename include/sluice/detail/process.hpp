@@ -154,16 +154,19 @@ inline void unlink_bus(fork_link& l) noexcept {
   l.prev = l.next = nullptr;
 }
 
-// Before fork(): no bus is being linked or unlinked and no channel is being
-// named while the address space is copied.
+// Before fork(): no bus is being linked or unlinked, no channel is being
+// named and no fence decision or fallback barrier is under way while the
+// address space is copied (the child could never take those locks again).
 inline void fork_prepare() noexcept {
   process_state& p = process();
   p.fork_mutex.lock();
   p.channel_mutex.lock();
+  p.fence_mutex.lock();
 }
 
 inline void fork_parent() noexcept {
   process_state& p = process();
+  p.fence_mutex.unlock();
   p.channel_mutex.unlock();
   p.fork_mutex.unlock();
 }
@@ -184,6 +187,7 @@ inline void fork_child() noexcept {
     s->in_use.store(false, std::memory_order_release);
   }
   for (fork_link* l = p.buses; l != nullptr; l = l->next) l->on_child(l->owner);
+  p.fence_mutex.unlock();
   p.channel_mutex.unlock();
   p.fork_mutex.unlock();
 }

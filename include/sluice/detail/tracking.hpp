@@ -120,6 +120,14 @@ struct slot_owner {
   ~slot_owner() {
     if (slot != nullptr) {
       this_thread().slot = nullptr;
+      // A thread that ends inside a handler without unwinding (pthread_exit
+      // in a build without exceptions) leaves its announcements: it runs no
+      // handler any more, so they are withdrawn, or a reset() would wait for
+      // it for ever.
+      for (auto& c : slot->array) c.store(nullptr, std::memory_order_seq_cst);
+      for (auto& c : slot->node) c.store(nullptr, std::memory_order_seq_cst);
+      for (auto& b : slot->bus) b = nullptr;
+      slot->depth = 0;
       slot->in_use.store(false, std::memory_order_release);
     }
   }
