@@ -940,10 +940,378 @@ TEST_CASE("json: output is valid UTF-8, and offsets go on when the file is opene
     const std::string s2(t2.begin(), t2.end());
     REQUIRE_THAT(s2, Contains("\"ti\n{\"offset\":6,"));
   }
+  // A last line cut short that is longer than the window read back: ended
+  // once (one newline, not one per window).
+  {
+    const std::string garbage(70000, 'x');
+    std::FILE* f = std::fopen(path.c_str(), "ab");
+    std::fputs(garbage.c_str(), f);
+    std::fclose(f);
+    const std::size_t before = test::read_file(path).size();
+    sluice::storage_error err;
+    auto js = sluice::json_sink::open(path, types, err);
+    REQUIRE(js != nullptr);
+    sluice::recorder rec(std::move(js), types);
+    REQUIRE(rec.write(word{10}));
+    REQUIRE(rec.close().ok());
+    const std::vector<unsigned char> t3 = test::read_file(path);
+    const std::string s3(t3.begin() + static_cast<std::ptrdiff_t>(before) - 1, t3.end());
+    REQUIRE(s3.substr(0, 3) == "x\n{");  // the garbage, one newline, the next line
+    REQUIRE(std::count(s3.begin(), s3.end(), '\n') == 2);
+  }
   // Bytes that are not UTF-8 become U+FFFD; valid UTF-8 stays as it is.
   fmt::memory_buffer out;
   sluice::detail::json_escape(out,
                               std::string_view("ok \xC3\xA9 bad \xFF\xC0\x80 cut \xE2\x82", 20));
   const std::string esc(out.data(), out.size());
   REQUIRE(esc == "ok \xC3\xA9 bad \\ufffd\\ufffd\\ufffd cut \\ufffd\\ufffd");
+}
+
+TEST_CASE("faults: an acknowledged loss hides no later one", "[storage][faults]") {
+  test::temp_dir dir;
+  test::fault_io io;
+  sluice::record_options ro;
+  ro.sync = sluice::sync_policy::never;
+  ro.linger = std::chrono::hours(1);  // one append per flush
+  sluice::recorder rec(open_log(options(dir.path(), &io)), num_types(), ro);
+  std::uint64_t n = 0;
+  for (; n < 10; ++n) REQUIRE(rec.write(make_num(n)));
+  REQUIRE(rec.flush().ok());  // appended, not synced
+  io.fail_write_after = 0;
+  for (; n < 20; ++n) REQUIRE(rec.write(make_num(n)));
+  REQUIRE_FALSE(rec.flush().ok());
+  REQUIRE(rec.acknowledge_losses() == 10);
+  // The sync of the first ten fails: they are lost too, though they come
+  // before the acknowledged ones.
+  io.fail_fdatasync = 1;
+  const sluice::storage_error e = rec.sync();
+  REQUIRE_FALSE(e.ok());
+  REQUIRE_THAT(e.message, Contains("10 recorded event(s) lost"));
+  auto st = rec.stats();
+  REQUIRE(st.failed == 10);
+  REQUIRE(st.unsynced == 10);
+  REQUIRE(st.unacknowledged == 10);
+  REQUIRE(rec.acknowledge_losses() == 10);
+  REQUIRE(rec.sync().ok());
+  REQUIRE(rec.write(make_num(n)));
+  REQUIRE(rec.sync().ok());
+  st = rec.stats();
+  REQUIRE(st.synced + st.unsynced == st.written);
+  REQUIRE(rec.close().ok());
+}
+
+TEST_CASE("faults: a failed fdatasync while rolling is the next sync's error",
+          "[storage][faults]") {
+  test::temp_dir dir;
+  test::fault_io io;
+  auto log = open_log(options(dir.path(), &io, 4096));
+  sluice::file_log* raw = log.get();
+  sluice::record_options ro;
+  ro.sync = sluice::sync_policy::never;
+  ro.linger = std::chrono::hours(1);
+  sluice::recorder rec(std::move(log), num_types(), ro);
+  std::uint64_t n = 0;
+  for (; n < 10; ++n) REQUIRE(rec.write(make_num(n)));
+  REQUIRE(rec.sync().ok());
+  const std::size_t segments_before = raw->segment_count();
+  // Fill the segment past its size without syncing; the roll's sync fails.
+  io.fail_fdatasync = 1;
+  while (raw->segment_count() == segments_before) {
+    REQUIRE(rec.write(make_num(n++)));
+    REQUIRE(rec.flush().ok());  // appends succeed (the roll went on in a fresh segment)
+    REQUIRE(n < 1000);
+  }
+  REQUIRE(raw->sync_failures() == 1);
+  const sluice::storage_error e = rec.sync();
+  REQUIRE_FALSE(e.ok());  // not "ok" over records whose sync failed
+  REQUIRE_THAT(e.message, Contains("not known to be durable"));
+  REQUIRE(rec.stats().unsynced > 0);
+  rec.acknowledge_losses();
+  REQUIRE(rec.write(make_num(n++)));
+  REQUIRE(rec.sync().ok());
+  REQUIRE(rec.close().ok());
+  // The fresh segment announces what was not known to be durable; the log
+  // reads to its end.
+  const read_back rb = read_log(dir.path());
+  REQUIRE(rb.last == sluice::read_status::end);
+  REQUIRE(rb.nums.size() == n);
+}
+
+TEST_CASE("faults: a sync() during close() waits for close's sync", "[storage][faults]") {
+  struct slow_close_sink final : sluice::sink {
+    std::atomic<bool> closing{false}, release{false}, closed{false};
+    sluice::storage_error append(sluice::record_batch& b) override {
+      b.set_stored(b.size());
+      return {};
+    }
+    sluice::storage_error sync() override { return {}; }
+    sluice::storage_error close() override {
+      closing = true;
+      while (!release.load()) std::this_thread::yield();
+      closed = true;
+      return {};
+    }
+  };
+  test::watchdog wd(std::chrono::seconds(60), "sync during close");
+  auto owned = std::make_unique<slow_close_sink>();
+  slow_close_sink* sink = owned.get();
+  sluice::record_options ro;
+  ro.sync = sluice::sync_policy::never;
+  sluice::recorder rec(std::move(owned), num_types(), ro);
+  REQUIRE(rec.write(make_num(1)));
+  std::thread closer([&] { (void)rec.close(); });
+  while (!sink->closing.load()) std::this_thread::yield();
+  std::atomic<bool> saw_closed{false};
+  std::thread syncer([&] {
+    (void)rec.sync();
+    saw_closed = sink->closed.load();  // a sync() may return only once close has synced
+  });
+  sink->release = true;
+  syncer.join();
+  closer.join();
+  REQUIRE(saw_closed.load());
+}
+
+TEST_CASE("faults: a zeroed header with valid records after it is refused, then repaired",
+          "[storage][faults]") {
+  test::temp_dir dir;
+  {
+    sluice::recorder rec(open_log(options(dir.path(), nullptr)), num_types());
+    for (std::uint64_t n = 0; n < 20; ++n) REQUIRE(rec.write(make_num(n)));
+    REQUIRE(rec.close().ok());
+  }
+  const auto segs = test::segments(dir.path());
+  REQUIRE(segs.size() == 1);
+  std::vector<unsigned char> bytes = test::read_file(segs[0]);
+  std::fill(bytes.begin(), bytes.begin() + 64, 0);
+  test::write_file(segs[0], bytes);
+  sluice::storage_error err;
+  REQUIRE(sluice::file_log::open(options(dir.path(), nullptr), err) == nullptr);
+  REQUIRE(err.code == sluice::storage_errc::damaged);
+  REQUIRE_THAT(err.message, Contains("repair"));
+  REQUIRE(test::read_file(segs[0]) == bytes);  // unchanged
+  sluice::repair_options ro;
+  ro.dir = dir.path();
+  const sluice::repair_report r = sluice::repair_log(ro);
+  REQUIRE(r.ok());
+  const read_back rb = read_log(dir.path());
+  REQUIRE(rb.last == sluice::read_status::end);
+  REQUIRE(rb.nums.size() == 20);
+  REQUIRE(open_log(options(dir.path(), nullptr))->next_offset() == 20);
+}
+
+TEST_CASE("faults: an empty segment replaced by a roll keeps its announcement of lost offsets",
+          "[storage][faults]") {
+  test::temp_dir dir;
+  test::fault_io io;
+  {
+    auto log = open_log(options(dir.path(), &io));
+    sluice::file_log* raw = log.get();
+    sluice::record_options ro;
+    ro.sync = sluice::sync_policy::never;
+    ro.linger = std::chrono::hours(1);
+    sluice::recorder rec(std::move(log), num_types(), ro);
+    for (std::uint64_t n = 0; n < 10; ++n) REQUIRE(rec.write(make_num(n)));
+    REQUIRE(rec.sync().ok());
+    io.fail_fdatasync = 1;
+    for (std::uint64_t n = 10; n < 15; ++n) REQUIRE(rec.write(make_num(n)));
+    REQUIRE_FALSE(rec.sync().ok());  // a fresh, empty segment from 15 says [10, 15) may be lost
+    REQUIRE(raw->segment_count() == 2);
+    // Its own first sync fails too: it is replaced, and the new header must
+    // still say [10, 15).
+    io.fail_fdatasync = 1;
+    REQUIRE_FALSE(rec.sync().ok());
+    rec.acknowledge_losses();
+    REQUIRE(rec.close().ok());
+  }
+  const auto segs = test::segments(dir.path());
+  REQUIRE(segs.size() == 2);
+  sluice::storage::segment_header h;
+  const std::vector<unsigned char> bytes = test::read_file(segs.back());
+  REQUIRE(sluice::storage::read_segment_header(bytes.data(), h) == nullptr);
+  REQUIRE(h.base == 15);
+  REQUIRE(h.lost_from == 10);
+  REQUIRE(h.reason == sluice::storage::lost_reason::failed_sync);
+  // Reopened with another record limit, the writer replaces the empty
+  // segment again: the announcement stays.
+  {
+    sluice::file_log_options o = options(dir.path(), nullptr);
+    o.max_record = 1000;
+    auto log = open_log(o);
+    sluice::recorder rec(std::move(log), num_types());
+    REQUIRE(rec.write(make_num(15)));
+    REQUIRE(rec.close().ok());
+  }
+  const std::vector<unsigned char> again = test::read_file(test::segments(dir.path()).back());
+  REQUIRE(sluice::storage::read_segment_header(again.data(), h) == nullptr);
+  REQUIRE(h.base == 15);
+  REQUIRE(h.lost_from == 10);
+  REQUIRE(h.max_record == 1000);
+  // Cut what the old segment held after the last good sync (as a power cut
+  // may): readers report the offsets as lost, not as damage.
+  const test::walked w = test::walk_segment(segs.front());
+  REQUIRE(w.offsets.size() == 15);
+  std::vector<unsigned char> first = test::read_file(segs.front());
+  first.resize(w.starts[10]);
+  test::write_file(segs.front(), first);
+  const read_back rb = read_log(dir.path());
+  REQUIRE(rb.last == sluice::read_status::end);
+  REQUIRE(rb.lost.size() == 1);
+  REQUIRE(rb.lost[0].from == 10);
+  REQUIRE(rb.lost[0].to == 15);
+  REQUIRE(rb.nums.size() == 11);
+}
+
+TEST_CASE("faults: a follower reads records written over a torn tail it had seen",
+          "[storage][faults]") {
+  test::temp_dir dir;
+  {
+    sluice::recorder rec(open_log(options(dir.path(), nullptr)), num_types());
+    for (std::uint64_t n = 0; n < 7; ++n) REQUIRE(rec.write(make_num(n)));
+    REQUIRE(rec.close().ok());
+  }
+  const std::string seg = test::segments(dir.path()).at(0);
+  const std::vector<unsigned char> full = test::read_file(seg);
+  const test::walked w = test::walk_segment(seg);
+  REQUIRE(w.offsets.size() == 7);
+  const auto p5 = static_cast<std::ptrdiff_t>(w.starts[5]);
+  // The log holds 0..4 and the torn start of another record 5 (its checksum
+  // differs from the one that will be written).
+  std::vector<unsigned char> torn(full.begin(), full.begin() + p5 + 12);
+  torn[static_cast<std::size_t>(p5) + 5] ^= 0x10;
+  test::write_file(seg, torn);
+  sluice::storage_error err;
+  auto follower = sluice::log_reader::open(dir.path(), {}, err);
+  REQUIRE(follower != nullptr);
+  sluice::stored_event e;
+  for (std::uint64_t n = 0; n < 5; ++n) {
+    REQUIRE(follower->next(e) == sluice::read_status::event);
+    REQUIRE(e.offset == n);
+  }
+  REQUIRE(follower->next(e) == sluice::read_status::end);
+  REQUIRE(follower->pending_bytes() == 12);
+  // The writer cuts the torn record and writes 5 and 6 in its place.
+  test::write_file(seg, full);
+  for (std::uint64_t n = 5; n < 7; ++n) {
+    const sluice::read_status s = follower->next(e);
+    INFO(follower->error().describe());
+    REQUIRE(s == sluice::read_status::event);
+    REQUIRE(e.offset == n);
+  }
+  REQUIRE(follower->next(e) == sluice::read_status::end);
+  REQUIRE(follower->pending_bytes() == 0);
+}
+
+TEST_CASE("repair: an interrupted repair run again keeps every record", "[storage][faults]") {
+  test::temp_dir dir;
+  {
+    sluice::recorder rec(open_log(options(dir.path(), nullptr)), num_types());
+    for (std::uint64_t n = 0; n < 20; ++n) REQUIRE(rec.write(make_num(n)));
+    REQUIRE(rec.close().ok());
+  }
+  const std::string seg = test::segments(dir.path()).at(0);
+  const test::walked w = test::walk_segment(seg);
+  std::vector<unsigned char> bytes = test::read_file(seg);
+  bytes[w.starts[10] + 30] ^= 2;  // record 10
+  test::write_file(seg, bytes);
+  // The first run stops where it would cut the segment (after writing the
+  // new one for 11..19).
+  test::fault_io io;
+  io.fail_ftruncate = 1;
+  sluice::repair_options ro;
+  ro.dir = dir.path();
+  ro.io = &io;
+  const sluice::repair_report first = sluice::repair_log(ro);
+  REQUIRE_FALSE(first.ok());
+  REQUIRE(test::segments(dir.path()).size() == 2);
+  // Run again: the new segment is recognised, not moved aside.
+  const sluice::repair_report second = sluice::repair_log(ro);
+  INFO(second.error.describe());
+  REQUIRE(second.ok());
+  REQUIRE(second.records == 19);
+  const read_back rb = read_log(dir.path());
+  REQUIRE(rb.last == sluice::read_status::end);
+  REQUIRE(rb.nums.size() == 19);
+  REQUIRE(rb.lost.size() == 1);
+  REQUIRE(rb.lost[0].from == 10);
+  const sluice::repair_report third = sluice::repair_log(ro);
+  REQUIRE(third.ok());
+  REQUIRE_FALSE(third.changed());
+  // Every damaged byte is kept aside, once.
+  std::size_t side_files = 0;
+  for (const std::string& name : test::names_in(dir.path()))
+    if (name.find(".damaged-") != std::string::npos) ++side_files;
+  REQUIRE(side_files >= 1);
+}
+
+TEST_CASE("repair: a segment of nothing but damage never replaces an earlier side file",
+          "[storage][faults]") {
+  test::temp_dir dir;
+  const std::string seg = dir / "00000000000000000000.slog";
+  test::write_file(seg, std::vector<unsigned char>(100, 0xEE));
+  test::write_file(seg + ".damaged-0", std::vector<unsigned char>{1, 2, 3});
+  sluice::repair_options ro;
+  ro.dir = dir.path();
+  const sluice::repair_report r = sluice::repair_log(ro);
+  REQUIRE(r.ok());
+  REQUIRE(r.changes.size() == 1);
+  REQUIRE(r.changes[0].saved_to != seg + ".damaged-0");
+  REQUIRE(test::read_file(seg + ".damaged-0") == std::vector<unsigned char>{1, 2, 3});
+  REQUIRE(test::read_file(r.changes[0].saved_to) == std::vector<unsigned char>(100, 0xEE));
+}
+
+TEST_CASE("codecs: fields() refuses a bool that is neither 0 nor 1, and another version",
+          "[storage]") {
+  struct flags {
+    std::uint32_t id = 0;
+    bool on = false;
+  };
+  sluice::codecs types;
+  REQUIRE(types.add<flags>("flags", 3, sluice::fields(&flags::id, &flags::on)) == nullptr);
+  std::vector<unsigned char> payload = {7, 0, 0, 0, 1};  // id 7, on
+  sluice::stored_event e;
+  e.type = "flags";
+  e.version = 3;
+  e.payload = sluice::byte_view{payload.data(), payload.size()};
+  auto d = types.decode<flags>(e);
+  REQUIRE(d.ok());
+  REQUIRE(d->id == 7);
+  REQUIRE(d->on);
+  payload[4] = 2;  // not a bool
+  d = types.decode<flags>(e);
+  REQUIRE_FALSE(d.ok());
+  REQUIRE(d.error().code == sluice::decode_errc::malformed);
+  payload[4] = 0;
+  e.version = 2;  // written by another version of the type
+  d = types.decode<flags>(e);
+  REQUIRE_FALSE(d.ok());
+  REQUIRE(d.error().code == sluice::decode_errc::unsupported_version);
+}
+
+TEST_CASE(
+    "faults: events the write-ahead log lost stay undelivered when a poll_for budget splits "
+    "their batch",
+    "[storage][faults]") {
+  write_ahead_bus w(num_types());
+  REQUIRE(w.rec);
+  std::vector<std::uint64_t> delivered;
+  auto sub = w.bus.subscribe([&](const num& x) { delivered.push_back(x.n); });
+  auto p = w.bus.make_producer();
+  for (std::uint64_t n = 0; n < 5; ++n)
+    REQUIRE(p.publish(make_num(n)) == sluice::publish_result::ok);
+  w.io.fail_write_after = 0;  // the batch's append fails
+  // The budget runs out after the first event: the other four stay in the
+  // lane's batch for the next drainer, which must not deliver them either.
+  REQUIRE(w.bus.poll_for(std::chrono::nanoseconds(1)) == 1);
+  REQUIRE(w.bus.poll() == 4);
+  CHECK(delivered.empty());
+  CHECK(w.not_durable.load() == 5);
+  w.rec.rec->acknowledge_losses();
+  REQUIRE(p.publish(make_num(9)) == sluice::publish_result::ok);
+  REQUIRE(w.bus.poll() == 1);
+  CHECK(delivered == std::vector<std::uint64_t>{9});
+  p = sluice::producer{};
+  w.bus.stop();
+  CHECK(w.bus.stats<num>().balanced());
+  CHECK(w.bus.stats<num>().filtered == 5);
 }

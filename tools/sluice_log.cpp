@@ -119,7 +119,7 @@ constexpr const char* main_help =
     "\n"
     "Exit codes:\n"
     "  0  ok\n"
-    "  1  damage found (verify), or reading stopped at damage\n"
+    "  1  damage found (verify, repair --dry-run), or reading stopped at damage\n"
     "  2  usage error\n"
     "  3  I/O error, not a sluice log, or another log format version\n";
 
@@ -158,8 +158,9 @@ constexpr const char* repair_help =
     "  --dry-run        say what would change, change nothing\n"
     "  --max-record N   the largest record body in version 1 segments\n"
     "\n"
-    "Exit codes: 0 ok (repaired, or nothing to repair), 2 usage error, 3 I/O\n"
-    "error, the log is open for writing, or another format version.\n";
+    "Exit codes: 0 ok (repaired, or nothing to repair), 1 damage found (--dry-run),\n"
+    "2 usage error, 3 I/O error, the log is open for writing, or another format\n"
+    "version.\n";
 
 constexpr const char* dump_help =
     "Usage: sluice-log dump <dir> [--from N] [--type NAME] [--key K] [--limit N] [--hex]\n"
@@ -1279,7 +1280,8 @@ int cmd_repair(int argc, char** argv) {
     error("{}", r.error.describe());
     return exit_io;
   }
-  return exit_ok;
+  // A dry run that found something to repair says so, as verify does.
+  return o.dry_run && r.changed() ? exit_damage : exit_ok;
 }
 
 // ---- main ------------------------------------------------------------------------------------

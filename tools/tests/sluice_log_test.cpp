@@ -783,7 +783,7 @@ void case_repair() {
   flip_byte(segs[1], 64 + 8 + 9);  // its first record
   expect({"verify", dir}, 1);
   const std::uint64_t bytes_before = std::filesystem::file_size(segs[1]);
-  result r = expect({"repair", dir, "--dry-run"}, 0);
+  result r = expect({"repair", dir, "--dry-run"}, 1);
   check(contains(r.out, "would move"), "dry run says what it would do (got: " + r.out + ")");
   check(contains(r.out, "offset " + std::to_string(victim) + " is missing"),
         "dry run names the missing offset (got: " + r.out + ")");
@@ -803,6 +803,8 @@ void case_repair() {
   check(contains(r.err, "note: offset " + std::to_string(victim)), "dump notes it too");
   r = expect({"repair", dir}, 0);
   check_eq(field(r.out, "result"), "nothing to repair", "a second repair");
+  r = expect({"repair", dir, "--dry-run"}, 0);  // nothing found: 0
+  check_eq(field(r.out, "result"), "nothing to repair", "a dry run on a whole log");
   // A log open for writing is not repaired.
   {
     sluice::file_log_options fo;

@@ -155,10 +155,14 @@ class decoded {
 }
 
 // The default codec of trivially copyable types: the object's bytes.
+// Its decoder trusts the bytes of a (checksummed) record: T must be valid for
+// every byte pattern of its size (no bool or enum members: use fields(),
+// which checks bools, or a codec of one's own).
 template <class T>
 struct memcpy_codec {
   static_assert(std::is_trivially_copyable_v<T>,
                 "sluice: memcpy_codec needs a trivially copyable type; give a codec for others");
+  using version_set_by_add = void;  // codecs::add sets `version`
   std::uint32_t version = 1;
   void encode(const T& v, byte_writer& out) const { out.append(&v, sizeof(T)); }
   decoded<T> decode(byte_view in, std::uint32_t v) const noexcept {
@@ -177,33 +181,51 @@ struct memcpy_codec {
 
 // A codec that stores chosen members, each trivially copyable, one after the
 // other (no padding between them), and reads them back into a
-// value-initialised T. Made by sluice::fields(&T::a, &T::b, ...).
+// value-initialised T. Made by sluice::fields(&T::a, &T::b, ...). A bool
+// member stored as anything but 0 or 1 is malformed (never an invalid bool);
+// like memcpy_codec, other members must be valid for every byte pattern.
 template <class T, class... Members>
 struct fields_codec {
   static_assert(sizeof...(Members) > 0, "sluice: fields() needs at least one member");
   static_assert(std::is_default_constructible_v<T>,
                 "sluice: fields() decodes into a value-initialised T: T needs a default "
                 "constructor");
+  using version_set_by_add = void;  // codecs::add sets `version`
   std::tuple<Members T::*...> members;
+  std::uint32_t version = 1;
   static constexpr std::size_t size = (sizeof(Members) + ...);
 
   void encode(const T& v, byte_writer& out) const {
     std::apply([&](auto... m) { (out.append(&(v.*m), sizeof(v.*m)), ...); }, members);
   }
-  decoded<T> decode(byte_view in, std::uint32_t) const noexcept {
+  decoded<T> decode(byte_view in, std::uint32_t v) const noexcept {
+    if (v != version)
+      return decode_failure("sluice: stored with another version; give a codec that reads it",
+                            decode_errc::unsupported_version);
     if (in.size != size)
       return decode_failure("sluice: payload size differs from the fields' sizes",
                             decode_errc::wrong_size);
     T value{};
     std::size_t at = 0;
-    std::apply(
+    const bool ok = std::apply(
         [&](auto... m) {
-          ((std::memcpy(static_cast<void*>(&(value.*m)), in.data + at, sizeof(value.*m)),
-            at += sizeof(value.*m)),
-           ...);
+          return (load(value.*m, in.data + std::exchange(at, at + sizeof(value.*m))) && ...);
         },
         members);
+    if (!ok) return decode_failure("sluice: a bool field holds neither 0 nor 1");
     return value;
+  }
+
+ private:
+  template <class M>
+  static bool load(M& dst, const unsigned char* p) noexcept {
+    if constexpr (std::is_same_v<M, bool>) {
+      if (*p > 1) return false;
+      dst = *p == 1;
+    } else {
+      std::memcpy(static_cast<void*>(&dst), p, sizeof(M));
+    }
+    return true;
   }
 };
 
@@ -211,7 +233,7 @@ template <class T, class... Members>
 [[nodiscard]] fields_codec<T, Members...> fields(Members T::*... members) {
   static_assert((std::is_trivially_copyable_v<Members> && ...),
                 "sluice: fields() stores trivially copyable members; give a codec for others");
-  return fields_codec<T, Members...>{std::make_tuple(members...)};
+  return fields_codec<T, Members...>{std::make_tuple(members...), 1};
 }
 
 // One registered type, type-erased.
@@ -232,6 +254,11 @@ struct codec_entry {
 };
 
 namespace detail {
+template <class C, class = void>
+struct version_set_by_add : std::false_type {};
+template <class C>
+struct version_set_by_add<C, std::void_t<typename C::version_set_by_add>> : std::true_type {};
+
 template <class T, class Codec>
 decoded<T> run_decode(const Codec& c, byte_view in, std::uint32_t version) noexcept {
 #if SLUICE_HAS_EXCEPTIONS
@@ -295,7 +322,7 @@ class codecs {
       return why;
 #endif
     }
-    if constexpr (std::is_same_v<C, memcpy_codec<T>>) codec.version = version;
+    if constexpr (detail::version_set_by_add<C>::value) codec.version = version;
     auto e = std::make_unique<codec_entry>();
     e->name = std::string(name);
     e->version = version;

@@ -179,7 +179,14 @@ class file_log final : public sink {
       return storage_error::make(storage_errc::closed, "sluice: the log is closed", opts_.dir);
     if (distrust_) return sync_error_;  // not asked of this segment again
     if (!sync_current()) {
+      unreported_sync_error_ = false;
       if (storage_error r = roll()) roll_error_ = r;  // else: before the next append
+      return sync_error_;
+    }
+    if (unreported_sync_error_) {
+      // A roll's sync of the previous segment failed since the last sync():
+      // its records are not known to be durable, whatever this sync did.
+      unreported_sync_error_ = false;
       return sync_error_;
     }
     return {};
@@ -328,14 +335,32 @@ class file_log final : public sink {
       if (buf.size() > storage::segment_header_size && !all_zero)
         return storage_error::make(storage_errc::damaged, "segment shorter than its header", s.path,
                                    0);
+      if (buf.size() > storage::segment_header_size) {
+        // Records are written only after the header is synced: a zeroed
+        // header with a valid record after it is damage, not a crash.
+        stored_event later;
+        const std::size_t from = storage::segment_header_size - 1;
+        const std::size_t found = storage::find_next_record(
+            buf.data() + from, buf.size() - from, s.base,
+            std::max(opts_.max_record, storage::default_max_record), later);
+        if (from + found < buf.size())
+          return storage_error::make(
+              storage_errc::damaged,
+              "zero-filled segment header, with valid records after it (offset " +
+                  std::to_string(later.offset) + " at byte " + std::to_string(from + found) +
+                  "): repair the log to keep them (`sluice-log repair`, or sluice::repair_log)",
+              s.path, 0);
+      }
       if (storage_error e = cut(s, 0, file_size, "segment header never completed")) return e;
-      if (storage_error e = write_header(fresh_header(s.base))) return e;
+      head_ = fresh_header(s.base);
+      if (storage_error e = write_header(head_)) return e;
       if (io_->fdatasync(fd_) != 0) return detail::errno_error("fdatasync", s.path, errno);
       synced_next_ = next_;
       return {};
     }
     storage::segment_header h;
     if (storage_error e = header_error(buf.data(), s, h)) return e;
+    head_ = h;
     const std::size_t limit = storage::record_limit(h, opts_.max_record);
     // Walk the records.
     std::size_t at = storage::segment_header_size;
@@ -375,7 +400,10 @@ class file_log final : public sink {
     size_ = at;
     s.size = size_;
     next_ = expected;
-    synced_next_ = next_;  // what is in the file now was there before we came
+    // What is in the file now was there before this writer came; a sync makes
+    // sure it is on the disk (a process crash leaves it in the page cache).
+    if (io_->fdatasync(fd) != 0) return detail::errno_error("fdatasync", s.path, errno);
+    synced_next_ = next_;
     if (h.version != storage::format_version ||
         h.max_record != static_cast<std::uint32_t>(opts_.max_record))
       must_roll_ = true;  // new records go to a segment whose header says this writer's limit
@@ -490,7 +518,8 @@ class file_log final : public sink {
   storage_error create_segment(std::uint64_t base) {
     detail::segment_file s;
     int fd = -1;
-    if (storage_error e = make_segment_file(fresh_header(base), s, fd)) return e;
+    head_ = fresh_header(base);
+    if (storage_error e = make_segment_file(head_, s, fd)) return e;
     fd_ = fd;
     segments_.push_back(std::move(s));
     size_ = storage::segment_header_size;
@@ -504,17 +533,24 @@ class file_log final : public sink {
   // it is not trusted again, and the new header says which offsets may be
   // missing. An empty current segment is replaced rather than followed.
   storage_error roll() {
-    if (!distrust_) (void)sync_current();
+    if (!distrust_ && !sync_current()) unreported_sync_error_ = true;  // the next sync() says so
     storage::segment_header h = fresh_header(next_);
     if (distrust_ && synced_next_ < next_) {
       h.lost_from = synced_next_;
       h.reason = storage::lost_reason::failed_sync;
     }
     const bool empty = segments_.back().base == next_;  // no record in the current segment
+    if (empty && head_.reason != storage::lost_reason::none &&
+        (h.reason == storage::lost_reason::none || head_.lost_from < h.lost_from)) {
+      // The segment it replaces announced missing offsets: so does this one.
+      h.lost_from = head_.lost_from;
+      h.reason = head_.reason;
+    }
     if (empty && !distrust_) {
       // Give it this writer's header instead of following it.
       if (storage_error e = write_header(h)) return e;
       if (io_->fdatasync(fd_) != 0) return detail::errno_error("fdatasync", current_path(), errno);
+      head_ = h;
       settle_roll();
       return {};
     }
@@ -530,6 +566,7 @@ class file_log final : public sink {
       segments_.push_back(std::move(s));
     }
     size_ = storage::segment_header_size;
+    head_ = h;
     settle_roll();
     retain();
     return {};
@@ -576,11 +613,13 @@ class file_log final : public sink {
   storage_error roll_error_;  // the last failed roll
   storage_error sync_error_;  // the last failed fdatasync
   std::uint64_t sync_failures_ = 0;
-  std::uint64_t size_ = 0;         // bytes in the current segment
-  std::uint64_t next_ = 0;         // the next record's offset
-  std::uint64_t synced_next_ = 0;  // records below it are durable
-  bool must_roll_ = false;         // the current segment takes no more records
-  bool distrust_ = false;          // its fdatasync failed: never asked again
+  std::uint64_t size_ = 0;              // bytes in the current segment
+  std::uint64_t next_ = 0;              // the next record's offset
+  std::uint64_t synced_next_ = 0;       // records below it are durable
+  bool must_roll_ = false;              // the current segment takes no more records
+  bool distrust_ = false;               // its fdatasync failed: never asked again
+  bool unreported_sync_error_ = false;  // a roll's sync failed; the next sync() says so
+  storage::segment_header head_;        // the current segment's header
 };
 
 }  // namespace SLUICE_ABI

@@ -244,20 +244,23 @@ class json_sink final : public sink {
     const auto size = static_cast<std::uint64_t>(st.st_size);
     if (size == 0) return {};
     std::uint64_t window = std::min<std::uint64_t>(size, std::uint64_t{64} << 10);
+    bool cut_short = false;  // the last line has no newline (a crash while writing)
     for (;;) {
       std::vector<unsigned char> tail(detail::to_size(window));
       int e = 0;
       const ssize_t n = detail::pread_some(fd_, tail.data(), tail.size(), size - window, e);
       if (n != static_cast<ssize_t>(tail.size())) return detail::errno_error("pread", path_, e);
       std::size_t end = tail.size();
-      if (tail.back() != '\n') {
-        // A line cut short (a crash while writing): end it.
+      if (tail.back() != '\n' && !cut_short) {
+        // End it, once (the window may grow below).
+        cut_short = true;
         int we = 0;
         const unsigned char nl = '\n';
         if (!detail::write_all(posix_io::instance(), fd_, &nl, 1, we))
           return detail::errno_error("write", path_, we);
-        while (end != 0 && tail[end - 1] != '\n') --end;
       }
+      if (cut_short)
+        while (end != 0 && tail[end - 1] != '\n') --end;
       // The last whole line is tail[start, end - 1).
       std::size_t start = end == 0 ? 0 : end - 1;
       while (start != 0 && tail[start - 1] != '\n') --start;

@@ -227,6 +227,15 @@ class log_reader {
   // nothing to report.
   read_status on_damage(const char* why) {
     const std::uint64_t at = here();
+    if (reread_at_ != at + 1) {
+      // The buffered bytes may be stale: a writer cuts a torn tail and
+      // appends over it, and the file may have grown back past where this
+      // reader was before it looked. Read from the file once more.
+      reread_at_ = at + 1;
+      file_pos_ = at;
+      len_ = pos_;
+      return read_status::event;
+    }
     if (!opts_.skip_damaged) return fail(why, at);
     std::vector<unsigned char> rest;
     if (!read_rest(at, rest)) return read_status::damaged;
@@ -293,6 +302,7 @@ class log_reader {
   void close_segment() noexcept {
     if (fd_ >= 0) ::close(fd_);
     fd_ = -1;
+    reread_at_ = 0;
   }
 
   read_status open_segment() {
@@ -486,6 +496,7 @@ class log_reader {
   std::uint64_t expected_ = 0;      // offset of the next record
   bool started_ = false;            // a segment was opened
   bool failed_ = false;
+  std::uint64_t reread_at_ = 0;  // 1 + the file position of damage read again from the file
   storage_error error_;
   lost_records lost_;
   std::uint64_t lost_count_ = 0;

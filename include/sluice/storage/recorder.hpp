@@ -197,9 +197,14 @@ class recorder final : public detail::record_hook {
   // them. Returns how many records they were.
   std::uint64_t acknowledge_losses() {
     std::lock_guard<std::mutex> lock(mutex_);
-    const std::uint64_t n = lost_total_ - lost_acknowledged_;
-    lost_acknowledged_ = lost_total_;
-    forgiven_through_ = lost_high_;
+    std::uint64_t n = 0;
+    for (lost_range& l : lost_) {
+      if (l.acknowledged) continue;
+      l.acknowledged = true;
+      n += l.hi - l.lo + 1;
+    }
+    lost_acknowledged_ += n;
+    prune_losses();
     return n;
   }
 
@@ -209,7 +214,8 @@ class recorder final : public detail::record_hook {
     std::unique_lock<std::mutex> lock(mutex_);
     if (closed_) return {};
     closed_ = true;
-    sync_wanted_ = opts_.sync != sync_policy::never;
+    // (A sync() that is waiting keeps its request, whatever the policy.)
+    sync_wanted_ = sync_wanted_ || opts_.sync != sync_policy::never;
     wake_.notify_all();
     room_.notify_all();
     lock.unlock();
@@ -228,6 +234,8 @@ class recorder final : public detail::record_hook {
       stats_.unsynced += lose_unsynced(synced_seq_ + 1, written_seq_);
       synced_seq_ = written_seq_;
     }
+    close_done_ = true;
+    done_.notify_all();
     // The writer's last pass: a lost record is this call's error too.
     if (storage_error lost = loss_since(0, seq_, true)) return lost;
     return e;
@@ -261,6 +269,9 @@ class recorder final : public detail::record_hook {
     bool kept_all = true;  // every record to be stored was put in the buffer
     {
       std::unique_lock<std::mutex> lock(mutex_);
+      // Write-ahead: no loss of these records may be forgotten before
+      // wait_until_synced has looked (registered with the records).
+      if (opts_.durable_before_delivery) ++durable_waiters_;
       first = seq_ + 1;
       for (std::size_t i = 0; i < n; ++i) {
         const detail::record& r = recs[i];
@@ -273,8 +284,7 @@ class recorder final : public detail::record_hook {
     }
     if (!opts_.durable_before_delivery) return true;
     // Write-ahead: the batch is delivered when all of it is durable.
-    if (!kept_all) return false;
-    return mine < first || wait_until_synced(first, mine);
+    return wait_until_synced(first, mine, kept_all);
   }
 
   bool on_event(std::uint32_t type, const void* ev, const metadata& m) noexcept override {
@@ -289,10 +299,11 @@ class recorder final : public detail::record_hook {
     bool put_ok = false;
     {
       std::unique_lock<std::mutex> lock(mutex_);
+      if (opts_.durable_before_delivery) ++durable_waiters_;  // see on_batch
       put_ok = put(lock, type, ev, m, t);
       mine = seq_;
     }
-    if (opts_.durable_before_delivery) return put_ok && wait_until_synced(mine, mine);
+    if (opts_.durable_before_delivery) return wait_until_synced(mine, mine, put_ok);
     return true;
   }
 
@@ -398,8 +409,13 @@ class recorder final : public detail::record_hook {
     std::unique_lock<std::mutex> lock(mutex_);
     const std::uint64_t target = seq_;
     // From the writer itself (an on_error callback): nothing to wait for.
-    if (!writer_running_ || std::this_thread::get_id() == writer_id_)
+    if (std::this_thread::get_id() == writer_id_)
       return report_lost ? loss_since(0, target, durable) : storage_error{};
+    if (!writer_running_) {
+      // Closing: its sync decides what is durable; wait for it.
+      if (closed_) done_.wait(lock, [&] { return close_done_; });
+      return report_lost ? loss_since(0, target, durable) : storage_error{};
+    }
     if (durable) {
       sync_wanted_ = true;
       wake_.notify_all();
@@ -435,11 +451,11 @@ class recorder final : public detail::record_hook {
   void lose(std::uint64_t lo, std::uint64_t hi, bool sync) {
     if (hi < lo) return;
     lost_total_ += hi - lo + 1;
-    lost_high_ = std::max(lost_high_, hi);
-    if (!lost_.empty() && lost_.back().sync == sync && lost_.back().hi + 1 == lo) {
+    if (!lost_.empty() && lost_.back().sync == sync && !lost_.back().acknowledged &&
+        lost_.back().hi + 1 == lo) {
       lost_.back().hi = hi;
     } else {
-      lost_.push_back({lo, hi, sync});
+      lost_.push_back({lo, hi, sync, false});
     }
   }
 
@@ -458,18 +474,17 @@ class recorder final : public detail::record_hook {
     std::uint64_t at = lo, added = 0;
     for (auto it = tail.rbegin(); it != tail.rend(); ++it) {
       if (it->lo > at) {
-        lost_.push_back({at, it->lo - 1, true});
+        lost_.push_back({at, it->lo - 1, true, false});
         added += it->lo - at;
       }
       lost_.push_back(*it);
       at = it->hi + 1;
     }
     if (at <= hi) {
-      lost_.push_back({at, hi, true});
+      lost_.push_back({at, hi, true, false});
       added += hi - at + 1;
     }
     lost_total_ += added;
-    lost_high_ = std::max(lost_high_, hi);
     return added;
   }
 
@@ -477,12 +492,11 @@ class recorder final : public detail::record_hook {
   // lost (`durable`: by a failed append or sync; else by a failed append).
   // mutex_ held.
   storage_error loss_since(std::uint64_t from, std::uint64_t through, bool durable) {
-    // Acknowledged losses are forgotten.
-    while (!lost_.empty() && lost_.front().hi <= forgiven_through_) lost_.erase(lost_.begin());
+    prune_losses();
     std::uint64_t n = 0, first = 0;
     for (const lost_range& l : lost_) {
-      if (!durable && l.sync) continue;
-      const std::uint64_t lo = std::max({l.lo, from + 1, forgiven_through_ + 1});
+      if (l.acknowledged || (!durable && l.sync)) continue;
+      const std::uint64_t lo = std::max(l.lo, from + 1);
       const std::uint64_t hi = std::min(l.hi, through);
       if (hi < lo) continue;
       if (n == 0) first = lo;
@@ -499,16 +513,38 @@ class recorder final : public detail::record_hook {
 
   // Waits until records [first, mine] have been synced: true when they are
   // durable, false when one of them is lost.
-  bool wait_until_synced(std::uint64_t first, std::uint64_t mine) {
+  // The caller registered itself in durable_waiters_ when it put the
+  // records [first, mine] (none when mine < first); `kept_all`: every record
+  // it had to store was put.
+  bool wait_until_synced(std::uint64_t first, std::uint64_t mine, bool kept_all) {
     std::unique_lock<std::mutex> lock(mutex_);
+    struct unregister {
+      std::size_t& n;
+      ~unregister() { --n; }
+    } registered{durable_waiters_};
+    if (!kept_all) return false;
+    if (mine < first) return true;
     if (!writer_running_ || std::this_thread::get_id() == writer_id_) return false;
     sync_wanted_ = true;
     wake_.notify_all();
     done_.wait(lock, [&] { return sync_tried_ >= mine || !writer_running_; });
     if (sync_tried_ < mine) return false;
+    // Acknowledged or not: a lost record is not durable.
     for (const lost_range& l : lost_)
       if (l.lo <= mine && l.hi >= first) return false;
     return true;
+  }
+
+  // Forgets acknowledged losses that nobody needs any more: not while a
+  // write-ahead delivery waits (it must see every loss of its records), and
+  // not those after the last sync (a failed sync must not count a failed
+  // append's records twice). mutex_ held.
+  void prune_losses() {
+    if (durable_waiters_ != 0) return;
+    lost_.erase(
+        std::remove_if(lost_.begin(), lost_.end(),
+                       [&](const lost_range& l) { return l.acknowledged && l.hi <= synced_seq_; }),
+        lost_.end());
   }
 
   void report(const storage_error& e) noexcept {
@@ -627,6 +663,8 @@ class recorder final : public detail::record_hook {
       done_.notify_all();
     }
     writer_running_ = false;
+    // A thread made later may get the same id: it is not the writer.
+    writer_id_ = std::thread::id{};
     done_.notify_all();
     room_.notify_all();
   }
@@ -649,17 +687,18 @@ class recorder final : public detail::record_hook {
   std::uint64_t written_seq_ = 0;  // records the writer has handled
   std::uint64_t sync_tried_ = 0;   // records covered by the last sync attempt
   std::uint64_t synced_seq_ = 0;   // records up to here: durable or known lost
-  // Lost records (by seq), merged; those through forgiven_through_ are
-  // acknowledged by the program.
+  // Lost records (by seq), in order; each range is acknowledged by the
+  // program (acknowledge_losses) as a whole, and forgotten later.
   struct lost_range {
     std::uint64_t lo, hi;
-    bool sync;  // by a failed sync (else by a failed append)
+    bool sync;          // by a failed sync (else by a failed append)
+    bool acknowledged;  // the program has seen it: flush/sync no longer fail for it
   };
   std::vector<lost_range> lost_;
   std::uint64_t lost_total_ = 0;
   std::uint64_t lost_acknowledged_ = 0;
-  std::uint64_t lost_high_ = 0;
-  std::uint64_t forgiven_through_ = 0;
+  std::size_t durable_waiters_ = 0;  // write-ahead deliveries waiting for a sync
+  bool close_done_ = false;          // close() has closed the sink
   storage_error last_loss_error_;
   storage_error last_error_;
   bool sync_wanted_ = false;

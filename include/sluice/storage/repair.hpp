@@ -98,8 +98,13 @@ class log_repair {
     if (storage_error e = list_segments(o_.dir, segs)) {
       rep_.error = std::move(e);
     } else {
-      for (std::size_t i = 0; i < segs.size() && rep_.ok(); ++i)
+      for (std::size_t i = 0; i < segs.size() && rep_.ok(); ++i) {
+        // A segment this run has just written (or found written by an
+        // interrupted run, with the same records) holds records already
+        // accounted for: not checked again as if it followed them.
+        if (std::find(made_.begin(), made_.end(), segs[i].path) != made_.end()) continue;
         repair_segment(segs[i], i + 1 == segs.size(), i + 1 < segs.size() ? &segs[i + 1] : nullptr);
+      }
       if (rep_.ok() && rep_.changed() && !o_.dry_run) {
         if (storage_error se = sync_dir(*io_, o_.dir)) rep_.error = std::move(se);
       }
@@ -248,6 +253,9 @@ class log_repair {
     // 3. The first run stays where it is: with a new header where the old one
     //    was damaged, names another offset, or keeps quiet about offsets
     //    missing before it; cut after its last record where damage follows.
+    //    The files made above must be durable (names included) before the
+    //    original is changed: a power cut in between loses nothing.
+    if (!names_durable()) return;
     {
       const piece& p = pieces.front();
       const bool announced =
@@ -261,9 +269,12 @@ class log_repair {
         const bool moved = path != s.path;
         if (!write_segment(path, nh, b.data() + p.begin, p.end - p.begin, moved ? "" : s.path))
           return;
-        if (moved && !o_.dry_run && io_->unlink(s.path.c_str()) != 0) {
-          rep_.error = errno_error("unlink", s.path, errno);
-          return;
+        if (moved && !o_.dry_run) {
+          if (!names_durable()) return;  // the new name first, then the old one goes
+          if (io_->unlink(s.path.c_str()) != 0) {
+            rep_.error = errno_error("unlink", s.path, errno);
+            return;
+          }
         }
         rep_.headers_rewritten.push_back(path);
       } else if (p.end < b.size() && !truncate_to(s.path, p.end)) {
@@ -283,8 +294,9 @@ class log_repair {
     nh.created_ns = old != nullptr ? old->created_ns : wall_ns();
     // A new header states the largest record, so that every record kept
     // (found with the widest limit) reads back.
+    // (a version 1 segment's records were checked against o_.max_record).
     nh.max_record =
-        old != nullptr
+        old != nullptr && old->max_record != 0
             ? old->max_record
             : static_cast<std::uint32_t>(std::clamp<std::size_t>(
                   std::max(largest_, o_.max_record), storage::body_fixed + 1, UINT32_MAX));
@@ -308,12 +320,28 @@ class log_repair {
                    : "no valid header and no valid record";
     c.lost_from = prev_known_ ? prev_end_ : s.base;
     c.lost_to = c.lost_from;
-    c.saved_to = s.path + ".damaged-0";
+    // A side file of its own: never over one kept earlier.
+    struct stat st {};
+    for (int k = 0; k < 1000; ++k) {
+      c.saved_to = s.path + ".damaged-0" + (k != 0 ? "." + std::to_string(k) : "");
+      if (::lstat(c.saved_to.c_str(), &st) != 0) break;
+    }
     if (!o_.dry_run && io_->rename(s.path.c_str(), c.saved_to.c_str()) != 0) {
       rep_.error = errno_error("rename", s.path, errno);
       return;
     }
     rep_.changes.push_back(std::move(c));
+  }
+
+  // Syncs the folder when this run made a file in it since the last time.
+  bool names_durable() {
+    if (!dir_dirty_ || o_.dry_run) return true;
+    if (storage_error e = sync_dir(*io_, o_.dir)) {
+      rep_.error = std::move(e);
+      return false;
+    }
+    dir_dirty_ = false;
+    return true;
   }
 
   [[nodiscard]] std::size_t max_limit() const noexcept {
@@ -362,28 +390,28 @@ class log_repair {
       return name;
     }
     (void)io_->close(fd);
+    dir_dirty_ = true;
     return name;
   }
 
-  // Writes a segment: header and records, to `path` (through a temporary
-  // file renamed over it, when `replace` names the file it replaces).
+  // Writes a segment: header and records, to `path`, through a temporary
+  // file renamed into place (over `replace`, the file it replaces, if any), so
+  // that a crash never leaves a partial segment under a segment's name. A
+  // segment file of that name with no record in it is replaced; one with the
+  // same records (an interrupted repair made it) is kept.
   bool write_segment(const std::string& path, const storage::segment_header& h,
                      const unsigned char* records, std::size_t n, const std::string& replace = "") {
     if (o_.dry_run) return true;
-    const std::string tmp = replace.empty() ? path : path + ".repair";
-    if (!replace.empty()) (void)io_->unlink(tmp.c_str());  // left by an interrupted repair
     struct stat st {};
     if (replace.empty() && ::stat(path.c_str(), &st) == 0 &&
-        static_cast<std::uint64_t>(st.st_size) <= storage::segment_header_size)
-      (void)io_->unlink(path.c_str());  // a segment with no record in it: this one takes its place
-    const int fd = open_retry(*io_, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL);
-    if (fd < 0 && errno == EEXIST && replace.empty()) {
-      // An interrupted repair made it already: fine if it holds these records.
+        static_cast<std::uint64_t>(st.st_size) > storage::segment_header_size) {
       std::vector<unsigned char> have;
       const storage_error before = rep_.error;
       if (read_all(path, have) && have.size() == storage::segment_header_size + n &&
-          std::equal(records, records + n, have.begin() + storage::segment_header_size))
+          std::equal(records, records + n, have.begin() + storage::segment_header_size)) {
+        made_.push_back(path);
         return true;
+      }
       rep_.error = before.ok() ? storage_error::make(storage_errc::io,
                                                      "a segment file with this name exists "
                                                      "already, with other records",
@@ -391,6 +419,9 @@ class log_repair {
                                : before;
       return false;
     }
+    const std::string tmp = path + ".repair";
+    (void)io_->unlink(tmp.c_str());  // left by an interrupted repair
+    const int fd = open_retry(*io_, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL);
     if (fd < 0) {
       rep_.error = errno_error("open (new segment)", tmp, errno);
       return false;
@@ -407,10 +438,13 @@ class log_repair {
       (void)io_->unlink(tmp.c_str());
       return false;
     }
-    if (!replace.empty() && io_->rename(tmp.c_str(), path.c_str()) != 0) {
+    // (Over a segment file of this name with no record in it, if any.)
+    if (io_->rename(tmp.c_str(), path.c_str()) != 0) {
       rep_.error = errno_error("rename", path, errno);
       return false;
     }
+    dir_dirty_ = true;
+    made_.push_back(path);
     return true;
   }
 
@@ -430,8 +464,10 @@ class log_repair {
   file_io* io_;
   int lock_fd_ = -1;
   repair_report rep_;
-  bool prev_known_ = false;  // a segment before this one was read
-  std::size_t largest_ = 0;  // the largest record body of this segment
+  bool prev_known_ = false;        // a segment before this one was read
+  std::size_t largest_ = 0;        // the largest record body of this segment
+  std::vector<std::string> made_;  // segment files this run wrote (or found written)
+  bool dir_dirty_ = false;         // a file was made since the folder was last synced
   std::uint64_t prev_end_ = 0;
 };
 

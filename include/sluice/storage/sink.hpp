@@ -122,7 +122,7 @@ class sink {
   // Flushes, syncs and releases resources; later calls may fail with closed.
   virtual storage_error close() { return sync(); }
   // The largest record body the sink stores; the recorder refuses larger
-  // records when it encodes them (counted as failed), so that nothing is
+  // records when it encodes them (counted as rejected), so that nothing is
   // acknowledged that a reader would take for damage.
   [[nodiscard]] virtual std::size_t max_record() const noexcept {
     return storage::default_max_record;
