@@ -40,6 +40,15 @@ num make_num(std::uint64_t n) {
   return num{n, check_of(n)};
 }
 
+// No sync of its own, and records gather until a flush or sync (an hour's
+// linger): each flush or sync is one append.
+sluice::record_options by_flush() {
+  sluice::record_options ro;
+  ro.sync = sluice::sync_policy::never;
+  ro.linger = std::chrono::hours(1);
+  return ro;
+}
+
 std::shared_ptr<sluice::codecs> num_types() {
   auto t = std::make_shared<sluice::codecs>();
   t->add<num>("num");
@@ -113,9 +122,7 @@ TEST_CASE("faults: a write that stops part-way keeps its whole records and reuse
   test::fault_io io;
   auto log = open_log(options(dir.path(), &io));
   sluice::file_log* raw = log.get();
-  sluice::record_options ro;
-  ro.sync = sluice::sync_policy::never;
-  ro.linger = std::chrono::hours(1);  // records gather until a flush: one batch each
+  const sluice::record_options ro = by_flush();
   auto types = num_types();
   sluice::recorder rec(std::move(log), types, ro);
   std::uint64_t n = 0;
@@ -311,9 +318,7 @@ TEST_CASE("faults: a failed fdatasync moves the log to a fresh segment, rolls an
   auto log = open_log(opts);
   sluice::file_log* raw = log.get();
   auto types = num_types();
-  sluice::record_options ro;
-  ro.sync = sluice::sync_policy::never;
-  ro.linger = std::chrono::hours(1);  // one batch per sync or flush
+  const sluice::record_options ro = by_flush();
   sluice::recorder rec(std::move(log), types, ro);
   std::uint64_t n = 0;
   for (; n < 10; ++n) REQUIRE(rec.write(make_num(n)));
@@ -365,9 +370,7 @@ TEST_CASE("faults: records lost after a failed fdatasync are reported, not taken
   {
     auto log = open_log(options(dir.path(), &io));
     auto types = num_types();
-    sluice::record_options ro;
-    ro.sync = sluice::sync_policy::never;
-    ro.linger = std::chrono::hours(1);
+    const sluice::record_options ro = by_flush();
     sluice::recorder rec(std::move(log), types, ro);
     for (std::uint64_t n = 0; n < 10; ++n) REQUIRE(rec.write(make_num(n)));
     REQUIRE(rec.sync().ok());
@@ -970,9 +973,7 @@ TEST_CASE("json: output is valid UTF-8, and offsets go on when the file is opene
 TEST_CASE("faults: an acknowledged loss hides no later one", "[storage][faults]") {
   test::temp_dir dir;
   test::fault_io io;
-  sluice::record_options ro;
-  ro.sync = sluice::sync_policy::never;
-  ro.linger = std::chrono::hours(1);  // one append per flush
+  const sluice::record_options ro = by_flush();
   sluice::recorder rec(open_log(options(dir.path(), &io)), num_types(), ro);
   std::uint64_t n = 0;
   for (; n < 10; ++n) REQUIRE(rec.write(make_num(n)));
@@ -1006,9 +1007,7 @@ TEST_CASE("faults: a failed fdatasync while rolling is the next sync's error",
   test::fault_io io;
   auto log = open_log(options(dir.path(), &io, 4096));
   sluice::file_log* raw = log.get();
-  sluice::record_options ro;
-  ro.sync = sluice::sync_policy::never;
-  ro.linger = std::chrono::hours(1);
+  const sluice::record_options ro = by_flush();
   sluice::recorder rec(std::move(log), num_types(), ro);
   std::uint64_t n = 0;
   for (; n < 10; ++n) REQUIRE(rec.write(make_num(n)));
@@ -1107,9 +1106,7 @@ TEST_CASE("faults: an empty segment replaced by a roll keeps its announcement of
   {
     auto log = open_log(options(dir.path(), &io));
     sluice::file_log* raw = log.get();
-    sluice::record_options ro;
-    ro.sync = sluice::sync_policy::never;
-    ro.linger = std::chrono::hours(1);
+    const sluice::record_options ro = by_flush();
     sluice::recorder rec(std::move(log), num_types(), ro);
     for (std::uint64_t n = 0; n < 10; ++n) REQUIRE(rec.write(make_num(n)));
     REQUIRE(rec.sync().ok());
