@@ -57,7 +57,7 @@ inline namespace SLUICE_ABI {
 
 struct file_log_options {
   std::string dir;                                    // the log's folder (made if missing)
-  std::size_t segment_bytes = std::size_t{64} << 20;  // roll to a new segment past this size
+  std::size_t segment_bytes = std::size_t{64} << 20;  // roll past this size (4 KiB to 1 GiB)
   std::uint64_t retain_bytes = 0;      // delete oldest segments past this total (0: keep)
   std::chrono::seconds retain_age{0};  // delete segments older than this (0: keep)
   // The largest record body this writer accepts (larger ones are refused when
@@ -69,8 +69,9 @@ struct file_log_options {
 
   [[nodiscard]] const char* validate() const noexcept {
     if (dir.empty()) return "sluice: file_log_options::dir must name a folder";
-    if (segment_bytes < 4096)
-      return "sluice: file_log_options::segment_bytes must be at least 4096";
+    if (segment_bytes < 4096 || segment_bytes > (std::size_t{1} << 30))
+      return "sluice: file_log_options::segment_bytes must be between 4096 and 1 GiB (opening "
+             "a log reads its last segment into memory)";
     if (max_record < storage::body_fixed + 1 || max_record > (std::size_t{1} << 31))
       return "sluice: file_log_options::max_record must be between 37 bytes and 2 GiB";
     if (retain_age.count() < 0) return "sluice: file_log_options::retain_age must not be negative";
@@ -315,7 +316,12 @@ class file_log final : public sink {
     struct stat st {};
     if (io_->fstat(fd, &st) != 0) return detail::errno_error("fstat", s.path, errno);
     const auto file_size = static_cast<std::uint64_t>(st.st_size);
-    std::vector<unsigned char> buf(detail::to_size(file_size));
+    std::vector<unsigned char> buf;
+    if (!detail::try_resize(buf, file_size))
+      return storage_error::make(
+          storage_errc::io,
+          "not enough memory to check the last segment (" + std::to_string(file_size) + " bytes)",
+          s.path);
     int err = 0;
     const ssize_t n = detail::pread_some(*io_, fd, buf.data(), buf.size(), 0, err);
     if (n < 0) return detail::errno_error("pread", s.path, err);

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "../config.hpp"
+#include "../detail/numeric.hpp"
 #include "error.hpp"
 #include "format.hpp"
 
@@ -76,6 +77,28 @@ class posix_io final : public file_io {
 };
 
 namespace detail {
+
+// Makes `v` hold n bytes; false when they cannot be had (more than size_t
+// holds, or the allocation fails): the caller reports an error value rather
+// than let std::bad_alloc escape (or, without exceptions, end the process on
+// a size no segment written by sluice has).
+inline bool try_resize(std::vector<unsigned char>& v, std::uint64_t n) noexcept {
+  if (n > std::uint64_t{v.max_size()}) return false;  // (a 32-bit size_t)
+#if SLUICE_HAS_EXCEPTIONS
+  try {
+    v.resize(to_size(n));
+  } catch (...) {
+    return false;
+  }
+  return true;
+#else
+  // Far larger than any segment a writer makes (segment_bytes is at most
+  // 1 GiB, plus one batch): refused without trying.
+  if (n > (std::uint64_t{1} << 33)) return false;
+  v.resize(to_size(n));
+  return true;
+#endif
+}
 
 inline storage_error errno_error(const char* call, const std::string& file, int err,
                                  std::uint64_t offset = 0) {

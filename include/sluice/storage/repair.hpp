@@ -360,7 +360,12 @@ class log_repair {
       (void)io_->close(fd);
       return false;
     }
-    out.resize(to_size(static_cast<std::uint64_t>(st.st_size)));
+    if (!try_resize(out, static_cast<std::uint64_t>(st.st_size))) {
+      rep_.error =
+          storage_error::make(storage_errc::io, "not enough memory to read the segment", path);
+      (void)io_->close(fd);
+      return false;
+    }
     int err = 0;
     const ssize_t n = pread_some(*io_, fd, out.data(), out.size(), 0, err);
     (void)io_->close(fd);
