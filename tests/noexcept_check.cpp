@@ -106,6 +106,8 @@ int main() {
     sluice::recorder invalid(std::make_unique<sluice::memory_sink>(1), types, bad_options);
     EXPECT(!invalid.valid());
     EXPECT(!invalid.write(reading{1, 1}));
+    EXPECT(invalid.flush().ok());  // nothing accepted: returns at once (it once waited for ever)
+    EXPECT(invalid.sync().ok());
     sluice::storage_error err;
     EXPECT(sluice::file_log::open(sluice::file_log_options{}, err) == nullptr);
     EXPECT(err.code == sluice::storage_errc::bad_option);

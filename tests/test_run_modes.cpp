@@ -166,6 +166,34 @@ TEST_CASE("a blocking publish nobody can drain returns full instead of hanging",
   CHECK(bus.stats<job>().balanced());
 }
 
+TEST_CASE("a failure observer may publish when a blocking publish finds no drainer",
+          "[run][footgun]") {
+  // The refusal is reported after the shared producer is given back: an
+  // observer that publishes (a dead letter, a metric) from the same thread
+  // takes that same shared producer, and waited for it for ever.
+  test::watchdog wd(std::chrono::seconds(30), "observer publishes");
+  sluice::bus* self = nullptr;
+  int reports = 0;
+  publish_result from_observer = publish_result::ok;
+  sluice::bus bus{sluice::bus_options{}.with_lanes(1).with_lane_capacity(4).with_on_failure(
+      [&](const sluice::failure_info& f) {
+        if (f.kind != sluice::failure_kind::no_drainer) return;
+        ++reports;
+        from_observer = self->try_publish(job{-1});
+      })};
+  self = &bus;
+  int calls = 0;
+  auto sub = bus.subscribe<job>([&](const job&) { ++calls; });
+  for (int i = 0; i < 4; ++i) REQUIRE(bus.publish(job{i}) == publish_result::ok);
+  CHECK(bus.publish(job{4}) == publish_result::full);
+  CHECK(reports == 1);
+  CHECK(from_observer == publish_result::full);  // the lane is still full
+  CHECK(bus.poll() == 4);
+  CHECK(calls == 4);
+  CHECK(bus.stats<job>().rejected == 2);
+  CHECK(bus.stats<job>().balanced());
+}
+
 TEST_CASE("a blocking publish waits when another thread drains", "[run][footgun]") {
   test::watchdog wd(std::chrono::seconds(30), "other drainer");
   failures f;
@@ -253,6 +281,42 @@ TEST_CASE("wait_idle waits for the workers to settle everything", "[run][wait_id
     const auto st = bus.stats<job>();
     CHECK(st.published == st.delivered);
   }
+}
+
+TEST_CASE("stop ends while other threads keep publishing and are refused", "[run][wait_idle]") {
+  // A draining stop() ends when its workers see the bus idle: publishes that
+  // stop() refuses must not look like new work (they once reserved a place
+  // first, which could keep the workers from seeing the bus idle for as long
+  // as the refusals came).
+  test::watchdog wd(std::chrono::seconds(60), "stop with refused publishers");
+  sluice::bus bus{sluice::bus_options{}.with_lanes(1).with_lane_capacity(64)};
+  std::atomic<std::uint64_t> calls{0};
+  auto sub = bus.subscribe<job>([&](const job&) { calls.fetch_add(1); });
+  REQUIRE(bus.run(1));
+  std::atomic<bool> done{false};
+  std::atomic<std::uint64_t> accepted{0};
+  std::atomic<std::uint64_t> refused{0};
+  std::vector<std::thread> producers;
+  for (int t = 0; t < 4; ++t) {
+    producers.emplace_back([&, t] {
+      auto p = bus.make_producer();
+      std::uint64_t i = 0;
+      while (!done.load()) {
+        const auto r = p.try_publish(job{static_cast<int>(i)}, i * 2 + static_cast<unsigned>(t));
+        ++i;
+        if (r == publish_result::ok) accepted.fetch_add(1);
+        if (r == publish_result::stopped) refused.fetch_add(1);
+      }
+    });
+  }
+  while (calls.load() < 1000) std::this_thread::yield();
+  bus.stop();  // hung here: the refused publishes kept the workers busy
+  done.store(true);
+  for (auto& t : producers) t.join();
+  CHECK(calls.load() == accepted.load());  // everything accepted was delivered
+  const auto st = bus.stats<job>();
+  CHECK(st.published == st.delivered);
+  CHECK(st.rejected >= refused.load());
 }
 
 TEST_CASE("wait_idle without workers drains on the calling thread", "[run][wait_idle]") {

@@ -1071,6 +1071,66 @@ TEST_CASE("faults: a sync() during close() waits for close's sync", "[storage][f
   REQUIRE(saw_closed.load());
 }
 
+TEST_CASE("faults: an error observer may sync while close() reports its error",
+          "[storage][faults]") {
+  struct failing_close_sink final : sluice::sink {
+    sluice::storage_error append(sluice::record_batch& b) override {
+      b.set_stored(b.size());
+      return {};
+    }
+    sluice::storage_error sync() override { return {}; }
+    sluice::storage_error close() override {
+      return sluice::storage_error::make(sluice::storage_errc::io, "close failed");
+    }
+  };
+  test::watchdog wd(std::chrono::seconds(60), "observer syncs during close");
+  sluice::recorder* self = nullptr;
+  int observed = 0;
+  bool sync_failed = false;
+  sluice::record_options ro;
+  ro.sync = sluice::sync_policy::never;
+  ro.on_error = [&](const sluice::storage_error& e) {
+    if (e.message != "close failed") return;
+    ++observed;
+    sync_failed = !self->sync().ok();  // waited for close, which waited for this call
+  };
+  sluice::recorder rec(std::make_unique<failing_close_sink>(), num_types(), ro);
+  self = &rec;
+  REQUIRE(rec.write(make_num(1)));
+  const sluice::storage_error e = rec.close();
+  REQUIRE_FALSE(e.ok());
+  REQUIRE(observed == 1);
+  REQUIRE(sync_failed);  // the record's sync was close's, and it failed
+  REQUIRE(rec.stats().unsynced == 1);
+}
+
+TEST_CASE("faults: losses on both sides of a sync are counted once each", "[storage][faults]") {
+  test::temp_dir dir;
+  test::fault_io io;
+  sluice::recorder rec(open_log(options(dir.path(), &io)), num_types(), by_flush());
+  std::uint64_t n = 0;
+  io.fail_write_after = 0;
+  for (; n < 10; ++n) REQUIRE(rec.write(make_num(n)));
+  REQUIRE_FALSE(rec.flush().ok());    // lost by a failed append
+  REQUIRE(rec.sync().ok() == false);  // the loss is sticky until acknowledged
+  io.fail_write_after = 0;
+  for (; n < 20; ++n) REQUIRE(rec.write(make_num(n)));
+  REQUIRE_FALSE(rec.flush().ok());  // lost too, after a sync
+  io.fail_fdatasync = 1;
+  REQUIRE_FALSE(rec.sync().ok());  // and this sync fails: nothing new to lose
+  auto st = rec.stats();
+  REQUIRE(st.failed == 20);
+  REQUIRE(st.unacknowledged == 20);
+  REQUIRE(st.synced + st.unsynced <= st.written);
+  REQUIRE(rec.acknowledge_losses() == 20);
+  REQUIRE(rec.write(make_num(n++)));
+  REQUIRE(rec.sync().ok());
+  st = rec.stats();
+  REQUIRE(st.unacknowledged == 0);
+  REQUIRE(st.synced + st.unsynced == st.written);
+  REQUIRE(rec.close().ok());
+}
+
 TEST_CASE("faults: a zeroed header with valid records after it is refused, then repaired",
           "[storage][faults]") {
   test::temp_dir dir;
@@ -1157,6 +1217,76 @@ TEST_CASE("faults: an empty segment replaced by a roll keeps its announcement of
   REQUIRE(rb.lost[0].from == 10);
   REQUIRE(rb.lost[0].to == 15);
   REQUIRE(rb.nums.size() == 11);
+}
+
+TEST_CASE("faults: an empty segment whose replacement cannot be made stays, announcement and all",
+          "[storage][faults]") {
+  test::temp_dir dir;
+  test::fault_io io;
+  {
+    sluice::recorder rec(open_log(options(dir.path(), &io)), num_types(), by_flush());
+    for (std::uint64_t n = 0; n < 10; ++n) REQUIRE(rec.write(make_num(n)));
+    REQUIRE(rec.sync().ok());
+    io.fail_fdatasync = 1;
+    for (std::uint64_t n = 10; n < 15; ++n) REQUIRE(rec.write(make_num(n)));
+    REQUIRE_FALSE(rec.sync().ok());  // a fresh, empty segment from 15 says [10, 15) may be lost
+    // Its own sync fails, and so does the sync of the file meant to replace
+    // it: the empty segment was deleted first, and with it the announcement.
+    io.fail_fdatasync = 2;
+    REQUIRE_FALSE(rec.sync().ok());
+    rec.acknowledge_losses();
+    (void)rec.close();
+  }
+  const auto names = test::names_in(dir.path());
+  for (const auto& n : names) REQUIRE(n.find(".new") == std::string::npos);  // nothing left over
+  const auto segs = test::segments(dir.path());
+  REQUIRE(segs.size() == 2);
+  sluice::storage::segment_header h;
+  const std::vector<unsigned char> bytes = test::read_file(segs.back());
+  REQUIRE(sluice::storage::read_segment_header(bytes.data(), h) == nullptr);
+  REQUIRE(h.base == 15);
+  REQUIRE(h.lost_from == 10);
+  // A power cut takes what the first segment held after its last good sync:
+  // the offsets are reported lost, and the log goes on at 15, not at 10.
+  const test::walked w = test::walk_segment(segs.front());
+  REQUIRE(w.offsets.size() == 15);
+  std::vector<unsigned char> first = test::read_file(segs.front());
+  first.resize(w.starts[10]);
+  test::write_file(segs.front(), first);
+  {
+    sluice::recorder rec(open_log(options(dir.path(), nullptr)), num_types());
+    REQUIRE(rec.write(make_num(15)));
+    REQUIRE(rec.close().ok());
+  }
+  const read_back rb = read_log(dir.path());
+  REQUIRE(rb.last == sluice::read_status::end);
+  REQUIRE(rb.lost.size() == 1);
+  REQUIRE(rb.lost[0].from == 10);
+  REQUIRE(rb.offsets.size() == 11);
+  REQUIRE(rb.offsets.back() == 15);
+}
+
+TEST_CASE("faults: a log that fails to open is left as it was", "[storage][faults]") {
+  test::temp_dir dir;
+  {
+    sluice::recorder rec(open_log(options(dir.path(), nullptr)), num_types(), by_flush());
+    for (std::uint64_t n = 0; n < 10; ++n) REQUIRE(rec.write(make_num(n)));
+    REQUIRE(rec.close().ok());
+  }
+  const auto before = test::names_in(dir.path());
+  // Recovery's sync of the last segment fails: open() fails. Its clean-up
+  // once synced again, failed again (the second failure) and rolled to a new
+  // segment announcing offsets from 0 as lost.
+  test::fault_io io;
+  io.fail_fdatasync = 2;
+  sluice::storage_error err;
+  REQUIRE(sluice::file_log::open(options(dir.path(), &io), err) == nullptr);
+  REQUIRE_FALSE(err.ok());
+  REQUIRE(test::names_in(dir.path()) == before);
+  const read_back rb = read_log(dir.path());
+  REQUIRE(rb.last == sluice::read_status::end);
+  REQUIRE(rb.lost.empty());
+  REQUIRE(rb.nums.size() == 10);
 }
 
 TEST_CASE("faults: a follower reads records written over a torn tail it had seen",

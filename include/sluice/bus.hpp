@@ -479,6 +479,7 @@ class bus {
              sp.busy.exchange(true, std::memory_order_acquire))
         spin.pause();
       bool would_block = false;
+      bool refused = false;
       publish_result r;
       {
         // Released even if the event's copy or a key extractor throws.
@@ -490,9 +491,16 @@ class bus {
         r = sp.core->publish(std::forward<Event>(e), has_key, key,
                              try_only ? mode::try_once : mode::probe, &would_block);
         // Nobody else can make room: refused (counted while the shared
-        // producer is still held: its counters have one writer at a time).
-        if (would_block && !core_.drained_by_others())
-          return sp.core->refuse_no_drainer<std::decay_t<Event>>();
+        // producer is still held: its counters have one writer at a time;
+        // reported after, as the observer may publish).
+        if (would_block && !core_.drained_by_others()) {
+          sp.core->count_no_drainer<std::decay_t<Event>>();
+          refused = true;
+        }
+      }
+      if (refused) {
+        sp.core->report_no_drainer<std::decay_t<Event>>();
+        return publish_result::full;
       }
       if (!would_block) return r;
       wait.pause();

@@ -100,10 +100,16 @@ class producer_core {
 
   [[nodiscard]] std::uint32_t id() const noexcept { return id_; }
 
-  // bus::publish's blocking path found nobody to drain (see on_full).
+  // bus::publish's blocking path found nobody to drain (see on_full): counts
+  // the refusal while the shared producer is held, and reports it once it is
+  // not (an observer may publish, through the same shared producer).
   template <class T>
-  publish_result refuse_no_drainer() {
-    return refuse_no_drainer(cell(type_index<T>()), 1);
+  void count_no_drainer() {
+    counter_cell::bump(cell(type_index<T>()).rejected);
+  }
+  template <class T>
+  void report_no_drainer() {
+    report_no_drainer(cell(type_index<T>()));
   }
 
   // How publish treats a full lane. `probe` is bus::publish's blocking path:
@@ -126,6 +132,13 @@ class producer_core {
     const std::size_t li = has_key ? core_->lane_for(key) : home_;
     lane& l = core_->lane_at(li);
     const bool in_handler = inside(core_);
+    // Refused before reserving as well: a reservation advances the lane's
+    // generation, and a stream of refused publishes must not keep a draining
+    // stop() from seeing the bus idle. (Checked again after reserving.)
+    if (SLUICE_UNLIKELY(core_->surely_refusing(in_handler))) {
+      counter_cell::bump(c.rejected);
+      return publish_result::stopped;
+    }
     if (SLUICE_UNLIKELY(l.try_reserve() == 0)) {
       const publish_result r = on_full(l, c, 1, in_handler, mode, would_block);
       if (r != publish_result::ok) return r;
@@ -176,6 +189,10 @@ class producer_core {
     lane& l = core_->lane_at(li);
     const bool in_handler = inside(core_);
     const auto n = static_cast<std::size_t>(std::distance(first, last));
+    if (SLUICE_UNLIKELY(core_->surely_refusing(in_handler))) {  // as in publish
+      counter_cell::bump(c.rejected, n);
+      return 0;
+    }
     std::size_t done = 0;
     while (done < n) {
       std::size_t k = l.try_reserve(n - done);
@@ -269,12 +286,16 @@ class producer_core {
 
   publish_result refuse_no_drainer(counter_cell& c, std::size_t n) {
     counter_cell::bump(c.rejected, n);
+    report_no_drainer(c);
+    return publish_result::full;
+  }
+
+  void report_no_drainer(counter_cell& c) {
     core_->report_problem(failure_kind::no_drainer, c.owner->type, 0,
                           "sluice: a blocking publish found its lane full, and nobody drains "
                           "the bus (no worker runs, and no other thread has polled it): it "
                           "returned full instead of waiting for ever; poll() before the lane "
                           "fills, or run() workers");
-    return publish_result::full;
   }
 
   // The lane had no room for `n` events. Applies the policy; on `ok` one place

@@ -125,6 +125,14 @@ class bus_core {
     return s == run_state::running || (s == run_state::draining && in_handler);
   }
 
+  // accepting() as a hint, without a schedule point: publish's early
+  // refusal, which a stale answer only delays (the check after reserving
+  // decides).
+  [[nodiscard]] bool surely_refusing(bool in_handler) const noexcept {
+    const run_state s = state_.load(std::memory_order_relaxed);
+    return !(s == run_state::running || (s == run_state::draining && in_handler));
+  }
+
   // This bus was made before a fork() and this is the child: it is inert.
   [[nodiscard]] bool forked() const noexcept {
     return epoch_ != detail::process().forks.load(std::memory_order_relaxed);

@@ -100,7 +100,10 @@ class file_log final : public sink {
     }
     std::unique_ptr<file_log> log(new file_log(std::move(o)));
     err = log->recover();
-    if (err) return nullptr;
+    if (err) {
+      log->abandon();  // a log that failed to open is left as recovery found it
+      return nullptr;
+    }
     return log;
   }
 
@@ -178,7 +181,10 @@ class file_log final : public sink {
   storage_error sync() override {
     if (fd_ < 0)
       return storage_error::make(storage_errc::closed, "sluice: the log is closed", opts_.dir);
-    if (distrust_) return sync_error_;  // not asked of this segment again
+    if (distrust_) {  // not asked of this segment again
+      unreported_sync_error_ = false;
+      return sync_error_;
+    }
     if (!sync_current()) {
       unreported_sync_error_ = false;
       if (storage_error r = roll()) roll_error_ = r;  // else: before the next append
@@ -486,34 +492,55 @@ class file_log final : public sink {
     return {};
   }
 
+  // Closes the files of a log whose open() failed, without a sync or a roll.
+  void abandon() noexcept {
+    if (fd_ >= 0) (void)io_->close(fd_);
+    fd_ = -1;
+    if (lock_fd_ >= 0) (void)io_->close(lock_fd_);
+    lock_fd_ = -1;
+  }
+
   // Makes the file of a new segment: header written and synced, its name
-  // synced in the folder. On failure nothing is left behind.
+  // synced in the folder. A file of no records already there (an empty
+  // segment being replaced, or left by an earlier attempt) is replaced by
+  // renaming the new file over it: a failure or a crash leaves one of the
+  // two, never neither (the old one may announce lost offsets). On failure
+  // nothing new is left behind.
   storage_error make_segment_file(const storage::segment_header& h, detail::segment_file& s,
                                   int& fd_out) {
     s.base = h.base;
     s.path = opts_.dir + "/" + storage::segment_name(h.base);
+    std::string made = s.path;
     int fd = detail::open_retry(*io_, s.path.c_str(), O_RDWR | O_CREAT | O_EXCL);
     struct stat st {};
-    if (fd < 0 && errno == EEXIST && ::stat(s.path.c_str(), &st) == 0 &&
-        static_cast<std::uint64_t>(st.st_size) <= storage::segment_header_size) {
-      // Left by an earlier attempt that failed before any record: replace it.
-      (void)io_->unlink(s.path.c_str());
-      fd = detail::open_retry(*io_, s.path.c_str(), O_RDWR | O_CREAT | O_EXCL);
+    const bool replacing = fd < 0 && errno == EEXIST && ::stat(s.path.c_str(), &st) == 0 &&
+                           static_cast<std::uint64_t>(st.st_size) <= storage::segment_header_size;
+    if (replacing) {
+      made = s.path + ".new";  // not a segment name: readers never list it
+      (void)io_->unlink(made.c_str());
+      fd = detail::open_retry(*io_, made.c_str(), O_RDWR | O_CREAT | O_EXCL);
     }
-    if (fd < 0) return detail::errno_error("open (new segment)", s.path, errno);
+    if (fd < 0) return detail::errno_error("open (new segment)", made, errno);
     unsigned char b[storage::segment_header_size];
     storage::write_segment_header(b, h);
     int err = 0;
     if (!detail::write_all(*io_, fd, b, sizeof b, err) || io_->fdatasync(fd) != 0) {
       if (err == 0) err = errno;
       (void)io_->close(fd);
-      (void)io_->unlink(s.path.c_str());
-      return detail::errno_error("write (new segment)", s.path, err);
+      (void)io_->unlink(made.c_str());
+      return detail::errno_error("write (new segment)", made, err);
     }
-    // The new file's name must survive a crash as well as its bytes.
+    if (replacing && io_->rename(made.c_str(), s.path.c_str()) != 0) {
+      err = errno;
+      (void)io_->close(fd);
+      (void)io_->unlink(made.c_str());
+      return detail::errno_error("rename (new segment)", s.path, err);
+    }
+    // The new file's name must survive a crash as well as its bytes. (A
+    // replacement stays: it says at least what the file it replaced said.)
     if (storage_error e = detail::sync_dir(*io_, opts_.dir)) {
       (void)io_->close(fd);
-      (void)io_->unlink(s.path.c_str());
+      if (!replacing) (void)io_->unlink(s.path.c_str());
       return e;
     }
     s.size = storage::segment_header_size;

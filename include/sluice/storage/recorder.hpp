@@ -142,6 +142,7 @@ class recorder final : public detail::record_hook {
       error_ = "sluice: a recorder needs a sink and codecs";
     if (error_ != nullptr) {
       closed_ = true;
+      close_done_ = true;  // flush() and sync() return at once
 #if SLUICE_HAS_EXCEPTIONS
       throw std::invalid_argument(error_);
 #else
@@ -221,7 +222,6 @@ class recorder final : public detail::record_hook {
     lock.unlock();
     if (writer_.joinable()) writer_.join();
     storage_error e = guarded([&] { return sink_->close(); });
-    if (e) report(e);
     lock.lock();
     if (!e) {
       // The sink's close() syncs: what was written is durable now.
@@ -237,7 +237,11 @@ class recorder final : public detail::record_hook {
     close_done_ = true;
     done_.notify_all();
     // The writer's last pass: a lost record is this call's error too.
-    if (storage_error lost = loss_since(0, seq_, true)) return lost;
+    storage_error lost = loss_since(0, seq_, true);
+    lock.unlock();
+    // Reported once close is done: the observer may call sync() or flush().
+    if (e) report(e);
+    if (lost) return lost;
     return e;
   }
 
@@ -451,8 +455,10 @@ class recorder final : public detail::record_hook {
   void lose(std::uint64_t lo, std::uint64_t hi, bool sync) {
     if (hi < lo) return;
     lost_total_ += hi - lo + 1;
+    // Merged only within the batches since the last sync: lose_unsynced()
+    // relies on every range that reaches past the last sync starting after it.
     if (!lost_.empty() && lost_.back().sync == sync && !lost_.back().acknowledged &&
-        lost_.back().hi + 1 == lo) {
+        lost_.back().hi + 1 == lo && lost_.back().lo > synced_seq_) {
       lost_.back().hi = hi;
     } else {
       lost_.push_back({lo, hi, sync, false});
