@@ -114,6 +114,16 @@ bool contiguous(const std::vector<std::uint64_t>& offsets, std::uint64_t from = 
   return true;
 }
 
+// Cuts a segment of 15 records after its first 10, as a power cut may take
+// what followed the last good sync.
+void cut_after_sync(const std::string& segment) {
+  const test::walked w = test::walk_segment(segment);
+  REQUIRE(w.offsets.size() == 15);
+  std::vector<unsigned char> bytes = test::read_file(segment);
+  bytes.resize(w.starts[10]);
+  test::write_file(segment, bytes);
+}
+
 }  // namespace
 
 TEST_CASE("faults: a write that stops part-way keeps its whole records and reuses no offset",
@@ -1206,11 +1216,7 @@ TEST_CASE("faults: an empty segment replaced by a roll keeps its announcement of
   REQUIRE(h.max_record == 1000);
   // Cut what the old segment held after the last good sync (as a power cut
   // may): readers report the offsets as lost, not as damage.
-  const test::walked w = test::walk_segment(segs.front());
-  REQUIRE(w.offsets.size() == 15);
-  std::vector<unsigned char> first = test::read_file(segs.front());
-  first.resize(w.starts[10]);
-  test::write_file(segs.front(), first);
+  cut_after_sync(segs.front());
   const read_back rb = read_log(dir.path());
   REQUIRE(rb.last == sluice::read_status::end);
   REQUIRE(rb.lost.size() == 1);
@@ -1248,11 +1254,7 @@ TEST_CASE("faults: an empty segment whose replacement cannot be made stays, anno
   REQUIRE(h.lost_from == 10);
   // A power cut takes what the first segment held after its last good sync:
   // the offsets are reported lost, and the log goes on at 15, not at 10.
-  const test::walked w = test::walk_segment(segs.front());
-  REQUIRE(w.offsets.size() == 15);
-  std::vector<unsigned char> first = test::read_file(segs.front());
-  first.resize(w.starts[10]);
-  test::write_file(segs.front(), first);
+  cut_after_sync(segs.front());
   {
     sluice::recorder rec(open_log(options(dir.path(), nullptr)), num_types());
     REQUIRE(rec.write(make_num(15)));
