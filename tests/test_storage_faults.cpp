@@ -1331,6 +1331,39 @@ TEST_CASE("faults: a follower reads records written over a torn tail it had seen
   REQUIRE(follower->pending_bytes() == 0);
 }
 
+TEST_CASE("repair: damage between the header and the first record is removed",
+          "[storage][faults]") {
+  test::temp_dir dir;
+  {
+    sluice::recorder rec(open_log(options(dir.path(), nullptr)), num_types());
+    for (std::uint64_t n = 0; n < 5; ++n) REQUIRE(rec.write(make_num(n)));
+    REQUIRE(rec.close().ok());
+  }
+  // Four stray bytes right after the header: the records after them keep
+  // their offsets from 0, in the same segment. The repair reported the
+  // bytes as removed but kept them in the file (found by fuzz_log).
+  const std::string seg = test::segments(dir.path()).at(0);
+  std::vector<unsigned char> bytes = test::read_file(seg);
+  const std::vector<unsigned char> stray{1, 0, 0, 0};
+  bytes.insert(bytes.begin() + static_cast<std::ptrdiff_t>(sluice::storage::segment_header_size),
+               stray.begin(), stray.end());
+  test::write_file(seg, bytes);
+  REQUIRE(read_log(dir.path()).last == sluice::read_status::damaged);
+  sluice::repair_options ro;
+  ro.dir = dir.path();
+  const sluice::repair_report r = sluice::repair_log(ro);
+  INFO(r.error.describe());
+  REQUIRE(r.ok());
+  REQUIRE(r.records == 5);
+  REQUIRE(r.changes.size() == 1);
+  REQUIRE(r.changes[0].bytes == 4);
+  const read_back rb = read_log(dir.path());
+  REQUIRE(rb.last == sluice::read_status::end);
+  REQUIRE(contiguous(rb.offsets));
+  REQUIRE(rb.nums.size() == 5);
+  REQUIRE(sluice::repair_log(ro).changes.empty());  // nothing left to repair
+}
+
 TEST_CASE("repair: an interrupted repair run again keeps every record", "[storage][faults]") {
   test::temp_dir dir;
   {

@@ -252,7 +252,8 @@ class log_repair {
     }
     // 3. The first run stays where it is: with a new header where the old one
     //    was damaged, names another offset, or keeps quiet about offsets
-    //    missing before it; cut after its last record where damage follows.
+    //    missing before it, and rewritten where damage precedes it (right
+    //    after the header); cut after its last record where damage follows.
     //    The files made above must be durable (names included) before the
     //    original is changed: a power cut in between loses nothing.
     if (!names_durable()) return;
@@ -261,7 +262,7 @@ class log_repair {
       const bool announced =
           header_ok && h.reason != storage::lost_reason::none && h.lost_from <= floor;
       const bool gap_before = p.base > floor && !announced;
-      if (!header_ok || p.base != s.base || gap_before) {
+      if (!header_ok || p.base != s.base || gap_before || p.begin != storage::segment_header_size) {
         storage::segment_header nh =
             header_for(p.base, floor, header_ok ? &h : nullptr,
                        announced ? h.reason : storage::lost_reason::repaired);
