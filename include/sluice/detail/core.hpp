@@ -296,11 +296,11 @@ class bus_core {
 
   // ---- delivery --------------------------------------------------------------
 
-  void call_one(registry& r, sub_node* n, const void* ev,
+  void call_one(registry& r, const sub_entry& sub, const void* ev,
                 const metadata& m) noexcept(!SLUICE_HAS_EXCEPTIONS) {
 #if SLUICE_HAS_EXCEPTIONS
     try {
-      const outcome o = n->invoke(n->callable, ev, m);
+      const outcome o = sub.invoke(sub.callable, ev, m);
       if (SLUICE_UNLIKELY(!o.ok()))
         report_failure(r, failure_kind::outcome, o.code(), o.message(), ev);
     } catch (const std::exception& e) {
@@ -310,7 +310,7 @@ class bus_core {
       report_failure(r, failure_kind::exception, 0, "unknown exception", ev);
     }
 #else
-    const outcome o = n->invoke(n->callable, ev, m);
+    const outcome o = sub.invoke(sub.callable, ev, m);
     if (SLUICE_UNLIKELY(!o.ok()))
       report_failure(r, failure_kind::outcome, o.code(), o.message(), ev);
 #endif
@@ -341,12 +341,15 @@ class bus_core {
     try {
 #endif
       if (a != nullptr) {
-        for (sub_node* n : a->items) {
-          if (n->channel != 0 && n->channel != channel) continue;
-          announce(s.node[d], n, asym);
-          if (!reader_load(n->closed, asym)) {
+        for (const sub_entry& e : a->items) {
+          if (e.channel != 0 && e.channel != channel) continue;
+          announce(s.node[d], e.node, asym);
+          // Open unless a close was counted since the array was made (then
+          // the node's own flag says).
+          if (SLUICE_LIKELY(reader_load(r.closes, asym) == a->closes_seen) ||
+              !reader_load(e.node->closed, asym)) {
             ++calls;
-            call_one(r, n, ev, m);
+            call_one(r, e, ev, m);
           }
           retract(s.node[d]);
         }

@@ -90,8 +90,21 @@ class graveyard {
   std::size_t count_ = 0;
 };
 
+// One subscriber as a reader sees it: everything a call needs, so that
+// delivering reads the array's entries in a row and touches a node only for
+// its announcement (and, after a close, its flag).
+struct sub_entry {
+  sub_node* node;
+  outcome (*invoke)(void* callable, const void* event, const metadata& m);
+  void* callable;
+  std::uint32_t channel;  // 0: every channel; else only events routed there
+};
+
 struct sub_array {
-  std::vector<sub_node*> items;
+  std::vector<sub_entry> items;
+  // registry::closes when the array was made, before its nodes' flags were
+  // read: while the count is still this, no node of the array is closed.
+  std::uint64_t closes_seen = 0;
 };
 
 // Counters owned by one producer for one type: single writer, so increments
@@ -149,6 +162,10 @@ struct alignas(SLUICE_CACHE_LINE) registry {
   const std::uint32_t type;
   const std::uint64_t epoch;  // process().forks when the bus was made (fork: see reset)
   std::atomic<const sub_array*> current{nullptr};
+  // Closes so far (see sub_array::closes_seen): a reader that reads it
+  // unchanged after announcing a node knows the node is open without reading
+  // the node's flag.
+  std::atomic<std::uint64_t> closes{0};
 
   // Consumer-side counters (batched by the drainers).
   alignas(SLUICE_CACHE_LINE) std::atomic<std::uint64_t> delivered{0};
@@ -183,21 +200,26 @@ struct alignas(SLUICE_CACHE_LINE) registry {
     std::lock_guard<detail::mutex> lock(writer_mutex);
     const sub_array* old = current.load(std::memory_order_relaxed);
     auto fresh = std::make_unique<sub_array>();
+    // Read before the flags: a close that this read misses is counted after
+    // it, so readers of the new array check the flags again (close() sets
+    // the flag before it counts; this acquire makes a counted close's flag
+    // visible to the reads below).
+    fresh->closes_seen = closes.load(std::memory_order_seq_cst);
     std::size_t live = 1;
     if (old != nullptr)
-      for (sub_node* x : old->items)
-        if (!x->closed.load(std::memory_order_relaxed)) ++live;
+      for (const sub_entry& x : old->items)
+        if (!x.node->closed.load(std::memory_order_relaxed)) ++live;
     fresh->items.reserve(live);
     if (old != nullptr)
-      for (sub_node* x : old->items)
-        if (!x->closed.load(std::memory_order_relaxed)) fresh->items.push_back(x);
-    fresh->items.push_back(n);
+      for (const sub_entry& x : old->items)
+        if (!x.node->closed.load(std::memory_order_relaxed)) fresh->items.push_back(x);
+    fresh->items.push_back(sub_entry{n, n->invoke, n->callable, n->channel});
     retired.reserve(retired.size() + 1);
     // Nothing below throws.
     n->owner = this;
     n->next_all = nodes;
     nodes = n;
-    for (sub_node* x : fresh->items) ++x->array_refs;
+    for (const sub_entry& x : fresh->items) ++x.node->array_refs;
     SLUICE_SCHEDULE_POINT();
     current.store(fresh.release(), std::memory_order_seq_cst);
     if (old != nullptr) retired.push_back(const_cast<sub_array*>(old));
@@ -211,6 +233,9 @@ struct alignas(SLUICE_CACHE_LINE) registry {
   void close(sub_node* n) noexcept {
     SLUICE_SCHEDULE_POINT();
     n->closed.store(true, std::memory_order_seq_cst);
+    SLUICE_SCHEDULE_POINT();
+    // (Mutation 4: the close is not counted; readers trust the array.)
+    if (!SLUICE_MODEL_MUTATION(4)) closes.fetch_add(1, std::memory_order_seq_cst);
     heavy_fence();
   }
 
@@ -236,9 +261,9 @@ struct alignas(SLUICE_CACHE_LINE) registry {
         retired[keep++] = a;
         continue;
       }
-      for (sub_node* x : a->items) {
-        --x->array_refs;
-        maybe_free(x, dead);
+      for (const sub_entry& x : a->items) {
+        --x.node->array_refs;
+        maybe_free(x.node, dead);
       }
       delete a;
     }
