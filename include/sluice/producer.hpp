@@ -24,6 +24,7 @@
 
 #include "config.hpp"
 #include "detail/core.hpp"
+#include "detail/stamp_clock.hpp"
 #include "detail/tracking.hpp"
 #include "errors.hpp"
 #include "event.hpp"
@@ -237,7 +238,14 @@ class producer_core {
   metadata stamp(bool has_key, key_type key) noexcept {
     metadata m;
     m.sequence = ++seq_;
-    m.timestamp = core_->options().stamp_time ? now_ns() : 0;
+    if (core_->options().stamp_time) {
+      // Never below this producer's last stamp (see stamp_clock.hpp).
+      const std::int64_t t = stamp_now();
+      last_stamp_ = t > last_stamp_ ? t : last_stamp_;
+      m.timestamp = last_stamp_;
+    } else {
+      m.timestamp = 0;
+    }
     m.key = key;
     m.producer = id_;
     m.has_key = has_key;
@@ -334,6 +342,7 @@ class producer_core {
   bus_core* core_;
   std::uint32_t id_;
   std::uint64_t seq_ = 0;
+  std::int64_t last_stamp_ = 0;
   full_policy policy_;
   bool replayed_;
   std::size_t home_;
