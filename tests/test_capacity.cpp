@@ -1,6 +1,8 @@
 // Contracts 5 and 6: exact capacity, and each full-queue policy.
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <memory>
+#include <random>
 #include <sluice/sluice.hpp>
 #include <thread>
 #include <vector>
@@ -188,5 +190,108 @@ TEST_CASE("publish_bulk fills to capacity and accounts for the rest", "[capacity
     CHECK(p.publish_bulk(batch.begin(), batch.end()) == 250);
     bus.stop();
     CHECK(calls.load() == 250);
+  }
+}
+
+// Places reserved in chunks (bus_options::reserve_chunk): a producer takes
+// several places at once and publishes into them without touching the lane's
+// shared count. "Exact" then means: a lane never holds more than its
+// capacity, and a publish is refused only when the events queued plus the
+// places other producers hold unused reach it.
+TEST_CASE("credit: places another producer holds are the only shortfall, and come back",
+          "[capacity][credit]") {
+  constexpr std::size_t cap = 256, chunk = 16;
+  sluice::bus bus{sluice::bus_options{}
+                      .with_lanes(1)
+                      .with_lane_capacity(cap)
+                      .with_reserve_chunk(chunk)
+                      .with_policy(full_policy::reject)};
+  std::vector<int> seen;
+  auto sub = bus.subscribe<item>([&](const item& i) { seen.push_back(i.n); });
+  auto a = std::make_unique<sluice::producer>(bus.make_producer());
+  REQUIRE(a->publish(item{-1}) == publish_result::ok);  // a holds chunk - 1 places
+  auto b = bus.make_producer();
+  std::size_t accepted = 0;
+  while (b.publish(item{static_cast<int>(accepted)}) == publish_result::ok) ++accepted;
+  CHECK(accepted == cap - chunk);
+  CHECK(bus.lane(0).depth == cap - chunk + 1);
+  CHECK(bus.lane(0).high_water <= cap);
+  // a still publishes into its own places, up to the bound.
+  for (std::size_t i = 1; i < chunk; ++i) REQUIRE(a->publish(item{-1}) == publish_result::ok);
+  CHECK(a->publish(item{-1}) == publish_result::full);
+  CHECK(bus.lane(0).depth == cap);
+  // Polling one event frees one place; a producer that goes away gives its
+  // unused places back.
+  CHECK(bus.poll(1) == 1);
+  REQUIRE(a->publish(item{-2}) == publish_result::ok);  // takes the freed place
+  CHECK(b.publish(item{-3}) == publish_result::full);
+  CHECK(bus.poll(chunk) == chunk);
+  REQUIRE(a->publish(item{-4}) == publish_result::ok);  // a new chunk: 15 held again
+  const std::size_t depth_before = bus.lane(0).depth;
+  a.reset();
+  std::size_t more = 0;
+  while (b.publish(item{1000}) == publish_result::ok) ++more;
+  CHECK(more == cap - depth_before);
+  CHECK(bus.lane(0).depth == cap);
+  bus.poll();
+  CHECK(seen.size() == accepted + chunk + 1 + 1 + more);
+  CHECK(bus.stats<item>().delivered == seen.size());
+  CHECK(bus.lane(0).depth == 0);
+}
+
+TEST_CASE("credit: the automatic chunk keeps small lanes exact per publish", "[capacity][credit]") {
+  // 64 places, 8 expected producers: an eighth of the lane is 8 places, one
+  // each, so no producer holds credit and two producers share the lane
+  // exactly.
+  sluice::bus bus{
+      sluice::bus_options{}.with_lanes(1).with_lane_capacity(64).with_policy(full_policy::reject)};
+  auto a = bus.make_producer();
+  auto b = bus.make_producer();
+  REQUIRE(a.publish(item{0}) == publish_result::ok);
+  std::size_t accepted = 0;
+  while (b.publish(item{1}) == publish_result::ok) ++accepted;
+  CHECK(accepted == 63);
+  bus.stop(sluice::stop_mode::discard);
+  CHECK(bus.stats<item>().discarded == 64);
+  CHECK(sluice::bus_options{}.with_lane_capacity(64).with_reserve_chunk(65).validate() != nullptr);
+}
+
+TEST_CASE("credit: stop() during partly used chunks delivers every accepted event",
+          "[capacity][credit][stress]") {
+  test::watchdog wd(std::chrono::seconds(120), "credit stop");
+  std::mt19937 rng(20261130);
+  for (int round = 0; round < 16; ++round) {
+    sluice::bus bus{sluice::bus_options{}.with_lanes(2).with_lane_capacity(1024).with_reserve_chunk(
+        static_cast<std::size_t>(2 + round % 31))};
+    std::atomic<std::uint64_t> delivered{0};
+    auto sub = bus.subscribe<item>([&](const item&) { delivered.fetch_add(1); });
+    REQUIRE(bus.run(1));
+    std::atomic<std::uint64_t> accepted{0};
+    std::atomic<bool> go{false};
+    std::vector<std::thread> producers;
+    for (int t = 0; t < 3; ++t) {
+      producers.emplace_back([&, t] {
+        auto p = bus.make_producer();
+        while (!go.load()) std::this_thread::yield();
+        for (int i = 0;; ++i) {
+          const publish_result r = (i + t) % 3 == 0
+                                       ? p.publish(item{i}, static_cast<std::uint64_t>(i))
+                                       : p.publish(item{i});
+          if (r == publish_result::ok) accepted.fetch_add(1);
+          if (r == publish_result::stopped) break;
+        }
+      });
+    }
+    go = true;
+    // Let the producers get into their chunks, then stop at a random point.
+    while (accepted.load() < 64) std::this_thread::yield();
+    const auto spins = static_cast<unsigned>(rng() % 2000);
+    for (unsigned i = 0; i < spins; ++i) std::this_thread::yield();
+    REQUIRE(bus.stop());
+    for (auto& p : producers) p.join();
+    INFO("round " << round);
+    CHECK(delivered.load() == accepted.load());
+    CHECK(bus.stats<item>().delivered == accepted.load());
+    CHECK(bus.lane(0).depth + bus.lane(1).depth == 0);
   }
 }

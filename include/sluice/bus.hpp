@@ -384,6 +384,7 @@ class bus {
     if (core_.state() == detail::run_state::stopped) return false;
     const bool discard = mode == stop_mode::discard;
     core_.set_state(discard ? detail::run_state::discarding : detail::run_state::draining);
+    core_.settle_credit_publishes();
     core_.wake_everyone();
     for (auto& t : workers_) t.join();
     workers_.clear();

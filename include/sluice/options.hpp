@@ -44,7 +44,16 @@ struct bus_options {
   // Producers expected at once (pre-allocates queue blocks for them; more may
   // be made, at the cost of an allocation when they first publish).
   std::size_t expected_producers = 8;
-  // Stamp each event with the steady clock at publish (costs a clock read).
+  // Places a producer reserves in a lane at once; it publishes into them
+  // without touching the lane's shared count (one update per chunk instead
+  // of one per event). 0: automatic, min(32, lane_capacity / (8 *
+  // expected_producers)), at least 1. 1: one reservation per publish. The
+  // bound stays exact: a lane never holds more than lane_capacity events;
+  // but places another producer holds unused count as taken, so a publish
+  // may find a lane full while it holds fewer (see docs/performance.md).
+  std::size_t reserve_chunk = 0;
+  // Stamp each event with the steady clock at publish (a time-stamp counter
+  // read where it is invariant; see docs/performance.md).
   bool stamp_time = true;
   // Called (on the thread that ran the handler) for each failed handler call.
   // Must not throw. Empty: failures are only counted.
@@ -66,6 +75,10 @@ struct bus_options {
     expected_producers = n;
     return *this;
   }
+  bus_options& with_reserve_chunk(std::size_t n) {
+    reserve_chunk = n;
+    return *this;
+  }
   bus_options& with_stamp_time(bool on) {
     stamp_time = on;
     return *this;
@@ -85,6 +98,9 @@ struct bus_options {
     if (policy != full_policy::block && policy != full_policy::drop_newest &&
         policy != full_policy::reject)
       return "sluice: bus_options::policy is not a full_policy value";
+    if (reserve_chunk > lane_capacity)
+      return "sluice: bus_options::reserve_chunk must be at most lane_capacity";
+    if (reserve_chunk > 4096) return "sluice: bus_options::reserve_chunk must be at most 4096";
     if (expected_producers > 4096)
       return "sluice: bus_options::expected_producers must be at most 4096";
     return nullptr;

@@ -80,24 +80,40 @@ class producer_core {
  public:
   producer_core(bus_core& core, std::uint32_t id, full_policy policy, bool shared = false,
                 bool replayed = false)
-      : core_(&core), id_(id), policy_(policy), replayed_(replayed), home_(id % core.lane_count()) {
+      : core_(&core),
+        id_(id),
+        policy_(policy),
+        replayed_(replayed),
+        home_(id % core.lane_count()),
+        chunk_(core.reserve_chunk()) {
     tokens_.reserve(core.lane_count());
+    credits_.reserve(core.lane_count());
     for (std::size_t i = 0; i < core.lane_count(); ++i) {
       tokens_.emplace_back(core.lane_at(i).q());
       // The queue allocates a token's producer without throwing: a token
       // without one would be dereferenced by the first publish.
       if (!tokens_.back().valid()) out_of_memory();
     }
+    if (chunk_ > 1) {
+      for (std::size_t i = 0; i < core.lane_count(); ++i) {
+        credit_slot c;
+        c.cell = core.lane_at(i).take_credit_cell();
+        credits_.push_back(c);  // reserved above: does not throw
+      }
+    }
     core.producer_made(shared);
   }
-  producer_core(const producer_core&) = delete;
   producer_core& operator=(const producer_core&) = delete;
   ~producer_core() {
     for (counter_cell* c : cells_)
       if (c != nullptr) c->in_use.store(false, std::memory_order_release);
+    // Places reserved and not used go back (producers waiting for room wake).
+    for (std::size_t i = 0; i < credits_.size(); ++i)
+      if (!core_->forked()) core_->lane_at(i).return_credit_cell(*credits_[i].cell);
     tokens_.clear();
     core_->producer_gone();
   }
+  producer_core(const producer_core&) = delete;
 
   [[nodiscard]] std::uint32_t id() const noexcept { return id_; }
 
@@ -133,6 +149,8 @@ class producer_core {
     const std::size_t li = has_key ? core_->lane_for(key) : home_;
     lane& l = core_->lane_at(li);
     const bool in_handler = inside(core_);
+    if (chunk_ > 1 && credits_[li].left != 0)
+      return publish_on_credit(std::forward<E>(e), has_key, key, li, c, in_handler);
     // Refused before reserving as well: a reservation advances the lane's
     // generation, and a stream of refused publishes must not keep a draining
     // stop() from seeing the bus idle. (Checked again after reserving.)
@@ -140,10 +158,14 @@ class producer_core {
       counter_cell::bump(c.rejected);
       return publish_result::stopped;
     }
-    if (SLUICE_UNLIKELY(l.try_reserve() == 0)) {
+    std::size_t taken = l.try_reserve(chunk_);
+    if (SLUICE_UNLIKELY(taken == 0)) {
       const publish_result r = on_full(l, c, 1, in_handler, mode, would_block);
       if (r != publish_result::ok) return r;
+      taken = 1;
     }
+    // Places beyond this event's are credit for the next publishes here.
+    if (taken > 1) keep_credit(li, taken - 1);
     reservation held(l, 1);
     if (SLUICE_UNLIKELY(!core_->accepting(in_handler))) {
       counter_cell::bump(c.rejected);
@@ -227,6 +249,75 @@ class producer_core {
   }
 
  private:
+  // Credit in one lane: places reserved and not used yet (`left`, this
+  // producer's own count) and the cell that shows it to others.
+  struct credit_slot {
+    credit_cell* cell = nullptr;
+    std::uint32_t left = 0;
+  };
+
+  void keep_credit(std::size_t li, std::size_t k) noexcept {
+    credit_slot& cs = credits_[li];
+    cs.left = static_cast<std::uint32_t>(k);
+    // After the count rose (the reservation), never before: see lane::size().
+    cs.cell->held.store(cs.left, std::memory_order_seq_cst);
+  }
+
+  // A publish into a place reserved earlier: no shared atomic is written.
+  // The cell's busy flag is set before the bus's state is read, and stop()
+  // sets the state, fences every thread (heavy_fence) and then waits for the
+  // flags: either this publish sees the bus stopping, or stop() waits for
+  // it, and then sees the event (asymmetric store-load pairing, as in
+  // tracking.hpp).
+  template <class E>
+  publish_result publish_on_credit(E&& e, bool has_key, key_type key, std::size_t li,
+                                   counter_cell& c, bool in_handler) {
+    credit_slot& cs = credits_[li];
+    credit_cell& cell = *cs.cell;
+    lane& l = core_->lane_at(li);
+    const bool asym = asymmetric_mode();
+    // Cleared on every way out (a boxed event's allocation may throw).
+    struct busy_guard {
+      credit_cell& cell;
+      bool asym;
+      ~busy_guard() { announce_busy(cell, 0, asym); }
+    };
+    announce_busy(cell, 1, asym);
+    {
+      busy_guard busy{cell, asym};
+      if (SLUICE_UNLIKELY(!core_->accepting(in_handler))) {
+        counter_cell::bump(c.rejected);
+        return publish_result::stopped;
+      }
+      record rec(std::forward<E>(e), stamp(has_key, key));
+      counter_cell::bump(c.published);
+      SLUICE_SCHEDULE_POINT();
+      if (SLUICE_UNLIKELY(!queue_io::enqueue(l.q(), tokens_[li], std::move(rec)))) {
+        undo(c, 1);
+        return publish_result::full;  // the place stays this producer's credit
+      }
+      --cs.left;
+      // Held falls (and the publish is counted) after the event is in the
+      // queue: a reader never sees the place as neither credit nor queued.
+      SLUICE_SCHEDULE_POINT();
+      const auto order = asym ? std::memory_order_release : std::memory_order_seq_cst;
+      cell.held.store(cs.left, order);
+      cell.published.store(cell.published.load(std::memory_order_relaxed) + 1, order);
+    }
+    core_->wake_workers();
+    return publish_result::ok;
+  }
+
+  static void announce_busy(credit_cell& cell, std::uint32_t v, bool asym) noexcept {
+    SLUICE_SCHEDULE_POINT();
+    if (asym) {
+      cell.busy.store(v, v != 0 ? std::memory_order_relaxed : std::memory_order_release);
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+    } else {
+      cell.busy.store(v, std::memory_order_seq_cst);
+    }
+  }
+
   counter_cell& cell(std::uint32_t type) {
     counter_cell* c = cells_[type];
     if (SLUICE_LIKELY(c != nullptr)) return *c;
@@ -346,7 +437,9 @@ class producer_core {
   full_policy policy_;
   bool replayed_;
   std::size_t home_;
+  std::size_t chunk_;  // places reserved at once (1: one per publish, no credit)
   std::vector<producer_token> tokens_;
+  std::vector<credit_slot> credits_;  // per lane; empty when chunk_ is 1
   counter_cell* cells_[SLUICE_MAX_EVENT_TYPES] = {};
 };
 

@@ -57,7 +57,9 @@ class record_hook {
 class bus_core {
  public:
   explicit bus_core(bus_options opts)
-      : options_(std::move(opts)), epoch_(detail::process().forks.load(std::memory_order_relaxed)) {
+      : options_(std::move(opts)),
+        chunk_(chunk_for(options_)),
+        epoch_(detail::process().forks.load(std::memory_order_relaxed)) {
     lanes_.reserve(options_.lanes);
     for (std::size_t i = 0; i < options_.lanes; ++i)
       lanes_.push_back(std::make_unique<lane>(options_.lane_capacity, options_.expected_producers));
@@ -88,6 +90,26 @@ class bus_core {
   }
 
   [[nodiscard]] const bus_options& options() const noexcept { return options_; }
+
+  // Places a producer reserves in a lane at once (see bus_options::reserve_chunk).
+  [[nodiscard]] std::size_t reserve_chunk() const noexcept { return chunk_; }
+  static std::size_t chunk_for(const bus_options& o) noexcept {
+    if (o.reserve_chunk != 0) return o.reserve_chunk;
+    // At most an eighth of a lane held as credit by the expected producers
+    // together; 32 places at most each (one shared update per 32 publishes).
+    const std::size_t producers = o.expected_producers == 0 ? 1 : o.expected_producers;
+    const std::size_t share = o.lane_capacity / (8 * producers);
+    return share < 1 ? 1 : (share > 32 ? 32 : share);
+  }
+
+  // Publishes through credit write no shared atomic; stop() calls this after
+  // it changed the state, so that every such publish either saw the new
+  // state or is complete (and its event counted) when this returns.
+  void settle_credit_publishes() noexcept {
+    if (chunk_ <= 1) return;
+    heavy_fence();
+    for (auto& l : lanes_) l->wait_credit_publishes();
+  }
   [[nodiscard]] std::size_t lane_count() const noexcept { return lanes_.size(); }
   [[nodiscard]] lane& lane_at(std::size_t i) noexcept { return *lanes_[i]; }
   [[nodiscard]] std::size_t lane_for(key_type key) const noexcept {
@@ -224,6 +246,9 @@ class bus_core {
     std::unique_lock<mutex> lock(park_mutex_);
     SLUICE_SCHEDULE_POINT();
     sleepers_.fetch_add(1, std::memory_order_seq_cst);
+    // A publish through credit writes no shared atomic before it reads
+    // sleepers_: the fence makes its event visible here, or the count there.
+    if (chunk_ > 1) heavy_fence();
     // Woken by a publish, by a drainer that leaves work in a lane it unlocks,
     // or by stop().
     if (state() == run_state::running && !work_available()) park_cv_.wait(lock);
@@ -806,6 +831,7 @@ class bus_core {
   }
 
   bus_options options_;
+  const std::size_t chunk_;
   std::vector<std::unique_ptr<lane>> lanes_;
   std::atomic<registry*> regs_[SLUICE_MAX_EVENT_TYPES] = {};
   std::atomic<run_state> state_{run_state::running};

@@ -19,6 +19,19 @@ namespace sluice {
 inline namespace SLUICE_ABI {
 namespace detail {
 
+// Places one producer reserved in a lane and has not used yet (its credit),
+// with what others need to see of its publishes into the lane. Written by
+// its producer only (plain stores, no locked instruction); read by whoever
+// asks whether the lane has work or the bus is idle, and by stop(). Never
+// freed before the lane; reused by later producers.
+struct alignas(SLUICE_CACHE_LINE) credit_cell {
+  std::atomic<std::uint32_t> held{0};       // reserved, unused places
+  std::atomic<std::uint32_t> busy{0};       // 1 while a publish through credit is under way
+  std::atomic<std::uint64_t> published{0};  // publishes through credit, ever
+  std::atomic<bool> in_use{false};
+  credit_cell* next = nullptr;
+};
+
 class alignas(SLUICE_CACHE_LINE) lane {
  public:
   lane(std::size_t capacity, std::size_t expected_producers)
@@ -29,6 +42,74 @@ class alignas(SLUICE_CACHE_LINE) lane {
         consumer_(queue_) {}
   lane(const lane&) = delete;
   lane& operator=(const lane&) = delete;
+  ~lane() {
+    credit_cell* c = credits_.load(std::memory_order_relaxed);
+    while (c != nullptr) {
+      credit_cell* next = c->next;
+      delete c;
+      c = next;
+    }
+  }
+
+  // A credit cell for a producer (made, or one a gone producer left).
+  credit_cell* take_credit_cell() {
+    for (credit_cell* c = credits_.load(std::memory_order_acquire); c != nullptr; c = c->next) {
+      bool expected = false;
+      if (!c->in_use.load(std::memory_order_relaxed) &&
+          c->in_use.compare_exchange_strong(expected, true, std::memory_order_acquire))
+        return c;
+    }
+    auto* c = new credit_cell;
+    c->in_use.store(true, std::memory_order_relaxed);
+    credit_cell* head = credits_.load(std::memory_order_relaxed);
+    do {
+      c->next = head;
+    } while (!credits_.compare_exchange_weak(head, c, std::memory_order_seq_cst,
+                                             std::memory_order_relaxed));
+    return c;
+  }
+  // The producer is gone: its unused places go back to the lane.
+  void return_credit_cell(credit_cell& c) {
+    const std::uint32_t h = c.held.load(std::memory_order_relaxed);
+    // Held drops before the count does: a reader subtracting held from the
+    // count may overestimate what is queued, never underestimate it.
+    c.held.store(0, std::memory_order_seq_cst);
+    if (h != 0) release(h);
+    c.in_use.store(false, std::memory_order_release);
+  }
+  [[nodiscard]] credit_cell* credit_cells() const noexcept {
+    return credits_.load(std::memory_order_acquire);
+  }
+  // Unused places producers hold.
+  [[nodiscard]] std::size_t credit_held() const noexcept {
+    std::size_t n = 0;
+    for (credit_cell* c = credit_cells(); c != nullptr; c = c->next) {
+      SLUICE_SCHEDULE_POINT();
+      n += c->held.load(std::memory_order_seq_cst);
+    }
+    return n;
+  }
+  // Publishes through credit so far (with generation(): something was published).
+  [[nodiscard]] std::uint64_t credit_published() const noexcept {
+    std::uint64_t n = 0;
+    for (credit_cell* c = credit_cells(); c != nullptr; c = c->next) {
+      SLUICE_SCHEDULE_POINT();
+      n += c->published.load(std::memory_order_seq_cst);
+    }
+    return n;
+  }
+  // Waits until no publish through credit is under way in this lane.
+  void wait_credit_publishes() const noexcept {
+    for (credit_cell* c = credit_cells(); c != nullptr; c = c->next) {
+      backoff b;
+      for (;;) {
+        SLUICE_SCHEDULE_POINT();
+        // (Mutation 5: stop() does not wait for publishes through credit.)
+        if (c->busy.load(std::memory_order_seq_cst) == 0 || SLUICE_MODEL_MUTATION(5)) break;
+        b.pause();
+      }
+    }
+  }
 
   // Takes up to `n` places (at least one unless full). Memory ordering: the
   // successful CAS is seq_cst so that stop() and idle workers, which store a
@@ -117,13 +198,21 @@ class alignas(SLUICE_CACHE_LINE) lane {
   // Queued plus being delivered. Reads the count first: begin_delivery adds
   // before release subtracts, so an event is never missed by both reads.
   [[nodiscard]] std::size_t pending() const noexcept {
-    SLUICE_SCHEDULE_POINT();
-    const std::size_t queued_now = to_size(size_.load(std::memory_order_seq_cst) & count_mask);
+    const std::size_t queued_now = size();
     SLUICE_SCHEDULE_POINT();
     return queued_now + inflight_.load(std::memory_order_seq_cst);
   }
 
+  // Events queued: places taken less the credit producers hold. Credit is
+  // read first: it rises only after the count does and falls before it, so a
+  // read between two changes overestimates and never underestimates.
   [[nodiscard]] std::size_t size() const noexcept {
+    const std::size_t held = credit_held();
+    const std::size_t taken = places_taken();
+    return taken > held ? taken - held : 0;
+  }
+  // Places taken: queued events plus the credit producers hold.
+  [[nodiscard]] std::size_t places_taken() const noexcept {
     SLUICE_SCHEDULE_POINT();
     return to_size(size_.load(std::memory_order_seq_cst) & count_mask);
   }
@@ -133,7 +222,7 @@ class alignas(SLUICE_CACHE_LINE) lane {
   // lanes one after another (a handler that publishes and then ends).
   [[nodiscard]] std::uint64_t generation() const noexcept {
     SLUICE_SCHEDULE_POINT();
-    return size_.load(std::memory_order_seq_cst) >> 32;
+    return (size_.load(std::memory_order_seq_cst) >> 32) + credit_published();
   }
   // Events a drainer took off the queue and left undelivered for the next
   // one (a poll_for whose budget ran out, a thread that ended in a handler).
@@ -184,6 +273,7 @@ class alignas(SLUICE_CACHE_LINE) lane {
   std::atomic<std::uint32_t> waiters_{0};
   std::atomic<std::size_t> inflight_{0};
   std::atomic<std::size_t> carried_{0};
+  std::atomic<credit_cell*> credits_{nullptr};
   alignas(SLUICE_CACHE_LINE) std::atomic<bool> locked_{false};
   queue<record> queue_;
   consumer_token consumer_;
