@@ -167,18 +167,9 @@ class producer_core {
     // Places beyond this event's are credit for the next publishes here.
     if (taken > 1) keep_credit(li, taken - 1);
     reservation held(l, 1);
-    if (SLUICE_UNLIKELY(!core_->accepting(in_handler))) {
-      counter_cell::bump(c.rejected);
-      return publish_result::stopped;
-    }
-    // The event is consumed only now that it is accepted.
-    record rec(std::forward<E>(e), stamp(has_key, key));
-    counter_cell::bump(c.published);
-    SLUICE_SCHEDULE_POINT();
-    if (SLUICE_UNLIKELY(!queue_io::enqueue(l.q(), tokens_[li], std::move(rec)))) {
-      undo(c, 1);
-      return publish_result::full;
-    }
+    const publish_result r =
+        accept_and_enqueue(std::forward<E>(e), has_key, key, li, c, in_handler);
+    if (r != publish_result::ok) return r;
     held.dismiss();
     core_->wake_workers();
     return publish_result::ok;
@@ -263,6 +254,25 @@ class producer_core {
     cs.cell->held.store(cs.left, std::memory_order_seq_cst);
   }
 
+  // With a place reserved: refuses the event if the bus no longer accepts
+  // it, else consumes it (only now that it is accepted) into the queue.
+  template <class E>
+  publish_result accept_and_enqueue(E&& e, bool has_key, key_type key, std::size_t li,
+                                    counter_cell& c, bool in_handler) {
+    if (SLUICE_UNLIKELY(!core_->accepting(in_handler))) {
+      counter_cell::bump(c.rejected);
+      return publish_result::stopped;
+    }
+    record rec(std::forward<E>(e), stamp(has_key, key));
+    counter_cell::bump(c.published);
+    SLUICE_SCHEDULE_POINT();
+    if (SLUICE_UNLIKELY(!queue_io::enqueue(core_->lane_at(li).q(), tokens_[li], std::move(rec)))) {
+      undo(c, 1);
+      return publish_result::full;
+    }
+    return publish_result::ok;
+  }
+
   // A publish into a place reserved earlier: no shared atomic is written.
   // The cell's busy flag is set before the bus's state is read, and stop()
   // sets the state, fences every thread (heavy_fence) and then waits for the
@@ -274,7 +284,6 @@ class producer_core {
                                    counter_cell& c, bool in_handler) {
     credit_slot& cs = credits_[li];
     credit_cell& cell = *cs.cell;
-    lane& l = core_->lane_at(li);
     const bool asym = asymmetric_mode();
     // Cleared on every way out (a boxed event's allocation may throw).
     struct busy_guard {
@@ -285,17 +294,10 @@ class producer_core {
     announce_busy(cell, 1, asym);
     {
       busy_guard busy{cell, asym};
-      if (SLUICE_UNLIKELY(!core_->accepting(in_handler))) {
-        counter_cell::bump(c.rejected);
-        return publish_result::stopped;
-      }
-      record rec(std::forward<E>(e), stamp(has_key, key));
-      counter_cell::bump(c.published);
-      SLUICE_SCHEDULE_POINT();
-      if (SLUICE_UNLIKELY(!queue_io::enqueue(l.q(), tokens_[li], std::move(rec)))) {
-        undo(c, 1);
-        return publish_result::full;  // the place stays this producer's credit
-      }
+      // Not full: the place stays this producer's credit.
+      const publish_result r =
+          accept_and_enqueue(std::forward<E>(e), has_key, key, li, c, in_handler);
+      if (r != publish_result::ok) return r;
       --cs.left;
       // Held falls (and the publish is counted) after the event is in the
       // queue: a reader never sees the place as neither credit nor queued.

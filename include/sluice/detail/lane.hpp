@@ -82,19 +82,18 @@ class alignas(SLUICE_CACHE_LINE) lane {
   }
   // Unused places producers hold.
   [[nodiscard]] std::size_t credit_held() const noexcept {
-    std::size_t n = 0;
-    for (credit_cell* c = credit_cells(); c != nullptr; c = c->next) {
-      SLUICE_SCHEDULE_POINT();
-      n += c->held.load(std::memory_order_seq_cst);
-    }
-    return n;
+    return to_size(sum_cells(&credit_cell::held));
   }
   // Publishes through credit so far (with generation(): something was published).
   [[nodiscard]] std::uint64_t credit_published() const noexcept {
+    return sum_cells(&credit_cell::published);
+  }
+  template <class T>
+  [[nodiscard]] std::uint64_t sum_cells(std::atomic<T> credit_cell::*field) const noexcept {
     std::uint64_t n = 0;
     for (credit_cell* c = credit_cells(); c != nullptr; c = c->next) {
       SLUICE_SCHEDULE_POINT();
-      n += c->published.load(std::memory_order_seq_cst);
+      n += (c->*field).load(std::memory_order_seq_cst);
     }
     return n;
   }
