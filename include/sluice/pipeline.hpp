@@ -32,6 +32,7 @@
 
 #include <memory>
 #include <mutex>
+#include <new>
 #include <optional>
 #include <type_traits>
 #include <utility>
@@ -91,7 +92,9 @@ template <class T, class F>
 struct stage_fns {
   static void destroy(void* fn) noexcept { delete static_cast<F*>(fn); }
   static F& fn_of(void* fn) noexcept { return *static_cast<F*>(fn); }
-  static const T& ev_of(const void* ev) noexcept { return *static_cast<const T*>(ev); }
+  static const T& ev_of(const void* ev) noexcept {
+    return *std::launder(static_cast<const T*>(ev));
+  }
 
   static bool test(void* fn, const void* ev, const metadata&, bool& pass) {
     return guarded([&] { pass = static_cast<bool>(fn_of(fn)(ev_of(ev))); });

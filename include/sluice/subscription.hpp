@@ -19,6 +19,7 @@
 #pragma once
 
 #include <atomic>
+#include <new>
 #include <type_traits>
 #include <utility>
 
@@ -59,7 +60,7 @@ struct handler_traits {
 
   static outcome invoke(void* callable_ptr, const void* event, const metadata& m) {
     Handler& h = *static_cast<Handler*>(callable_ptr);
-    const Event& e = *static_cast<const Event*>(event);
+    const Event& e = *std::launder(static_cast<const Event*>(event));
     if constexpr (by_ref) {
       if constexpr (std::is_void_v<result_type>) {
         h(e);

@@ -585,10 +585,21 @@ class bus_core {
       }
     }
     record* batch = l.batch();
+    // The registry (and whether it has stages: fixed once the bus started)
+    // of the last event's type: looked up again only when the type changes,
+    // so that a run of one type costs one lookup.
+    const record_ops* run_ops = nullptr;
+    registry* run_reg = nullptr;
+    bool run_staged = false;
     while (l.batch_pos != l.batch_end && g.settled < max) {
       const std::size_t at = l.batch_pos++;
       record& rec = batch[at];  // taken: from here on it is this call's to settle
-      registry& r = reg(rec.type());
+      if (rec.ops() != run_ops) {
+        run_ops = rec.ops();
+        run_reg = &reg(run_ops->type);
+        run_staged = run_reg->chain.load(std::memory_order_acquire) != nullptr;
+      }
+      registry& r = *run_reg;
       g.t.switch_to(r);
       if (discard) {
         ++g.t.discarded;
@@ -606,10 +617,9 @@ class bus_core {
         g.current = &rec;
         std::size_t calls = 0;
         const fate f =
-            r.chain.load(std::memory_order_acquire) == nullptr
-                ? ((calls = deliver(r, rec.event(), rec.meta(), s)) != 0 ? fate::delivered
-                                                                         : fate::unrouted)
-                : process(r, rec.event(), rec.meta(), s, 0, 0, calls);
+            !run_staged ? ((calls = deliver(r, rec.event(), rec.meta(), s)) != 0 ? fate::delivered
+                                                                                 : fate::unrouted)
+                        : process(r, rec.event(), rec.meta(), s, 0, 0, calls);
         g.current = nullptr;
         g.t.count(f, calls);
       }

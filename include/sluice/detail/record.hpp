@@ -29,6 +29,7 @@ inline constexpr bool stored_inline = sizeof(Event) <= inline_size &&
 struct record_ops {
   std::uint32_t type;
   bool trivial;  // inline and trivially copyable: moved with memcpy, never destroyed
+  bool boxed;    // the buffer holds a pointer to the event (else the event)
   void (*relocate)(void* dst, void* src) noexcept;  // move-construct dst, destroy src
   void (*destroy)(void* buf) noexcept;
   const void* (*get)(const void* buf) noexcept;
@@ -65,7 +66,8 @@ struct ops_for {
   }
   // Made on first use (see type_id.hpp for why not a static data member).
   static const record_ops* ops() noexcept {
-    static const record_ops o{type_index<Event>(), is_trivial, &relocate, &destroy, &get};
+    static const record_ops o{type_index<Event>(), is_trivial, !stored_inline<Event>,
+                              &relocate,           &destroy,   &get};
     return &o;
   }
   static constexpr bool is_trivial = stored_inline<Event> && std::is_trivially_copyable_v<Event>;
@@ -114,7 +116,14 @@ class record {
   void set_sequence(std::uint64_t s) noexcept { meta_.sequence = s; }
 
   [[nodiscard]] std::uint32_t type() const noexcept { return ops_->type; }
-  [[nodiscard]] const void* event() const noexcept { return ops_->get(buf_); }
+  // The event's address (for the type's handlers, which launder it).
+  [[nodiscard]] const void* event() const noexcept {
+    if (SLUICE_LIKELY(!ops_->boxed)) return buf_;
+    const void* p = nullptr;
+    std::memcpy(&p, buf_, sizeof p);
+    return p;
+  }
+  [[nodiscard]] const record_ops* ops() const noexcept { return ops_; }
   [[nodiscard]] const metadata& meta() const noexcept { return meta_; }
 
  private:

@@ -32,6 +32,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <new>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -329,7 +330,7 @@ class codecs {
     e->type = type;
     e->codec = std::make_shared<C>(std::move(codec));
     e->encode = [](const void* c, const void* ev, byte_writer& out) {
-      static_cast<const C*>(c)->encode(*static_cast<const T*>(ev), out);
+      static_cast<const C*>(c)->encode(*std::launder(static_cast<const T*>(ev)), out);
     };
     e->publish = [](const void* c, const stored_event& se, producer& p, publish_result& r,
                     bool& would_block, decode_error& err) -> bool {
