@@ -212,7 +212,11 @@ TEST_CASE("reset allocates nothing, even with every allocation failing", "[alloc
 }
 
 TEST_CASE("make_producer under allocation failure throws and the bus goes on", "[alloc][oom]") {
-  sluice::bus bus{sluice::bus_options{}.with_lanes(4).with_lane_capacity(64)};
+  // One place per publish, and places in chunks (a credit cell per lane).
+  const std::size_t chunk = GENERATE(std::size_t{1}, std::size_t{8});
+  INFO("reserve_chunk " << chunk);
+  sluice::bus bus{
+      sluice::bus_options{}.with_lanes(4).with_lane_capacity(64).with_reserve_chunk(chunk)};
   int calls = 0;
   auto sub = bus.subscribe<small_event>([&](const small_event&) { ++calls; });
   long failures = 0;
@@ -237,4 +241,9 @@ TEST_CASE("make_producer under allocation failure throws and the bus goes on", "
   REQUIRE(p.publish(small_event{3, 4}) == sluice::publish_result::ok);
   bus.poll();
   CHECK(calls == 64 - failures + 1);
+  // Nothing is held by the producers that failed or went: every place is free.
+  for (std::size_t i = 0; i < bus.lane_count(); ++i) CHECK(bus.lane(i).depth == 0);
+  std::size_t filled = 0;
+  while (p.try_publish(small_event{5, 6}) == sluice::publish_result::ok) ++filled;
+  CHECK(filled == 64);
 }

@@ -95,14 +95,22 @@ class producer_core {
       if (!tokens_.back().valid()) out_of_memory();
     }
     if (chunk_ > 1) {
-      for (std::size_t i = 0; i < core.lane_count(); ++i) {
-        credit_slot c;
-        c.cell = core.lane_at(i).take_credit_cell();
-        credits_.push_back(c);  // reserved above: does not throw
+      SLUICE_TRY {
+        for (std::size_t i = 0; i < core.lane_count(); ++i) {
+          credit_slot c;
+          c.cell = core.lane_at(i).take_credit_cell();
+          credits_.push_back(c);  // reserved above: does not throw
+        }
+      }
+      SLUICE_CATCH(...) {  // out of memory: the cells taken so far are given back
+        for (std::size_t i = 0; i < credits_.size(); ++i)
+          core.lane_at(i).return_credit_cell(*credits_[i].cell);
+        SLUICE_THROW();
       }
     }
     core.producer_made(shared);
   }
+  producer_core(const producer_core&) = delete;
   producer_core& operator=(const producer_core&) = delete;
   ~producer_core() {
     for (counter_cell* c : cells_)
@@ -113,7 +121,6 @@ class producer_core {
     tokens_.clear();
     core_->producer_gone();
   }
-  producer_core(const producer_core&) = delete;
 
   [[nodiscard]] std::uint32_t id() const noexcept { return id_; }
 
