@@ -17,9 +17,9 @@
 // Diagnostics (no target): the raw pipe with 96-byte (record-sized) payloads,
 // and with a lane's 64-item drain batch, then also its exact, shared count.
 // Targets: publish >= 2x raw single-item; publish_bulk >= 0.8x raw bulk.
-#include "common.hpp"
-
 #include <sluice/detail/queue.hpp>
+
+#include "common.hpp"
 
 namespace {
 
@@ -88,7 +88,7 @@ struct ev96 {
   std::uint64_t a;
   std::uint64_t rest[11];
 };
-static_assert(sizeof(ev96) == sizeof(sluice::detail::record), "record-sized payload");
+static_assert(sizeof(ev96) == sizeof(sluice::detail::envelope), "envelope-sized payload");
 
 // GCC 12 reports a false -Wstringop-overflow inside moodycamel's
 // enqueue_bulk once it is inlined here with the 96-byte payload.
@@ -233,8 +233,8 @@ void register_benchmarks() {
   setup(benchmark::RegisterBenchmark("xt/sluice_bus_publish", BM_xt_sluice<mode::bus_publish>,
                                      false));
   setup(benchmark::RegisterBenchmark("xt/moodycamel_single", BM_xt_moodycamel<false>));
-  setup(benchmark::RegisterBenchmark("xt/sluice_publish_bulk256",
-                                     BM_xt_sluice<mode::producer_bulk>, false));
+  setup(benchmark::RegisterBenchmark("xt/sluice_publish_bulk256", BM_xt_sluice<mode::producer_bulk>,
+                                     false));
   setup(benchmark::RegisterBenchmark("xt/moodycamel_bulk256", BM_xt_moodycamel<true>));
   // Diagnostics: raw moodycamel moving record-sized (96 B) payloads.
   setup(benchmark::RegisterBenchmark("xt/moodycamel_single/96B", BM_xt_moodycamel<false, ev96>));

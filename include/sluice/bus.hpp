@@ -137,7 +137,7 @@ class bus {
     if (core_.state() == detail::run_state::stopped) return 0;
     core_.mark_started();
     detail::registry* r = core_.find_reg(detail::type_index<Event>());
-    if (detail::record_hook* h = core_.hook()) {
+    if (detail::recorder_hook* h = core_.hook()) {
       if (!h->on_event(detail::type_index<Event>(), &e, no_metadata)) {
         if (r != nullptr)
           core_.report_failure(*r, failure_kind::not_durable, 0,
@@ -267,7 +267,7 @@ class bus {
   // std::logic_error with exceptions).
   template <class Recorder>
   const char* record(std::shared_ptr<Recorder> rec) {
-    static_assert(std::is_base_of_v<detail::record_hook, Recorder>,
+    static_assert(std::is_base_of_v<detail::recorder_hook, Recorder>,
                   "sluice: bus::record takes a std::shared_ptr<sluice::recorder>");
     const char* why =
         rec == nullptr ? "sluice: bus::record needs a recorder" : core_.set_hook(std::move(rec));

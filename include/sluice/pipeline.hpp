@@ -207,10 +207,10 @@ class stage_builder {
   // Events a replay publishes are not stored again.
   template <class Recorder>
   stage_builder& store(std::shared_ptr<Recorder> rec) {
-    static_assert(std::is_base_of_v<detail::record_hook, Recorder>,
+    static_assert(std::is_base_of_v<detail::recorder_hook, Recorder>,
                   "sluice: store takes a std::shared_ptr<sluice::recorder>");
     struct store_fn {
-      std::shared_ptr<detail::record_hook> hook;
+      std::shared_ptr<detail::recorder_hook> hook;
       // A filter that passes everything, unless a write-ahead recorder could
       // not make the event durable: then it is dropped, and reported as a
       // failed stage.

@@ -49,23 +49,23 @@ namespace detail {
 #endif
 }
 
-// Wraps a range of events as a range of records for one enqueue_bulk.
+// Wraps a range of events as a range of envelopes for one enqueue_bulk.
 template <class It>
-class bulk_records {
+class bulk_envelopes {
  public:
-  bulk_records(It it, const metadata& m) : it_(it), meta_(&m) {}
-  record operator*() {
-    record r(std::move(*it_), *meta_);
+  bulk_envelopes(It it, const metadata& m) : it_(it), meta_(&m) {}
+  envelope operator*() {
+    envelope r(std::move(*it_), *meta_);
     r.set_sequence(meta_->sequence + index_);
     return r;
   }
-  bulk_records& operator++() {
+  bulk_envelopes& operator++() {
     ++it_;
     ++index_;
     return *this;
   }
-  bulk_records operator++(int) {
-    bulk_records old = *this;
+  bulk_envelopes operator++(int) {
+    bulk_envelopes old = *this;
     ++*this;
     return old;
   }
@@ -232,7 +232,7 @@ class producer_core {
       // Undone if enqueue_bulk fails or a boxed event's allocation throws.
       reservation held(l, k);
       published_guard counted(c, k);
-      if (!queue_io::enqueue_bulk(l.q(), tokens_[li], bulk_records<It>(first, m), k)) {
+      if (!queue_io::enqueue_bulk(l.q(), tokens_[li], bulk_envelopes<It>(first, m), k)) {
         seq_ -= k;
         counter_cell::bump(c.rejected, n - done - k);
         break;
@@ -270,7 +270,7 @@ class producer_core {
       counter_cell::bump(c.rejected);
       return publish_result::stopped;
     }
-    record rec(std::forward<E>(e), stamp(has_key, key));
+    envelope rec(std::forward<E>(e), stamp(has_key, key));
     counter_cell::bump(c.published);
     SLUICE_SCHEDULE_POINT();
     if (SLUICE_UNLIKELY(!queue_io::enqueue(core_->lane_at(li).q(), tokens_[li], std::move(rec)))) {

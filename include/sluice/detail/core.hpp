@@ -35,12 +35,12 @@ enum class run_state : std::uint8_t { running, draining, discarding, stopped };
 // Called on the delivering threads; must not throw. Each returns whether the
 // events may be delivered: false only for a strict write-ahead recorder that
 // could not make them durable.
-class record_hook {
+class recorder_hook {
  public:
-  virtual ~record_hook() = default;
+  virtual ~recorder_hook() = default;
   // Events taken from a lane for delivery, in lane order, before any stage or
   // handler sees them.
-  virtual bool on_batch(const record* recs, std::size_t n) noexcept = 0;
+  virtual bool on_batch(const envelope* envs, std::size_t n) noexcept = 0;
   // One event: a dispatch, or a store stage.
   virtual bool on_event(std::uint32_t type, const void* ev, const metadata& m) noexcept = 0;
   // The bus has stopped: everything recorded is to be written (and synced).
@@ -76,8 +76,8 @@ class bus_core {
       // the threads that may hold its locks do not exist here. Leave it all
       // (the handles are ended without running their destructors).
       for (auto& l : lanes_) (void)l.release();
-      ::new (static_cast<void*>(&hook_owner_)) std::shared_ptr<record_hook>();
-      ::new (static_cast<void*>(&store_hooks_)) std::vector<std::shared_ptr<record_hook>>();
+      ::new (static_cast<void*>(&hook_owner_)) std::shared_ptr<recorder_hook>();
+      ::new (static_cast<void*>(&store_hooks_)) std::vector<std::shared_ptr<recorder_hook>>();
       // A condition variable that the parent's (vanished) workers waited on
       // counts them as waiters: destroying it would wait for them for ever.
       // Fresh ones take their place (they hold no resource to free).
@@ -518,7 +518,7 @@ class bus_core {
 
   // Sets the recorder that sees every event leaving a lane (and every
   // dispatch). Before the bus starts only; nullptr when set, else why not.
-  const char* set_hook(std::shared_ptr<record_hook> h) {
+  const char* set_hook(std::shared_ptr<recorder_hook> h) {
     std::lock_guard<std::mutex> lock(config_mutex_);
     if (started()) return "sluice: a recorder must be attached before the bus starts";
     if (hook_owner_ != nullptr) return "sluice: this bus already has a recorder";
@@ -527,23 +527,23 @@ class bus_core {
     return nullptr;
   }
   // Recorders of store stages: stop() has them write (and sync) as well.
-  void add_store_hook(std::shared_ptr<record_hook> h) {
+  void add_store_hook(std::shared_ptr<recorder_hook> h) {
     std::lock_guard<std::mutex> lock(config_mutex_);
     store_hooks_.push_back(std::move(h));
   }
   // Every recorder this bus feeds has written (and synced) what it recorded.
   void stop_hooks() noexcept {
-    record_hook* main = hook();
+    recorder_hook* main = hook();
     if (main != nullptr) main->on_stop();
     std::lock_guard<std::mutex> lock(config_mutex_);
     for (std::size_t i = 0; i < store_hooks_.size(); ++i) {
-      record_hook* h = store_hooks_[i].get();
+      recorder_hook* h = store_hooks_[i].get();
       bool seen = h == main;
       for (std::size_t k = 0; k < i && !seen; ++k) seen = store_hooks_[k].get() == h;
       if (!seen) h->on_stop();
     }
   }
-  [[nodiscard]] record_hook* hook() const noexcept {
+  [[nodiscard]] recorder_hook* hook() const noexcept {
     return hook_.load(std::memory_order_acquire);
   }
 
@@ -580,20 +580,20 @@ class bus_core {
       if (!discard) {
         // The write-ahead log could not keep them: not delivered (kept in the
         // lane with the batch, for whichever drainer settles them).
-        if (record_hook* h = hook(); h != nullptr && !h->on_batch(l.batch(), n))
+        if (recorder_hook* h = hook(); h != nullptr && !h->on_batch(l.batch(), n))
           l.not_durable_end = n;
       }
     }
-    record* batch = l.batch();
+    envelope* batch = l.batch();
     // The registry (and whether it has stages: fixed once the bus started)
     // of the last event's type: looked up again only when the type changes,
     // so that a run of one type costs one lookup.
-    const record_ops* run_ops = nullptr;
+    const envelope_ops* run_ops = nullptr;
     registry* run_reg = nullptr;
     bool run_staged = false;
     while (l.batch_pos != l.batch_end && g.settled < max) {
       const std::size_t at = l.batch_pos++;
-      record& rec = batch[at];  // taken: from here on it is this call's to settle
+      envelope& rec = batch[at];  // taken: from here on it is this call's to settle
       if (rec.ops() != run_ops) {
         run_ops = rec.ops();
         run_reg = &reg(run_ops->type);
@@ -783,7 +783,7 @@ class bus_core {
     lane& l;
     tally t;
     std::size_t settled = 0;
-    record* current = nullptr;            // an event whose delivery is under way
+    envelope* current = nullptr;          // an event whose delivery is under way
     fate current_fate = fate::delivered;  // how it counts if the thread ends meanwhile
     drain_guard(bus_core& c, lane& ln) noexcept : core(c), l(ln) {}
     drain_guard(const drain_guard&) = delete;
@@ -848,9 +848,9 @@ class bus_core {
   std::atomic<int> live_producers_{0};
   std::atomic<bool> started_{false};
   std::mutex config_mutex_;
-  std::shared_ptr<record_hook> hook_owner_;
-  std::vector<std::shared_ptr<record_hook>> store_hooks_;  // guarded by config_mutex_
-  std::atomic<record_hook*> hook_{nullptr};
+  std::shared_ptr<recorder_hook> hook_owner_;
+  std::vector<std::shared_ptr<recorder_hook>> store_hooks_;  // guarded by config_mutex_
+  std::atomic<recorder_hook*> hook_{nullptr};
   std::atomic<std::uint32_t> next_producer_id_{0};
   std::atomic<std::size_t> live_workers_{0};
   std::atomic<std::uint32_t> first_poller_{0};  // thread number of the first poller

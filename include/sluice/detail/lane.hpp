@@ -10,9 +10,9 @@
 #include <cstdint>
 
 #include "../config.hpp"
+#include "envelope.hpp"
 #include "numeric.hpp"
 #include "queue.hpp"
-#include "record.hpp"
 #include "sync.hpp"
 
 namespace sluice {
@@ -236,17 +236,17 @@ class alignas(SLUICE_CACHE_LINE) lane {
   }
   [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
 
-  queue<record>& q() noexcept { return queue_; }
+  queue<envelope>& q() noexcept { return queue_; }
   consumer_token& consumer() noexcept { return consumer_; }  // only under the lock
 
-  // The batch being delivered, under the lock: records [batch_pos, batch_end)
+  // The batch being delivered, under the lock: envelopes [batch_pos, batch_end)
   // of batch() are taken from the queue (and counted in flight) but not yet
   // settled. The next drainer delivers them before it dequeues again, so the
   // lane's order holds.
-  [[nodiscard]] record* batch() noexcept { return batch_; }
+  [[nodiscard]] envelope* batch() noexcept { return batch_; }
   std::size_t batch_pos = 0;
   std::size_t batch_end = 0;
-  // Records [0, not_durable_end) of the batch are not to be delivered: a
+  // Envelopes [0, not_durable_end) of the batch are not to be delivered: a
   // write-ahead recorder could not make them durable.
   std::size_t not_durable_end = 0;
   // Publishes batch_end - batch_pos for carried() (before unlock()).
@@ -274,11 +274,11 @@ class alignas(SLUICE_CACHE_LINE) lane {
   std::atomic<std::size_t> carried_{0};
   std::atomic<credit_cell*> credits_{nullptr};
   alignas(SLUICE_CACHE_LINE) std::atomic<bool> locked_{false};
-  queue<record> queue_;
+  queue<envelope> queue_;
   consumer_token consumer_;
   mutex park_mutex_;
   condition_variable park_cv_;
-  record batch_[SLUICE_DRAIN_BATCH];
+  envelope batch_[SLUICE_DRAIN_BATCH];
 };
 
 }  // namespace detail

@@ -47,7 +47,7 @@
 #include "../bus.hpp"
 #include "../config.hpp"
 #include "../detail/core.hpp"
-#include "../detail/record.hpp"
+#include "../detail/envelope.hpp"
 #include "codec.hpp"
 #include "error.hpp"
 #include "file_log.hpp"
@@ -130,7 +130,7 @@ struct recorder_stats {
   std::uint64_t unacknowledged = 0;   // lost records not yet acknowledged (acknowledge_losses)
 };
 
-class recorder final : public detail::record_hook {
+class recorder final : public detail::recorder_hook {
  public:
   // Starts the writer thread. Invalid options: the constructor throws
   // std::invalid_argument (without exceptions: valid() is false and every
@@ -263,7 +263,7 @@ class recorder final : public detail::record_hook {
 
   // ---- record_hook ---------------------------------------------------------------
 
-  bool on_batch(const detail::record* recs, std::size_t n) noexcept override {
+  bool on_batch(const detail::envelope* recs, std::size_t n) noexcept override {
     // The clocks are read once per batch, and only when the bus stamps
     // events: their stamp is converted to wall-clock time. Unstamped events
     // get the time the writer takes them.
@@ -278,7 +278,7 @@ class recorder final : public detail::record_hook {
       if (opts_.durable_before_delivery) ++durable_waiters_;
       first = seq_ + 1;
       for (std::size_t i = 0; i < n; ++i) {
-        const detail::record& r = recs[i];
+        const detail::envelope& r = recs[i];
         const std::int64_t ts = r.meta().timestamp;
         if (!put(lock, r.type(), r.event(), r.meta(), ts != 0 ? saturated_add(ts, delta) : 0) &&
             recordable(r.type(), r.meta()))

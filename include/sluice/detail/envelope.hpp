@@ -26,7 +26,7 @@ template <class Event>
 inline constexpr bool stored_inline = sizeof(Event) <= inline_size &&
                                       alignof(Event) <= inline_align;
 
-struct record_ops {
+struct envelope_ops {
   std::uint32_t type;
   bool trivial;  // inline and trivially copyable: moved with memcpy, never destroyed
   bool boxed;    // the buffer holds a pointer to the event (else the event)
@@ -65,23 +65,23 @@ struct ops_for {
     }
   }
   // Made on first use (see type_id.hpp for why not a static data member).
-  static const record_ops* ops() noexcept {
-    static const record_ops o{type_index<Event>(), is_trivial, !stored_inline<Event>,
-                              &relocate,           &destroy,   &get};
+  static const envelope_ops* ops() noexcept {
+    static const envelope_ops o{type_index<Event>(), is_trivial, !stored_inline<Event>,
+                                &relocate,           &destroy,   &get};
     return &o;
   }
   static constexpr bool is_trivial = stored_inline<Event> && std::is_trivially_copyable_v<Event>;
 };
 
 // Movable, default-constructible (moodycamel needs both); empty when ops_ is null.
-class record {
+class envelope {
  public:
-  // An empty record leaves its metadata unset (drainers make a batch of them
+  // An empty envelope leaves its metadata unset (drainers make a batch of them
   // for every bulk dequeue): it is written before it is ever read.
-  record() noexcept {}
+  envelope() noexcept {}
 
   template <class Event>
-  record(Event&& e, const metadata& m) noexcept(
+  envelope(Event&& e, const metadata& m) noexcept(
       stored_inline<std::decay_t<Event>>&&
           std::is_nothrow_constructible_v<std::decay_t<Event>, Event&&>)
       : meta_(m), ops_(nullptr) {
@@ -95,8 +95,8 @@ class record {
     ops_ = ops_for<E>::ops();
   }
 
-  record(record&& o) noexcept : ops_(o.ops_) { take(o); }
-  record& operator=(record&& o) noexcept {
+  envelope(envelope&& o) noexcept : ops_(o.ops_) { take(o); }
+  envelope& operator=(envelope&& o) noexcept {
     if (this != &o) {
       reset();
       ops_ = o.ops_;
@@ -104,9 +104,9 @@ class record {
     }
     return *this;
   }
-  record(const record&) = delete;
-  record& operator=(const record&) = delete;
-  ~record() { reset(); }
+  envelope(const envelope&) = delete;
+  envelope& operator=(const envelope&) = delete;
+  ~envelope() { reset(); }
 
   void reset() noexcept {
     if (ops_ != nullptr && !ops_->trivial) ops_->destroy(buf_);
@@ -123,11 +123,11 @@ class record {
     std::memcpy(&p, buf_, sizeof p);
     return p;
   }
-  [[nodiscard]] const record_ops* ops() const noexcept { return ops_; }
+  [[nodiscard]] const envelope_ops* ops() const noexcept { return ops_; }
   [[nodiscard]] const metadata& meta() const noexcept { return meta_; }
 
  private:
-  void take(record& o) noexcept {
+  void take(envelope& o) noexcept {
     if (ops_ == nullptr) return;
     meta_ = o.meta_;
     if (ops_->trivial) {
@@ -141,7 +141,7 @@ class record {
   union {
     metadata meta_;  // active whenever ops_ is set
   };
-  const record_ops* ops_ = nullptr;
+  const envelope_ops* ops_ = nullptr;
   alignas(inline_align) unsigned char buf_[inline_size];
 };
 
