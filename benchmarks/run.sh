@@ -28,7 +28,7 @@ cd "$(dirname "$0")/.."
 build=build/bench
 results=$build/results
 reps=${SLUICE_BENCH_REPETITIONS:-5}
-benches=${SLUICE_BENCHES:-"dispatch queued queued_64B cross_thread keyed latency alloc alloc_64B pipeline storage"}
+benches=${SLUICE_BENCHES:-"dispatch queued queued_64B cross_thread keyed latency alloc alloc_64B pipeline storage footprint"}
 wait_budget=${SLUICE_BENCH_WAIT_BUDGET:-240}
 retries=${SLUICE_BENCH_RETRIES:-2}
 waited_total=0
