@@ -215,6 +215,25 @@ def versions(data):
     return out
 
 
+def disturbance(results_dir):
+    """run_peers.sh's runs.tsv: how much CPU other processes used during each binary."""
+    path = os.path.join(results_dir, "runs.tsv")
+    try:
+        with open(path) as f:
+            rows = [line.rstrip("\n").split("\t") for line in f]
+    except OSError:
+        return []
+    if len(rows) < 2:
+        return []
+    out = ["### Other processes during the run", "",
+           "| binary | wall s | its CPU s | other processes' CPU s |", "|---|---:|---:|---:|"]
+    for r in rows[1:]:
+        if len(r) >= 4:
+            out.append(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} |")
+    out.append("")
+    return out
+
+
 def main():
     results = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "build", "bench-peers",
                                                                  "results")
@@ -229,6 +248,7 @@ def main():
     for key, title, prefix, suffix, baseline in SCENARIOS:
         out += scenario_table(data, key, title, prefix, suffix, baseline)
     out += versions(data)
+    out += disturbance(results)
     print("\n".join(out))
     return 0
 

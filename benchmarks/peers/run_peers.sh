@@ -32,7 +32,9 @@ while IFS= read -r var; do
 done < <(compgen -v | grep '^FETCHCONTENT_' || true)
 echo "=== configure (cmake --preset bench-peers ${defs[*]})"
 mkdir -p "$build"
-if ! cmake --preset bench-peers "${defs[@]}" > "$build/configure.log" 2>&1; then
+# --no-warn-unused-cli: the variables may name dependencies this tree does
+# not declare (meant for binaries built outside it, see SLUICE_PEERS_EXTRA).
+if ! cmake --preset bench-peers --no-warn-unused-cli "${defs[@]}" > "$build/configure.log" 2>&1; then
   cat "$build/configure.log"
   exit 1
 fi
@@ -54,11 +56,14 @@ rm -f "$results"/*.json "$results"/*.stdout
 } > "$results/machine.txt"
 
 # ---- quiet machine -----------------------------------------------------------
+cpu_sample() {  # "busy total" jiffies over all CPUs (busy excludes idle, iowait)
+  awk '/^cpu /{b=$2+$3+$4+$7+$8+$9; print b, b+$5+$6; exit}' /proc/stat
+}
 busy_percent() {  # CPU busy over one second, all CPUs, in %
   local b0 t0 b1 t1
-  read -r b0 t0 < <(awk '/^cpu /{b=$2+$3+$4+$7+$8+$9; print b, b+$5+$6; exit}' /proc/stat)
+  read -r b0 t0 < <(cpu_sample)
   sleep 1
-  read -r b1 t1 < <(awk '/^cpu /{b=$2+$3+$4+$7+$8+$9; print b, b+$5+$6; exit}' /proc/stat)
+  read -r b1 t1 < <(cpu_sample)
   echo $(((b1 - b0) * 100 / (t1 - t0 > 0 ? t1 - t0 : 1)))
 }
 wait_for_quiet() {
@@ -74,15 +79,27 @@ wait_for_quiet() {
 }
 
 # ---- run ---------------------------------------------------------------------
+# runs.tsv: per binary, wall and CPU seconds, and the CPU seconds that other
+# processes used meanwhile (the machine's busy time less the binary's own).
+clk_tck=$(getconf CLK_TCK)
+printf 'binary\twall_s\tcpu_s\tothers_cpu_s\n' > "$results/runs.tsv"
 for bin in "${binaries[@]}"; do
   name=$(basename "$bin")
   echo "=== $name"
   wait_for_quiet
-  "$bin" --benchmark_repetitions="$reps" --benchmark_report_aggregates_only=true \
+  read -r b0 _ < <(cpu_sample)
+  /usr/bin/time -f '%e %U %S' -o "$results/$name.time" \
+    "$bin" --benchmark_repetitions="$reps" --benchmark_report_aggregates_only=true \
     --benchmark_enable_random_interleaving=true --benchmark_format=json \
     --benchmark_out="$results/$name.json" --benchmark_out_format=json \
     "$@" > "$results/$name.stdout"
-  echo "    load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+  read -r b1 _ < <(cpu_sample)
+  read -r wall user sys < "$results/$name.time"
+  rm -f "$results/$name.time"
+  awk -v n="$name" -v w="$wall" -v u="$user" -v s="$sys" -v d=$((b1 - b0)) -v h="$clk_tck" \
+    'BEGIN{o=d/h-u-s; if (o<0) o=0; printf "%s\t%s\t%.2f\t%.2f\n", n, w, u+s, o}' \
+    >> "$results/runs.tsv"
+  tail -n 1 "$results/runs.tsv" | awk -F'\t' '{printf "    %ss wall; other processes used %s CPU-s meanwhile\n", $2, $4}'
 done
 
 # ---- report ------------------------------------------------------------------
