@@ -226,10 +226,11 @@ def disturbance(results_dir):
     if len(rows) < 2:
         return []
     out = ["### Other processes during the run", "",
-           "| binary | wall s | its CPU s | other processes' CPU s |", "|---|---:|---:|---:|"]
+           "| binary | wall s | its CPU s | other processes' CPU s | attempts |",
+           "|---|---:|---:|---:|---:|"]
     for r in rows[1:]:
-        if len(r) >= 4:
-            out.append(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} |")
+        if len(r) >= 5:
+            out.append(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]} |")
     out.append("")
     return out
 

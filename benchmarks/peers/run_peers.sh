@@ -3,7 +3,7 @@
 # benchmarks with 5 repetitions (aggregates only, random interleaving, JSON)
 # into build/bench-peers/results/, and prints the markdown report of
 # benchmarks/peers/peers_report.py (also written to results/report.md).
-# A whole run takes about two minutes.
+# A whole run takes about a minute, more when the machine is busy.
 #
 # Environment:
 #   FETCHCONTENT_*          passed to the configure step as -D variables, e.g.
@@ -15,6 +15,8 @@
 #   SLUICE_BENCH_REPETITIONS repetitions (default 5)
 #   SLUICE_BENCH_WAIT_BUDGET seconds to wait in all for a quiet machine (< 10%
 #                           CPU busy) before each binary; 0 = never (default 120)
+#   SLUICE_BENCH_RETRIES     extra attempts for a binary disturbed by other
+#                           processes (> 10% of its wall time; default 2)
 # Extra arguments are passed to every benchmark binary.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -23,6 +25,7 @@ build=build/bench-peers
 results=$build/results
 reps=${SLUICE_BENCH_REPETITIONS:-5}
 wait_budget=${SLUICE_BENCH_WAIT_BUDGET:-120}
+retries=${SLUICE_BENCH_RETRIES:-2}
 waited=0
 
 # ---- build -------------------------------------------------------------------
@@ -81,25 +84,47 @@ wait_for_quiet() {
 # ---- run ---------------------------------------------------------------------
 # runs.tsv: per binary, wall and CPU seconds, and the CPU seconds that other
 # processes used meanwhile (the machine's busy time less the binary's own).
+# A binary during which others used more than 10% of its wall time is run
+# again (SLUICE_BENCH_RETRIES times at most); the least disturbed attempt is kept.
 clk_tck=$(getconf CLK_TCK)
-printf 'binary\twall_s\tcpu_s\tothers_cpu_s\n' > "$results/runs.tsv"
+printf 'binary\twall_s\tcpu_s\tothers_cpu_s\tattempts\n' > "$results/runs.tsv"
+run_once() {  # binary, output stem, args...; prints "wall cpu others"
+  local bin=$1 out=$2 b0 b1 wall user sys
+  shift 2
+  read -r b0 _ < <(cpu_sample)
+  /usr/bin/time -f '%e %U %S' -o "$results/$out.time" \
+    "$bin" --benchmark_repetitions="$reps" --benchmark_report_aggregates_only=true \
+    --benchmark_enable_random_interleaving=true --benchmark_format=json \
+    --benchmark_out="$results/$out.json" --benchmark_out_format=json \
+    "$@" > "$results/$out.stdout"
+  read -r b1 _ < <(cpu_sample)
+  read -r wall user sys < "$results/$out.time"
+  rm -f "$results/$out.time"
+  awk -v w="$wall" -v u="$user" -v s="$sys" -v d=$((b1 - b0)) -v h="$clk_tck" \
+    'BEGIN{o=d/h-u-s; if (o<0) o=0; printf "%s %.2f %.2f\n", w, u+s, o}'
+}
 for bin in "${binaries[@]}"; do
   name=$(basename "$bin")
   echo "=== $name"
-  wait_for_quiet
-  read -r b0 _ < <(cpu_sample)
-  /usr/bin/time -f '%e %U %S' -o "$results/$name.time" \
-    "$bin" --benchmark_repetitions="$reps" --benchmark_report_aggregates_only=true \
-    --benchmark_enable_random_interleaving=true --benchmark_format=json \
-    --benchmark_out="$results/$name.json" --benchmark_out_format=json \
-    "$@" > "$results/$name.stdout"
-  read -r b1 _ < <(cpu_sample)
-  read -r wall user sys < "$results/$name.time"
-  rm -f "$results/$name.time"
-  awk -v n="$name" -v w="$wall" -v u="$user" -v s="$sys" -v d=$((b1 - b0)) -v h="$clk_tck" \
-    'BEGIN{o=d/h-u-s; if (o<0) o=0; printf "%s\t%s\t%.2f\t%.2f\n", n, w, u+s, o}' \
-    >> "$results/runs.tsv"
-  tail -n 1 "$results/runs.tsv" | awk -F'\t' '{printf "    %ss wall; other processes used %s CPU-s meanwhile\n", $2, $4}'
+  best=""
+  attempt=0
+  while :; do
+    attempt=$((attempt + 1))
+    wait_for_quiet
+    read -r wall cpu others < <(run_once "$bin" attempt "$@")
+    echo "    attempt $attempt: ${wall}s wall; other processes used ${others} CPU-s meanwhile"
+    if [ -z "$best" ] || awk -v o="$others" -v b="$best" 'BEGIN{exit !(o < b)}'; then
+      best=$others
+      best_wall=$wall
+      mv "$results/attempt.json" "$results/$name.json"
+      mv "$results/attempt.stdout" "$results/$name.stdout"
+      row=$(printf '%s\t%s\t%s\t%s' "$name" "$wall" "$cpu" "$others")
+    fi
+    rm -f "$results/attempt.json" "$results/attempt.stdout"
+    awk -v o="$best" -v w="$best_wall" 'BEGIN{exit !(o > 0.1 * w)}' || break
+    [ "$attempt" -gt "$retries" ] && break
+  done
+  printf '%s\t%s\n' "$row" "$attempt" >> "$results/runs.tsv"
 done
 
 # ---- report ------------------------------------------------------------------
