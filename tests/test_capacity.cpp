@@ -295,3 +295,39 @@ TEST_CASE("credit: stop() during partly used chunks delivers every accepted even
     CHECK(bus.lane(0).depth + bus.lane(1).depth == 0);
   }
 }
+
+TEST_CASE("credit: places a destroyed producer gives back wake a producer waiting for room",
+          "[capacity][credit]") {
+  test::watchdog wd(std::chrono::seconds(60), "credit returned to a waiting producer");
+  constexpr std::size_t cap = 64, chunk = 16;
+  sluice::bus bus{
+      sluice::bus_options{}.with_lanes(1).with_lane_capacity(cap).with_reserve_chunk(chunk)};
+  auto sub = bus.subscribe<item>([](const item&) {});
+  // Another thread has polled: a full lane makes a blocking publish wait
+  // (somebody may drain), but nobody drains here.
+  std::thread([&bus] { (void)bus.poll(); }).join();
+  auto a = std::make_unique<sluice::producer>(bus.make_producer());
+  REQUIRE(a->publish(item{0}) == publish_result::ok);  // a holds chunk - 1 places
+  std::atomic<std::size_t> published{0};
+  std::atomic<std::size_t> not_ok{0};
+  std::thread b([&] {
+    auto p = bus.make_producer();
+    for (std::size_t i = 0; i < cap - 1; ++i) {
+      if (p.publish(item{static_cast<int>(i)}) == publish_result::ok) {
+        published.fetch_add(1);
+      } else {
+        not_ok.fetch_add(1);
+      }
+    }
+  });
+  // b fills what a does not hold, then waits for room.
+  while (published.load() < cap - chunk) std::this_thread::yield();
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // (likely parked by now)
+  CHECK(published.load() == cap - chunk);
+  a.reset();  // its unused places go back and wake b
+  b.join();
+  CHECK(not_ok.load() == 0);
+  CHECK(published.load() == cap - 1);
+  CHECK(bus.lane(0).depth == cap);
+  CHECK(bus.poll() == cap);
+}

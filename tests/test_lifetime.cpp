@@ -163,3 +163,61 @@ TEST_CASE("a handler may own subscriptions of its own bus", "[lifetime]") {
     CHECK(self.use_count() == 1);
   }
 }
+
+// Runs of one type: a drainer looks the type up once per run and a reader
+// trusts the subscriber array until a close is counted. A reset in the middle
+// of a run must still take effect from the next call on.
+TEST_CASE("a reset during a run of one type stops the handler from the next call",
+          "[lifetime][runs]") {
+  sluice::bus bus{sluice::bus_options{}.with_lanes(1)};
+  std::vector<int> second_saw;
+  sluice::subscription second;
+  auto first = bus.subscribe<job>([&](const job& p) {
+    if (p.n == 5) second.reset();
+  });
+  second = bus.subscribe<job>([&](const job& p) { second_saw.push_back(p.n); });
+  auto prod = bus.make_producer();
+  for (int i = 1; i <= 10; ++i) REQUIRE(prod.publish(job{i}) == sluice::publish_result::ok);
+  CHECK(bus.poll() == 10);
+  CHECK(second_saw == std::vector<int>{1, 2, 3, 4});
+  CHECK_FALSE(second.active());
+}
+
+TEST_CASE("runs of mixed types, with and without stages, reach their own handlers in order",
+          "[lifetime][runs]") {
+  struct staged {
+    int n;
+  };
+  sluice::bus bus{sluice::bus_options{}.with_lanes(1)};
+  bus.stages<staged>().filter([](const staged& s) { return s.n % 3 != 0; });
+  std::vector<int> jobs, stageds;
+  auto a = bus.subscribe<job>([&](const job& p) { jobs.push_back(p.n); });
+  auto b = bus.subscribe<staged>([&](const staged& s) { stageds.push_back(s.n); });
+  auto prod = bus.make_producer();
+  std::vector<int> want_jobs, want_staged;
+  std::uint64_t want_filtered = 0;
+  std::mt19937 rng(7);
+  for (int i = 0; i < 400; ++i) {
+    // Runs of random length of each type.
+    const int len = static_cast<int>(rng() % 5) + 1;
+    const bool as_job = (rng() & 1) != 0;
+    for (int k = 0; k < len; ++k, ++i) {
+      if (as_job) {
+        REQUIRE(prod.publish(job{i}) == sluice::publish_result::ok);
+        want_jobs.push_back(i);
+      } else {
+        REQUIRE(prod.publish(staged{i}) == sluice::publish_result::ok);
+        if (i % 3 != 0) {
+          want_staged.push_back(i);
+        } else {
+          ++want_filtered;
+        }
+      }
+    }
+  }
+  bus.poll();
+  CHECK(jobs == want_jobs);
+  CHECK(stageds == want_staged);
+  CHECK(bus.stats<staged>().filtered == want_filtered);
+  CHECK(bus.stats<staged>().delivered == want_staged.size());
+}
