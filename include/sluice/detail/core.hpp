@@ -558,7 +558,7 @@ class bus_core {
   std::size_t drain_lane(std::size_t i, std::size_t max, bool discard = false,
                          budget* b = nullptr) {
     lane& l = *lanes_[i];
-    if (!l.has_work()) return 0;
+    if (!l.may_have_work()) return 0;
     reader_slot& s = *my_slot();
     // Nested too deep to deliver: leave the events queued for a shallower
     // drainer rather than take them and fail them.
@@ -801,7 +801,12 @@ class bus_core {
       l.note_carried();
       l.unlock();
       // (Mutation 1: the wake of a drainer that took nothing is skipped.)
-      if (l.has_work() && !(settled == 0 && SLUICE_MODEL_MUTATION(1))) core.wake_workers();
+      // Sleepers first: a busy pool has none, and has_work() reads every
+      // producer's credit cell. (The unlock above and the sleepers' count
+      // pair as before: a worker counts itself, then looks for unlocked
+      // lanes with work.)
+      if (core.parked_workers() != 0 && l.has_work() && !(settled == 0 && SLUICE_MODEL_MUTATION(1)))
+        core.wake_workers();
       if (settled != 0) core.notify_idle();
     }
   };

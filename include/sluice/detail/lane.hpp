@@ -231,6 +231,13 @@ class alignas(SLUICE_CACHE_LINE) lane {
   }
   // Something to deliver: queued, or carried.
   [[nodiscard]] bool has_work() const noexcept { return size() != 0 || carried() != 0; }
+  // has_work() without reading the producers' credit cells (whose cache
+  // lines their producers write per publish): never false when there is
+  // work, but true while producers hold credit in an empty lane. For a
+  // drainer deciding whether to try; whoever decides to sleep asks has_work().
+  [[nodiscard]] bool may_have_work() const noexcept {
+    return places_taken() != 0 || carried() != 0;
+  }
   [[nodiscard]] std::size_t high_water() const noexcept {
     return high_water_.load(std::memory_order_relaxed);
   }
