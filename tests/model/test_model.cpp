@@ -15,6 +15,7 @@
 
 #include <catch2/catch.hpp>
 #include <cstdint>
+#include <memory>
 #include <sluice/sluice.hpp>
 #include <string>
 
@@ -41,9 +42,9 @@ struct parking_result {
 // back empty early (as moodycamel says it can). At every quiescent moment
 // nothing may be queued; at the end every event is delivered.
 parking_result check_parking(unsigned mutations, std::size_t lanes, int producers, int events,
-                             sluice_model::strategy how) {
+                             sluice_model::strategy how, std::uint64_t seeds = schedules) {
   parking_result res;
-  for (std::uint64_t seed = 1; seed <= schedules; ++seed) {
+  for (std::uint64_t seed = 1; seed <= seeds; ++seed) {
     sluice::bus bus{
         sluice::bus_options{}.with_lanes(lanes).with_lane_capacity(4).with_expected_producers(2)};
     std::atomic<int> delivered{0};
@@ -242,8 +243,11 @@ TEST_CASE("model (positive control): without the drainer's wake, events are stra
   test::watchdog wd(std::chrono::seconds(240), "model parking control");
   // Mutation 1: a drainer that took nothing unlocks without waking a worker
   // (sluice before the fix). The checker must find the stranded event.
-  const parking_result r = check_parking(1u << 1, 1, 1, 2, sluice_model::strategy::every_point);
-  INFO("first bad seed " << r.first_bad_seed);
+  // (The window is a few steps wide among many: more schedules than the
+  // searches that must find nothing.)
+  const parking_result r =
+      check_parking(1u << 1, 1, 1, 2, sluice_model::strategy::every_point, 8 * schedules);
+  INFO("first bad seed " << r.first_bad_seed << ", stranded in " << r.stranded << " schedules");
   CHECK(r.stranded > 0);
 }
 
@@ -373,4 +377,52 @@ TEST_CASE("model (positive control): stop() that does not wait for credit publis
   for (auto how : {sluice_model::strategy::every_point, sluice_model::strategy::sticky})
     missed += check_credit_stop(1u << 5, how, 8 * schedules);
   CHECK(missed > 0);
+}
+
+// A producer that goes away gives its unused places back (lowering its credit
+// and the lane's count) while another thread counts what is queued. The
+// count must never fall below the events really queued: idle() and stop()
+// rely on it.
+namespace {
+std::uint64_t check_credit_return(unsigned mutations, sluice_model::strategy how,
+                                  std::uint64_t seeds) {
+  std::uint64_t under = 0;
+  for (std::uint64_t seed = 1; seed <= seeds; ++seed) {
+    sluice::bus bus{
+        sluice::bus_options{}.with_lanes(1).with_lane_capacity(8).with_reserve_chunk(4)};
+    sluice::detail::bus_core& core = bus_access::core(bus);
+    auto sub = bus.subscribe([](const ev&) {});
+    auto p = std::make_unique<sluice::producer>(bus.make_producer());
+    REQUIRE(p->publish(ev{1}) == sluice::publish_result::ok);  // 1 queued, 3 held
+    std::size_t seen = 1;
+    std::vector<std::function<void()>> threads;
+    threads.emplace_back([&] { p.reset(); });
+    threads.emplace_back([&] { seen = core.queued(); });
+    sluice_model::options o;
+    o.seed = seed;
+    o.how = how;
+    o.mutations = mutations;
+    (void)sluice_model::run(o, std::move(threads), [](bool) {});
+    if (seen < 1) ++under;
+    bus.poll();
+  }
+  return under;
+}
+}  // namespace
+
+TEST_CASE("model: places given back never make the queued count fall short", "[model][credit]") {
+  test::watchdog wd(std::chrono::seconds(240), "model credit return");
+  for (auto how : {sluice_model::strategy::every_point, sluice_model::strategy::sticky})
+    CHECK(check_credit_return(0, how, 4 * schedules) == 0);
+}
+
+TEST_CASE("model (positive control): a count that ignores returns under way falls short",
+          "[model][credit][control]") {
+  test::watchdog wd(std::chrono::seconds(240), "model credit return control");
+  // Mutation 6: size() does not take its reading again when a return
+  // overlapped it.
+  std::uint64_t under = 0;
+  for (auto how : {sluice_model::strategy::every_point, sluice_model::strategy::sticky})
+    under += check_credit_return(1u << 6, how, 4 * schedules);
+  CHECK(under > 0);
 }

@@ -68,13 +68,19 @@ class alignas(SLUICE_CACHE_LINE) lane {
                                              std::memory_order_relaxed));
     return c;
   }
-  // The producer is gone: its unused places go back to the lane.
+  // The producer is gone: its unused places go back to the lane. Counted
+  // as begun and ended around the change (see size()).
   void return_credit_cell(credit_cell& c) {
     const std::uint32_t h = c.held.load(std::memory_order_relaxed);
-    // Held drops before the count does: a reader subtracting held from the
-    // count may overestimate what is queued, never underestimate it.
-    c.held.store(0, std::memory_order_seq_cst);
-    if (h != 0) release(h);
+    if (h != 0) {
+      SLUICE_SCHEDULE_POINT();
+      returns_begun_.fetch_add(1, std::memory_order_seq_cst);
+      SLUICE_SCHEDULE_POINT();
+      c.held.store(0, std::memory_order_seq_cst);
+      release(h);
+      SLUICE_SCHEDULE_POINT();
+      returns_ended_.fetch_add(1, std::memory_order_seq_cst);
+    }
     c.in_use.store(false, std::memory_order_release);
   }
   [[nodiscard]] credit_cell* credit_cells() const noexcept {
@@ -203,12 +209,23 @@ class alignas(SLUICE_CACHE_LINE) lane {
   }
 
   // Events queued: places taken less the credit producers hold. Credit is
-  // read first: it rises only after the count does and falls before it, so a
-  // read between two changes overestimates and never underestimates.
+  // read first: a producer taking places raises the count before its credit,
+  // so a read between the two overestimates, never underestimates. A
+  // producer giving places back lowers both, in an order no single reading
+  // order survives: the reading is taken again if a return overlapped it
+  // (returns are counted when they begin and when they end; equal counts
+  // read after and before mean none did).
   [[nodiscard]] std::size_t size() const noexcept {
-    const std::size_t held = credit_held();
-    const std::size_t taken = places_taken();
-    return taken > held ? taken - held : 0;
+    for (;;) {
+      SLUICE_SCHEDULE_POINT();
+      const std::uint64_t ended = returns_ended_.load(std::memory_order_seq_cst);
+      const std::size_t held = credit_held();
+      const std::size_t taken = places_taken();
+      SLUICE_SCHEDULE_POINT();
+      if (returns_begun_.load(std::memory_order_seq_cst) == ended || SLUICE_MODEL_MUTATION(6))
+        return taken > held ? taken - held : 0;
+      SLUICE_PAUSE();
+    }
   }
   // Places taken: queued events plus the credit producers hold.
   [[nodiscard]] std::size_t places_taken() const noexcept {
@@ -280,6 +297,8 @@ class alignas(SLUICE_CACHE_LINE) lane {
   std::atomic<std::size_t> inflight_{0};
   std::atomic<std::size_t> carried_{0};
   std::atomic<credit_cell*> credits_{nullptr};
+  std::atomic<std::uint64_t> returns_begun_{0};
+  std::atomic<std::uint64_t> returns_ended_{0};
   alignas(SLUICE_CACHE_LINE) std::atomic<bool> locked_{false};
   queue<envelope> queue_;
   consumer_token consumer_;

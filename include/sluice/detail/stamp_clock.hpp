@@ -80,8 +80,8 @@ SLUICE_API inline tsc_state& tsc() noexcept {
 
 SLUICE_NOINLINE inline bool tsc_invariant() noexcept {
   unsigned a = 0, b = 0, c = 0, d = 0;
-  // (GCC declares the result unsigned, Clang int.)
-  if (static_cast<unsigned>(__get_cpuid_max(0x80000000u, nullptr)) < 0x80000007u) return false;
+  __cpuid(0x80000000u, a, b, c, d);  // a: the highest extended leaf
+  if (a < 0x80000007u) return false;
   __cpuid(0x80000007u, a, b, c, d);
   return (d & (1u << 8)) != 0;
 }
