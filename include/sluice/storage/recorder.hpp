@@ -261,7 +261,7 @@ class recorder final : public detail::recorder_hook {
     return opts_;
   }
 
-  // ---- record_hook ---------------------------------------------------------------
+  // ---- recorder_hook -------------------------------------------------------------
 
   bool on_batch(const detail::envelope* recs, std::size_t n) noexcept override {
     // The clocks are read once per batch, and only when the bus stamps
