@@ -124,6 +124,11 @@ SLUICE_NOINLINE inline std::int64_t stamp_slow(std::uint64_t t) noexcept {
     s.usable.store(usable, std::memory_order_release);
   }
   if (usable == 0 || s.updating.exchange(true, std::memory_order_acquire)) return now_ns();
+  if (s.first_tsc != 0 && t < s.due.load(std::memory_order_relaxed)) {
+    // The rate is still being measured: no anchor is due, one plain read.
+    s.updating.store(false, std::memory_order_release);
+    return now_ns();
+  }
   std::uint64_t at = 0;
   const std::int64_t n = steady_with_tsc(at);
   std::int64_t result = n;
