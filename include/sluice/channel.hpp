@@ -18,6 +18,13 @@
 
 namespace sluice {
 inline namespace SLUICE_ABI {
+namespace detail {
+// The process's channel names (process_state::channels).
+struct channel_names {
+  std::unordered_map<std::string, std::uint32_t> ids;
+  std::uint32_t next = 1;
+};
+}  // namespace detail
 
 class channel {
  public:

@@ -158,13 +158,13 @@ struct stage_fns {
       registry& r;
       bool done = false;
       ~settle_on_unwind() {
-        if (!done) bus_core::settle(r, fate::delivered, 1);
+        if (!done) detail::settle(r, fate::delivered, 1);
       }
     } unwind{ru};
     std::size_t calls = 0;
     const fate fu = ctx.core->process(ru, &*made, m, *ctx.slot, 0, ctx.hops + 1, calls);
     unwind.done = true;
-    bus_core::settle(ru, fu, calls);
+    detail::settle(ru, fu, calls);
     out = fate::transformed;
     return true;
   }

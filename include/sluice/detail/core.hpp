@@ -1,5 +1,9 @@
-// sluice — the state a bus shares with its producers and workers, and the
-// delivery path every run mode uses (dispatch, poll, workers, stop).
+// sluice — the state a bus shares with its producers and workers (lanes,
+// registries, run state, who drains), and draining: taking a lane's events
+// and settling each one (every run mode ends here: poll, workers, stop).
+// The pieces it is made of have their own headers: delivery.hpp (calling the
+// handlers), stage_run.hpp (stage chains), failures.hpp, counters.hpp,
+// parking.hpp (idle workers and idle waiters), recorder_hook.hpp.
 #pragma once
 
 #include <algorithm>
@@ -18,10 +22,16 @@
 #include "../options.hpp"
 #include "../stats.hpp"
 #include "clock.hpp"
+#include "counters.hpp"
+#include "delivery.hpp"
+#include "failures.hpp"
 #include "lane.hpp"
 #include "numeric.hpp"
+#include "parking.hpp"
 #include "process.hpp"
+#include "recorder_hook.hpp"
 #include "registry.hpp"
+#include "stage_run.hpp"
 #include "sync.hpp"
 #include "tracking.hpp"
 
@@ -30,22 +40,6 @@ inline namespace SLUICE_ABI {
 namespace detail {
 
 enum class run_state : std::uint8_t { running, draining, discarding, stopped };
-
-// What a recorder (storage/recorder.hpp) implements to see a bus's events.
-// Called on the delivering threads; must not throw. Each returns whether the
-// events may be delivered: false only for a strict write-ahead recorder that
-// could not make them durable.
-class recorder_hook {
- public:
-  virtual ~recorder_hook() = default;
-  // Events taken from a lane for delivery, in lane order, before any stage or
-  // handler sees them.
-  virtual bool on_batch(const envelope* envs, std::size_t n) noexcept = 0;
-  // One event: a dispatch, or a store stage.
-  virtual bool on_event(std::uint32_t type, const void* ev, const metadata& m) noexcept = 0;
-  // The bus has stopped: everything recorded is to be written (and synced).
-  virtual void on_stop() noexcept = 0;
-};
 
 [[nodiscard]] inline std::uint64_t mix(std::uint64_t x) noexcept {
   x ^= x >> 33;
@@ -59,7 +53,9 @@ class bus_core {
   explicit bus_core(bus_options opts)
       : options_(std::move(opts)),
         chunk_(chunk_for(options_)),
-        epoch_(detail::process().forks.load(std::memory_order_relaxed)) {
+        epoch_(detail::process().forks.load(std::memory_order_relaxed)),
+        regs_(epoch_),
+        failures_(options_.on_failure ? &options_.on_failure : nullptr, &call_observer) {
     lanes_.reserve(options_.lanes);
     for (std::size_t i = 0; i < options_.lanes; ++i)
       lanes_.push_back(std::make_unique<lane>(options_.lane_capacity, options_.expected_producers));
@@ -76,17 +72,13 @@ class bus_core {
       // the threads that may hold its locks do not exist here. Leave it all
       // (the handles are ended without running their destructors).
       for (auto& l : lanes_) (void)l.release();
-      ::new (static_cast<void*>(&hook_owner_)) std::shared_ptr<recorder_hook>();
-      ::new (static_cast<void*>(&store_hooks_)) std::vector<std::shared_ptr<recorder_hook>>();
-      // A condition variable that the parent's (vanished) workers waited on
-      // counts them as waiters: destroying it would wait for them for ever.
-      // Fresh ones take their place (they hold no resource to free).
-      ::new (static_cast<void*>(&park_cv_)) condition_variable();
-      ::new (static_cast<void*>(&idle_cv_)) condition_variable();
+      hooks_.abandon();
+      regs_.abandon();
+      parking_.abandon();
+      idle_.abandon();
       return;
     }
     SLUICE_ASSERT(live_producers_.load() == 0, "destroy every producer before its bus");
-    for (auto& r : regs_) delete r.load(std::memory_order_relaxed);
   }
 
   [[nodiscard]] const bus_options& options() const noexcept { return options_; }
@@ -118,18 +110,8 @@ class bus_core {
   }
 
   // The registry of a type, made on first use.
-  [[nodiscard]] registry& reg(std::uint32_t type) {
-    std::atomic<registry*>& slot = regs_[type];
-    registry* r = slot.load(std::memory_order_acquire);
-    if (SLUICE_LIKELY(r != nullptr)) return *r;
-    auto* fresh = new registry(type, epoch_);
-    if (slot.compare_exchange_strong(r, fresh, std::memory_order_acq_rel)) return *fresh;
-    delete fresh;
-    return *r;
-  }
-  [[nodiscard]] registry* find_reg(std::uint32_t type) const noexcept {
-    return regs_[type].load(std::memory_order_acquire);
-  }
+  [[nodiscard]] registry& reg(std::uint32_t type) { return regs_.get(type); }
+  [[nodiscard]] registry* find_reg(std::uint32_t type) const noexcept { return regs_.find(type); }
 
   [[nodiscard]] run_state state() const noexcept {
     SLUICE_SCHEDULE_POINT();
@@ -225,279 +207,57 @@ class bus_core {
 
   // ---- parking of idle workers ---------------------------------------------
 
-  void wake_workers(bool all = false) {
-    SLUICE_SCHEDULE_POINT();
-    if (sleepers_.load(std::memory_order_seq_cst) == 0) return;
-    std::lock_guard<mutex> lock(park_mutex_);
-    if (all) {
-      park_cv_.notify_all();
-    } else {
-      park_cv_.notify_one();
-    }
-  }
+  void wake_workers(bool all = false) { parking_.wake(all); }
+  [[nodiscard]] std::size_t parked_workers() const noexcept { return parking_.parked(); }
 
-  // Workers parked (or about to park) right now.
-  [[nodiscard]] std::size_t parked_workers() const noexcept {
-    return sleepers_.load(std::memory_order_seq_cst);
-  }
-
-  // Parks the calling worker until work arrives or the state changes.
+  // Parks the calling worker until work arrives or the state changes: woken
+  // by a publish, by a drainer that leaves work in a lane it unlocks, or by
+  // stop().
   void park_worker() {
-    std::unique_lock<mutex> lock(park_mutex_);
-    SLUICE_SCHEDULE_POINT();
-    sleepers_.fetch_add(1, std::memory_order_seq_cst);
-    // A publish through credit writes no shared atomic before it reads
-    // sleepers_: the fence makes its event visible here, or the count there.
-    if (chunk_ > 1) heavy_fence();
-    // Woken by a publish, by a drainer that leaves work in a lane it unlocks,
-    // or by stop().
-    if (state() == run_state::running && !work_available()) park_cv_.wait(lock);
-    SLUICE_SCHEDULE_POINT();
-    sleepers_.fetch_sub(1, std::memory_order_seq_cst);
+    parking_.park(
+        [this] {
+          // A publish through credit writes no shared atomic before it reads
+          // the count of sleepers: the fence makes its event visible here, or
+          // the count there.
+          if (chunk_ > 1) heavy_fence();
+        },
+        [this] { return state() != run_state::running || work_available(); });
   }
 
   void wake_everyone() {
-    {
-      std::lock_guard<mutex> lock(park_mutex_);
-      park_cv_.notify_all();
-    }
+    parking_.wake_all();
     for (auto& l : lanes_) l->wake_all();
     notify_idle();
   }
 
-  // ---- waiting until idle ------------------------------------------------------
-
   // Waits until nothing is queued, carried or being delivered, or `expired()`.
   template <class Expired>
   bool wait_idle(Expired&& expired) {
-    idle_waiters_.fetch_add(1, std::memory_order_seq_cst);
-    bool settled = false;
-    {
-      std::unique_lock<mutex> lock(idle_mutex_);
-      for (;;) {
-        if (idle()) {
-          settled = true;
-          break;
-        }
-        if (expired() || state() == run_state::stopped) break;
-        // Woken by drainers as lanes go idle; the bounded wait only lets the
-        // deadline be checked.
-        idle_cv_.wait_for(lock, std::chrono::milliseconds(10));
-      }
-    }
-    idle_waiters_.fetch_sub(1, std::memory_order_seq_cst);
-    return settled;
+    return idle_.wait([this] { return idle(); }, expired,
+                      [this] { return state() == run_state::stopped; });
   }
 
-  // ---- failures --------------------------------------------------------------
+  // ---- failures and delivery -------------------------------------------------
 
-  // Reports a problem that is not a failed call (nothing is counted in
-  // `failed`): to the failure observer, if any.
+  [[nodiscard]] const failure_reporter& failures() const noexcept { return failures_; }
   void report_problem(failure_kind kind, std::uint32_t type, int code,
                       const char* message) noexcept(!SLUICE_HAS_EXCEPTIONS) {
-    if (!options_.on_failure) return;
-    failure_info info;
-    info.kind = kind;
-    info.type = type;
-    info.code = code;
-    info.message = message;
-    observe(info);
+    failures_.problem(kind, type, code, message);
   }
-
-  // Not noexcept with exceptions: an observer may end its thread
-  // (pthread_exit), which unwinds through here.
   void report_failure(registry& r, failure_kind kind, int code, const char* message,
                       const void* event) noexcept(!SLUICE_HAS_EXCEPTIONS) {
-    r.failed.fetch_add(1, std::memory_order_relaxed);
-    if (!options_.on_failure) return;
-    failure_info info;
-    info.kind = kind;
-    info.type = r.type;
-    info.code = code;
-    info.message = message;
-    info.event = event;
-    observe(info);
+    failures_.failure(r, kind, code, message, event);
   }
 
-  // ---- delivery --------------------------------------------------------------
-
-  void call_one(registry& r, const sub_entry& sub, const void* ev,
-                const metadata& m) noexcept(!SLUICE_HAS_EXCEPTIONS) {
-#if SLUICE_HAS_EXCEPTIONS
-    try {
-      const outcome o = sub.invoke(sub.callable, ev, m);
-      if (SLUICE_UNLIKELY(!o.ok()))
-        report_failure(r, failure_kind::outcome, o.code(), o.message(), ev);
-    } catch (const std::exception& e) {
-      report_failure(r, failure_kind::exception, 0, e.what(), ev);
-    } catch (...) {
-      SLUICE_PASS_FORCED_UNWIND();  // a handler that ends its thread (pthread_exit)
-      report_failure(r, failure_kind::exception, 0, "unknown exception", ev);
-    }
-#else
-    const outcome o = sub.invoke(sub.callable, ev, m);
-    if (SLUICE_UNLIKELY(!o.ok()))
-      report_failure(r, failure_kind::outcome, o.code(), o.message(), ev);
-#endif
-  }
-
-  // Calls every open subscriber of r with the event on this thread. Returns
-  // the number of handler calls made.
+  // Calls r's handlers on this thread (delivery.hpp).
   std::size_t deliver(registry& r, const void* ev, const metadata& m, reader_slot& s,
                       std::uint32_t channel = 0) {
-    const unsigned d = s.depth;
-    if (SLUICE_UNLIKELY(d >= SLUICE_MAX_DEPTH)) {
-      report_failure(r, failure_kind::too_deep, 0, "dispatch nested deeper than SLUICE_MAX_DEPTH",
-                     ev);
-      return 0;
-    }
-    const bool asym = asymmetric_mode();
-    s.depth = d + 1;
-    s.bus[d] = this;
-    const sub_array* a = reader_load(r.current, asym);
-    for (;;) {
-      announce(s.array[d], a, asym);
-      const sub_array* b = reader_load(r.current, asym);
-      if (b == a) break;
-      a = b;
-    }
-    std::size_t calls = 0;
-#if SLUICE_HAS_EXCEPTIONS
-    try {
-#endif
-      if (a != nullptr) {
-        for (const sub_entry& e : a->items) {
-          if (e.channel != 0 && e.channel != channel) continue;
-          announce(s.node[d], e.node, asym);
-          // Open unless a close was counted since the array was made (then
-          // the node's own flag says).
-          if (SLUICE_LIKELY(reader_load(r.closes, asym) == a->closes_seen) ||
-              !reader_load(e.node->closed, asym)) {
-            ++calls;
-            call_one(r, e, ev, m);
-          }
-          retract(s.node[d]);
-        }
-      }
-#if SLUICE_HAS_EXCEPTIONS
-    } catch (...) {  // only a thread's forced unwind gets here: leave the slot clean
-      leave_frames(s, d);
-      throw;
-    }
-#endif
-    retract(s.array[d]);
-    s.bus[d] = nullptr;
-    s.depth = d;
-    return calls;
+    return detail::deliver(this, failures_, r, ev, m, s, channel);
   }
-
-  // Runs the event through its type's stage chain from stage `from`, then
-  // delivers it on the channel a route picked. `calls` gets the handler calls.
-  // Stages run inside a frame of this bus (so that what they call knows it
-  // runs inside the bus); a failing stage is reported and drops the event.
-  // `framed`: the event's frame is already open (an enrichment continuing).
+  // Runs r's stage chain from `from`, then delivers (stage_run.hpp).
   fate process(registry& r, const void* ev, const metadata& m, reader_slot& s, std::size_t from,
                unsigned hops, std::size_t& calls, bool framed = false) {
-    calls = 0;
-    const stage_chain* c = r.chain.load(std::memory_order_acquire);
-    std::uint32_t channel = 0;
-    if (c != nullptr && from < c->stages.size()) {
-      const unsigned d = s.depth;
-      if (!framed) {
-        if (SLUICE_UNLIKELY(d >= SLUICE_MAX_DEPTH)) {
-          report_failure(r, failure_kind::too_deep, 0, "stages nested deeper than SLUICE_MAX_DEPTH",
-                         ev);
-          return fate::filtered;
-        }
-        s.depth = d + 1;
-        s.bus[d] = this;
-      }
-      bool go_on = true;
-      fate f = fate::filtered;
-#if SLUICE_HAS_EXCEPTIONS
-      try {
-#endif
-        for (std::size_t i = from; go_on && i < c->stages.size(); ++i) {
-          const stage& st = c->stages[i];
-          switch (st.kind) {
-            case stage_kind::filter: {
-              bool pass = false;
-              if (!st.test(st.fn, ev, m, pass)) stage_failed(r, ev);
-              if (!pass) go_on = false;  // f stays filtered
-              break;
-            }
-            case stage_kind::tap:
-              if (!st.observe(st.fn, ev, m)) stage_failed(r, ev);
-              break;
-            case stage_kind::route:
-              if (!st.pick(st.fn, ev, channel)) {
-                stage_failed(r, ev);
-                go_on = false;
-              }
-              i = c->stages.size();  // a route ends the chain
-              break;
-            case stage_kind::enrich:
-            case stage_kind::transform: {
-              stage_context ctx{this, &s, hops};
-              if (!st.convert(st.fn, ev, m, ctx, i + 1, f)) {
-                stage_failed(r, ev);
-                f = fate::filtered;
-              }
-              calls = ctx.calls;
-              if (!framed) {
-                s.bus[d] = nullptr;
-                s.depth = d;
-              }
-              return f;
-            }
-          }
-        }
-#if SLUICE_HAS_EXCEPTIONS
-      } catch (...) {  // a forced unwind (see deliver)
-        if (!framed) leave_frames(s, d);
-        throw;
-      }
-#endif
-      if (!framed) {
-        s.bus[d] = nullptr;
-        s.depth = d;
-      }
-      if (!go_on) return f;
-    }
-    if (SLUICE_UNLIKELY(s.depth >= SLUICE_MAX_DEPTH)) {
-      report_failure(r, failure_kind::too_deep, 0, "delivery nested deeper than SLUICE_MAX_DEPTH",
-                     ev);
-      return fate::filtered;  // not delivered, whether or not it had subscribers
-    }
-    calls = deliver(r, ev, m, s, channel);
-    return calls != 0 ? fate::delivered : fate::unrouted;
-  }
-
-  // Counts the end of an event that no batch tally covers (a transform's output).
-  static void settle(registry& r, fate f, std::size_t calls) noexcept {
-    switch (f) {
-      case fate::delivered:
-        r.delivered.fetch_add(1, std::memory_order_relaxed);
-        break;
-      case fate::unrouted:
-        r.unrouted.fetch_add(1, std::memory_order_relaxed);
-        break;
-      case fate::filtered:
-        r.filtered.fetch_add(1, std::memory_order_relaxed);
-        break;
-      case fate::transformed:
-        r.transformed.fetch_add(1, std::memory_order_relaxed);
-        break;
-    }
-    if (calls != 0) r.handler_calls.fetch_add(calls, std::memory_order_relaxed);
-  }
-
-  void stage_failed(registry& r, const void* ev) noexcept(!SLUICE_HAS_EXCEPTIONS) {
-#if SLUICE_HAS_EXCEPTIONS
-    report_failure(r, failure_kind::stage, 0, stage_error_message(), ev);
-#else
-    report_failure(r, failure_kind::stage, 0, "a stage failed", ev);
-#endif
+    return run_stages(this, failures_, r, ev, m, s, from, hops, calls, framed);
   }
 
   // Configuration of stages and key extractors is allowed until the bus
@@ -509,43 +269,29 @@ class bus_core {
     std::lock_guard<std::mutex> lock(config_mutex_);
     started_.store(true, std::memory_order_release);
   }
-  [[nodiscard]] bool started() const noexcept {
-    return started_.load(std::memory_order_acquire);
-  }
-  std::mutex& config_mutex() noexcept {
-    return config_mutex_;
-  }
+  [[nodiscard]] bool started() const noexcept { return started_.load(std::memory_order_acquire); }
+  std::mutex& config_mutex() noexcept { return config_mutex_; }
 
   // Sets the recorder that sees every event leaving a lane (and every
   // dispatch). Before the bus starts only; nullptr when set, else why not.
   const char* set_hook(std::shared_ptr<recorder_hook> h) {
     std::lock_guard<std::mutex> lock(config_mutex_);
     if (started()) return "sluice: a recorder must be attached before the bus starts";
-    if (hook_owner_ != nullptr) return "sluice: this bus already has a recorder";
-    hook_owner_ = std::move(h);
-    hook_.store(hook_owner_.get(), std::memory_order_release);
-    return nullptr;
+    return hooks_.set_main(std::move(h));
   }
   // Recorders of store stages: stop() has them write (and sync) as well.
   void add_store_hook(std::shared_ptr<recorder_hook> h) {
     std::lock_guard<std::mutex> lock(config_mutex_);
-    store_hooks_.push_back(std::move(h));
+    hooks_.add_store(std::move(h));
   }
   // Every recorder this bus feeds has written (and synced) what it recorded.
   void stop_hooks() noexcept {
-    recorder_hook* main = hook();
+    recorder_hook* main = hooks_.main();
     if (main != nullptr) main->on_stop();
     std::lock_guard<std::mutex> lock(config_mutex_);
-    for (std::size_t i = 0; i < store_hooks_.size(); ++i) {
-      recorder_hook* h = store_hooks_[i].get();
-      bool seen = h == main;
-      for (std::size_t k = 0; k < i && !seen; ++k) seen = store_hooks_[k].get() == h;
-      if (!seen) h->on_stop();
-    }
+    hooks_.stop_stores(main);
   }
-  [[nodiscard]] recorder_hook* hook() const noexcept {
-    return hook_.load(std::memory_order_acquire);
-  }
+  [[nodiscard]] recorder_hook* hook() const noexcept { return hooks_.main(); }
 
   // ---- draining ----------------------------------------------------------------
 
@@ -651,7 +397,7 @@ class bus_core {
   // Per type, the events counted unrouted so far (0 for unused indices).
   void unrouted_counts(std::uint64_t (&out)[SLUICE_MAX_EVENT_TYPES]) const noexcept {
     for (std::size_t t = 0; t < SLUICE_MAX_EVENT_TYPES; ++t) {
-      const registry* r = regs_[t].load(std::memory_order_acquire);
+      const registry* r = regs_.find(static_cast<std::uint32_t>(t));
       out[t] = r != nullptr ? r->unrouted.load(std::memory_order_relaxed) : 0;
     }
   }
@@ -660,7 +406,7 @@ class bus_core {
   // often, their subscriptions were destroyed before the bus.
   void report_unrouted_since(const std::uint64_t (&before)[SLUICE_MAX_EVENT_TYPES]) noexcept {
     for (std::size_t t = 0; t < SLUICE_MAX_EVENT_TYPES; ++t) {
-      const registry* r = regs_[t].load(std::memory_order_acquire);
+      const registry* r = regs_.find(static_cast<std::uint32_t>(t));
       if (r == nullptr) continue;
       const std::uint64_t lost = r->unrouted.load(std::memory_order_relaxed) - before[t];
       if (lost == 0) continue;
@@ -693,87 +439,14 @@ class bus_core {
   }
 
   type_stats stats_of(std::uint32_t type) const {
-    type_stats st;
-    registry* r = find_reg(type);
-    if (r == nullptr) return st;
-    for (counter_cell* c = r->cells.load(std::memory_order_acquire); c != nullptr; c = c->next) {
-      st.published += c->published.load(std::memory_order_relaxed);
-      st.dropped += c->dropped.load(std::memory_order_relaxed);
-      st.rejected += c->rejected.load(std::memory_order_relaxed);
-    }
-    st.delivered = r->delivered.load(std::memory_order_relaxed);
-    st.unrouted = r->unrouted.load(std::memory_order_relaxed);
-    st.failed = r->failed.load(std::memory_order_relaxed);
-    st.discarded = r->discarded.load(std::memory_order_relaxed);
-    st.handler_calls = r->handler_calls.load(std::memory_order_relaxed);
-    st.filtered = r->filtered.load(std::memory_order_relaxed);
-    st.dead_lettered = r->dead_lettered.load(std::memory_order_relaxed);
-    st.transformed = r->transformed.load(std::memory_order_relaxed);
-    st.published += r->derived.load(std::memory_order_relaxed);
-    return st;
+    return detail::stats_of(find_reg(type));
   }
-
-  // A counter cell for one producer and one type (made or reused; never freed
-  // before the bus, so its counts survive the producer).
+  // A counter cell for one producer and one type (counters.hpp).
   counter_cell* take_cell(std::uint32_t type) {
-    registry& r = reg(type);
-    for (counter_cell* c = r.cells.load(std::memory_order_acquire); c != nullptr; c = c->next) {
-      bool expected = false;
-      if (!c->in_use.load(std::memory_order_relaxed) &&
-          c->in_use.compare_exchange_strong(expected, true, std::memory_order_acquire))
-        return c;
-    }
-    auto* c = new counter_cell;
-    c->owner = &r;
-    c->in_use.store(true, std::memory_order_relaxed);
-    counter_cell* head = r.cells.load(std::memory_order_relaxed);
-    do {
-      c->next = head;
-    } while (!r.cells.compare_exchange_weak(head, c, std::memory_order_release,
-                                            std::memory_order_relaxed));
-    return c;
+    return detail::take_cell(reg(type));
   }
 
  private:
-  // Per-batch counter accumulation: one atomic add per type run, not per event.
-  struct tally {
-    registry* r = nullptr;
-    std::uint64_t delivered = 0, unrouted = 0, discarded = 0, calls = 0, filtered = 0,
-                  transformed = 0;
-    void switch_to(registry& next) {
-      if (r == &next) return;
-      flush();
-      r = &next;
-    }
-    void count(fate f, std::size_t handler_calls) noexcept {
-      switch (f) {
-        case fate::delivered:
-          ++delivered;
-          break;
-        case fate::unrouted:
-          ++unrouted;
-          break;
-        case fate::filtered:
-          ++filtered;
-          break;
-        case fate::transformed:
-          ++transformed;
-          break;
-      }
-      calls += handler_calls;
-    }
-    void flush() {
-      if (r == nullptr) return;
-      if (delivered) r->delivered.fetch_add(delivered, std::memory_order_relaxed);
-      if (unrouted) r->unrouted.fetch_add(unrouted, std::memory_order_relaxed);
-      if (discarded) r->discarded.fetch_add(discarded, std::memory_order_relaxed);
-      if (calls) r->handler_calls.fetch_add(calls, std::memory_order_relaxed);
-      if (filtered) r->filtered.fetch_add(filtered, std::memory_order_relaxed);
-      if (transformed) r->transformed.fetch_add(transformed, std::memory_order_relaxed);
-      delivered = unrouted = discarded = calls = filtered = transformed = 0;
-    }
-  };
-
   // Ends a drain_lane call on every path, a thread's forced unwind included:
   // counts what was settled, keeps what was not for the next drainer, unlocks
   // the lane, and wakes a worker if the lane still has work (whoever drains
@@ -811,33 +484,12 @@ class bus_core {
     }
   };
 
-  // Clears this thread's frames from depth d up (a forced unwind leaving).
-  static void leave_frames(reader_slot& s, unsigned d) noexcept {
-    for (unsigned k = d; k < SLUICE_MAX_DEPTH; ++k) {
-      retract(s.node[k]);
-      retract(s.array[k]);
-      s.bus[k] = nullptr;
-    }
-    s.depth = d;
-  }
-
-  void observe(const failure_info& info) noexcept(!SLUICE_HAS_EXCEPTIONS) {
-#if SLUICE_HAS_EXCEPTIONS
-    try {
-      options_.on_failure(info);
-    } catch (...) {  // an observer must not throw; nothing more can be done
-      SLUICE_PASS_FORCED_UNWIND();
-    }
-#else
-    options_.on_failure(info);
-#endif
-  }
-
   void notify_idle() {
-    SLUICE_SCHEDULE_POINT();
-    if (idle_waiters_.load(std::memory_order_seq_cst) == 0) return;
-    std::lock_guard<mutex> lock(idle_mutex_);
-    idle_cv_.notify_all();
+    idle_.notify();
+  }
+
+  static void call_observer(const void* observer, const failure_info& info) {
+    (*static_cast<const std::function<void(const failure_info&)>*>(observer))(info);
   }
 
   // Every bus of the parent, in the child: refuse everything from now on.
@@ -847,27 +499,22 @@ class bus_core {
 
   bus_options options_;
   const std::size_t chunk_;
+  const std::uint64_t epoch_;  // process().forks when the bus was made
   std::vector<std::unique_ptr<lane>> lanes_;
-  std::atomic<registry*> regs_[SLUICE_MAX_EVENT_TYPES] = {};
+  registry_table regs_;
+  failure_reporter failures_;
   std::atomic<run_state> state_{run_state::running};
   std::atomic<int> live_producers_{0};
   std::atomic<bool> started_{false};
   std::mutex config_mutex_;
-  std::shared_ptr<recorder_hook> hook_owner_;
-  std::vector<std::shared_ptr<recorder_hook>> store_hooks_;  // guarded by config_mutex_
-  std::atomic<recorder_hook*> hook_{nullptr};
+  recorder_hooks hooks_;  // setters guarded by config_mutex_
   std::atomic<std::uint32_t> next_producer_id_{0};
   std::atomic<std::size_t> live_workers_{0};
   std::atomic<std::uint32_t> first_poller_{0};  // thread number of the first poller
   std::atomic<bool> several_pollers_{false};
-  const std::uint64_t epoch_;  // process().forks when the bus was made
   fork_link fork_;
-  alignas(SLUICE_CACHE_LINE) std::atomic<std::uint32_t> sleepers_{0};
-  mutex park_mutex_;
-  condition_variable park_cv_;
-  std::atomic<std::uint32_t> idle_waiters_{0};
-  mutex idle_mutex_;
-  condition_variable idle_cv_;
+  parking parking_;
+  idle_waiters idle_;
 };
 
 }  // namespace detail

@@ -20,9 +20,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
-#include <string>
 #include <type_traits>
-#include <unordered_map>
 
 #include "../config.hpp"
 
@@ -58,10 +56,7 @@ struct fork_link {
   void (*on_child)(void* owner) noexcept = nullptr;  // runs in the child, single-threaded
 };
 
-struct channel_names {
-  std::unordered_map<std::string, std::uint32_t> ids;
-  std::uint32_t next = 1;
-};
+struct channel_names;  // channel.hpp
 
 // Constant-initialised and trivially destructible: no guard on the paths that
 // read it, and still usable from static destructors.

@@ -294,6 +294,43 @@ struct alignas(SLUICE_CACHE_LINE) registry {
   }
 };
 
+// The registries of one bus (or dispatcher), one per event type, each made
+// on first use and freed with the table.
+class registry_table {
+ public:
+  explicit registry_table(std::uint64_t epoch) noexcept : epoch_(epoch) {}
+  registry_table(const registry_table&) = delete;
+  registry_table& operator=(const registry_table&) = delete;
+  ~registry_table() {
+    if (abandoned_) return;
+    for (auto& r : regs_) delete r.load(std::memory_order_relaxed);
+  }
+
+  // The registry of a type, made on first use (throws std::bad_alloc).
+  [[nodiscard]] registry& get(std::uint32_t type) {
+    std::atomic<registry*>& slot = regs_[type];
+    registry* r = slot.load(std::memory_order_acquire);
+    if (SLUICE_LIKELY(r != nullptr)) return *r;
+    auto* fresh = new registry(type, epoch_);
+    if (slot.compare_exchange_strong(r, fresh, std::memory_order_acq_rel)) return *fresh;
+    delete fresh;
+    return *r;
+  }
+  // The registry of a type, or nullptr if it was never used.
+  [[nodiscard]] registry* find(std::uint32_t type) const noexcept {
+    return regs_[type].load(std::memory_order_acquire);
+  }
+
+  // In a fork() child, for a table of the parent: its locks may be held by
+  // threads that do not exist here, so nothing is freed.
+  void abandon() noexcept { abandoned_ = true; }
+
+ private:
+  std::atomic<registry*> regs_[SLUICE_MAX_EVENT_TYPES] = {};
+  const std::uint64_t epoch_;
+  bool abandoned_ = false;
+};
+
 }  // namespace detail
 }  // namespace SLUICE_ABI
 }  // namespace sluice

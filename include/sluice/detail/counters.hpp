@@ -1,0 +1,120 @@
+// sluice — the counts behind type_stats: how they are added on the hot paths
+// (per producer, or once per run of one type in a drained batch) and summed
+// when read.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "../stats.hpp"
+#include "registry.hpp"
+#include "stages.hpp"
+
+namespace sluice {
+inline namespace SLUICE_ABI {
+namespace detail {
+
+// Counts the end of an event that no batch tally covers (a transform's output).
+inline void settle(registry& r, fate f, std::size_t calls) noexcept {
+  switch (f) {
+    case fate::delivered:
+      r.delivered.fetch_add(1, std::memory_order_relaxed);
+      break;
+    case fate::unrouted:
+      r.unrouted.fetch_add(1, std::memory_order_relaxed);
+      break;
+    case fate::filtered:
+      r.filtered.fetch_add(1, std::memory_order_relaxed);
+      break;
+    case fate::transformed:
+      r.transformed.fetch_add(1, std::memory_order_relaxed);
+      break;
+  }
+  if (calls != 0) r.handler_calls.fetch_add(calls, std::memory_order_relaxed);
+}
+
+// A drainer's counts for the current run of one type: one atomic add per
+// run and counter, not per event.
+struct tally {
+  registry* r = nullptr;
+  std::uint64_t delivered = 0, unrouted = 0, discarded = 0, calls = 0, filtered = 0,
+                transformed = 0;
+  void switch_to(registry& next) {
+    if (r == &next) return;
+    flush();
+    r = &next;
+  }
+  void count(fate f, std::size_t handler_calls) noexcept {
+    switch (f) {
+      case fate::delivered:
+        ++delivered;
+        break;
+      case fate::unrouted:
+        ++unrouted;
+        break;
+      case fate::filtered:
+        ++filtered;
+        break;
+      case fate::transformed:
+        ++transformed;
+        break;
+    }
+    calls += handler_calls;
+  }
+  void flush() {
+    if (r == nullptr) return;
+    if (delivered) r->delivered.fetch_add(delivered, std::memory_order_relaxed);
+    if (unrouted) r->unrouted.fetch_add(unrouted, std::memory_order_relaxed);
+    if (discarded) r->discarded.fetch_add(discarded, std::memory_order_relaxed);
+    if (calls) r->handler_calls.fetch_add(calls, std::memory_order_relaxed);
+    if (filtered) r->filtered.fetch_add(filtered, std::memory_order_relaxed);
+    if (transformed) r->transformed.fetch_add(transformed, std::memory_order_relaxed);
+    delivered = unrouted = discarded = calls = filtered = transformed = 0;
+  }
+};
+
+// The counts of one type (all zero for a type never used).
+inline type_stats stats_of(const registry* r) {
+  type_stats st;
+  if (r == nullptr) return st;
+  for (counter_cell* c = r->cells.load(std::memory_order_acquire); c != nullptr; c = c->next) {
+    st.published += c->published.load(std::memory_order_relaxed);
+    st.dropped += c->dropped.load(std::memory_order_relaxed);
+    st.rejected += c->rejected.load(std::memory_order_relaxed);
+  }
+  st.delivered = r->delivered.load(std::memory_order_relaxed);
+  st.unrouted = r->unrouted.load(std::memory_order_relaxed);
+  st.failed = r->failed.load(std::memory_order_relaxed);
+  st.discarded = r->discarded.load(std::memory_order_relaxed);
+  st.handler_calls = r->handler_calls.load(std::memory_order_relaxed);
+  st.filtered = r->filtered.load(std::memory_order_relaxed);
+  st.dead_lettered = r->dead_lettered.load(std::memory_order_relaxed);
+  st.transformed = r->transformed.load(std::memory_order_relaxed);
+  st.published += r->derived.load(std::memory_order_relaxed);
+  return st;
+}
+
+// A counter cell for one producer and r's type (made or reused; never freed
+// before the bus, so its counts survive the producer).
+inline counter_cell* take_cell(registry& r) {
+  for (counter_cell* c = r.cells.load(std::memory_order_acquire); c != nullptr; c = c->next) {
+    bool expected = false;
+    if (!c->in_use.load(std::memory_order_relaxed) &&
+        c->in_use.compare_exchange_strong(expected, true, std::memory_order_acquire))
+      return c;
+  }
+  auto* c = new counter_cell;
+  c->owner = &r;
+  c->in_use.store(true, std::memory_order_relaxed);
+  counter_cell* head = r.cells.load(std::memory_order_relaxed);
+  do {
+    c->next = head;
+  } while (!r.cells.compare_exchange_weak(head, c, std::memory_order_release,
+                                          std::memory_order_relaxed));
+  return c;
+}
+
+}  // namespace detail
+}  // namespace SLUICE_ABI
+}  // namespace sluice

@@ -1,0 +1,106 @@
+// sluice — calling a type's handlers on this thread, with the announcements
+// that let an unsubscribe wait for a running handler (tracking.hpp). Used by
+// every way an event reaches its handlers: a bus's drainers and dispatch, and
+// the dispatch-only `dispatcher`.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+
+#include "../config.hpp"
+#include "../errors.hpp"
+#include "../event.hpp"
+#include "failures.hpp"
+#include "process.hpp"
+#include "registry.hpp"
+#include "tracking.hpp"
+
+namespace sluice {
+inline namespace SLUICE_ABI {
+namespace detail {
+
+// One handler call: a failed outcome or an exception is reported, never
+// passed on (a thread's forced unwind is).
+inline void call_one(const failure_reporter& f, registry& r, const sub_entry& sub, const void* ev,
+                     const metadata& m) noexcept(!SLUICE_HAS_EXCEPTIONS) {
+#if SLUICE_HAS_EXCEPTIONS
+  try {
+    const outcome o = sub.invoke(sub.callable, ev, m);
+    if (SLUICE_UNLIKELY(!o.ok())) f.failure(r, failure_kind::outcome, o.code(), o.message(), ev);
+  } catch (const std::exception& e) {
+    f.failure(r, failure_kind::exception, 0, e.what(), ev);
+  } catch (...) {
+    SLUICE_PASS_FORCED_UNWIND();  // a handler that ends its thread (pthread_exit)
+    f.failure(r, failure_kind::exception, 0, "unknown exception", ev);
+  }
+#else
+  const outcome o = sub.invoke(sub.callable, ev, m);
+  if (SLUICE_UNLIKELY(!o.ok())) f.failure(r, failure_kind::outcome, o.code(), o.message(), ev);
+#endif
+}
+
+// Clears this thread's frames from depth d up (a forced unwind leaving).
+inline void leave_frames(reader_slot& s, unsigned d) noexcept {
+  for (unsigned k = d; k < SLUICE_MAX_DEPTH; ++k) {
+    retract(s.node[k]);
+    retract(s.array[k]);
+    s.bus[k] = nullptr;
+  }
+  s.depth = d;
+}
+
+// Calls every open subscriber of r (on `channel`, or every one for 0) with
+// the event, on this thread, inside a frame of `owner` (the bus or
+// dispatcher: what inside(owner) then answers). Returns the handler calls made.
+inline std::size_t deliver(const void* owner, const failure_reporter& f, registry& r,
+                           const void* ev, const metadata& m, reader_slot& s,
+                           std::uint32_t channel = 0) {
+  const unsigned d = s.depth;
+  if (SLUICE_UNLIKELY(d >= SLUICE_MAX_DEPTH)) {
+    f.too_deep(r, ev, "dispatch nested deeper than SLUICE_MAX_DEPTH");
+    return 0;
+  }
+  const bool asym = asymmetric_mode();
+  s.depth = d + 1;
+  s.bus[d] = owner;
+  const sub_array* a = reader_load(r.current, asym);
+  for (;;) {
+    announce(s.array[d], a, asym);
+    const sub_array* b = reader_load(r.current, asym);
+    if (b == a) break;
+    a = b;
+  }
+  std::size_t calls = 0;
+#if SLUICE_HAS_EXCEPTIONS
+  try {
+#endif
+    if (a != nullptr) {
+      for (const sub_entry& e : a->items) {
+        if (e.channel != 0 && e.channel != channel) continue;
+        announce(s.node[d], e.node, asym);
+        // Open unless a close was counted since the array was made (then
+        // the node's own flag says).
+        if (SLUICE_LIKELY(reader_load(r.closes, asym) == a->closes_seen) ||
+            !reader_load(e.node->closed, asym)) {
+          ++calls;
+          call_one(f, r, e, ev, m);
+        }
+        retract(s.node[d]);
+      }
+    }
+#if SLUICE_HAS_EXCEPTIONS
+  } catch (...) {  // only a thread's forced unwind gets here: leave the slot clean
+    leave_frames(s, d);
+    throw;
+  }
+#endif
+  retract(s.array[d]);
+  s.bus[d] = nullptr;
+  s.depth = d;
+  return calls;
+}
+
+}  // namespace detail
+}  // namespace SLUICE_ABI
+}  // namespace sluice

@@ -1,0 +1,84 @@
+// sluice — reporting failures: a failed handler call is counted on its type's
+// registry and, like the problems that are not failed calls, handed to the
+// failure observer (bus_options::on_failure), if one is set.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "../config.hpp"
+#include "../errors.hpp"
+#include "registry.hpp"
+
+namespace sluice {
+inline namespace SLUICE_ABI {
+namespace detail {
+
+// Holds no callable of its own: it calls its owner's observer (a bus's
+// bus_options::on_failure, a dispatcher's) through a pointer and a thunk, so
+// that this header needs no <functional>.
+class failure_reporter {
+ public:
+  using thunk = void (*)(const void* observer, const failure_info& info);
+
+  failure_reporter() = default;
+  // `observer` (which outlives this) is called as call(observer, info);
+  // nullptr: nobody observes.
+  failure_reporter(const void* observer, thunk call) noexcept
+      : observer_(observer), call_(observer != nullptr ? call : nullptr) {}
+
+  // A failed call of a handler or stage of r's type: counted in `failed`,
+  // then observed. Not noexcept with exceptions: an observer may end its
+  // thread (pthread_exit), which unwinds through here.
+  void failure(registry& r, failure_kind kind, int code, const char* message,
+               const void* event) const noexcept(!SLUICE_HAS_EXCEPTIONS) {
+    r.failed.fetch_add(1, std::memory_order_relaxed);
+    if (call_ == nullptr) return;
+    failure_info info;
+    info.kind = kind;
+    info.type = r.type;
+    info.code = code;
+    info.message = message;
+    info.event = event;
+    observe(info);
+  }
+
+  // A problem that is not a failed call (nothing is counted in `failed`).
+  void problem(failure_kind kind, std::uint32_t type, int code, const char* message) const
+      noexcept(!SLUICE_HAS_EXCEPTIONS) {
+    if (call_ == nullptr) return;
+    failure_info info;
+    info.kind = kind;
+    info.type = type;
+    info.code = code;
+    info.message = message;
+    observe(info);
+  }
+
+  // A delivery or stage refused for nesting deeper than SLUICE_MAX_DEPTH
+  // (out of line: the paths it leaves are the hot ones).
+  SLUICE_NOINLINE void too_deep(registry& r, const void* event, const char* message) const
+      noexcept(!SLUICE_HAS_EXCEPTIONS) {
+    failure(r, failure_kind::too_deep, 0, message, event);
+  }
+
+ private:
+  void observe(const failure_info& info) const noexcept(!SLUICE_HAS_EXCEPTIONS) {
+#if SLUICE_HAS_EXCEPTIONS
+    try {
+      call_(observer_, info);
+    } catch (...) {  // an observer must not throw; nothing more can be done
+      SLUICE_PASS_FORCED_UNWIND();
+    }
+#else
+    call_(observer_, info);
+#endif
+  }
+
+  const void* observer_ = nullptr;
+  thunk call_ = nullptr;
+};
+
+}  // namespace detail
+}  // namespace SLUICE_ABI
+}  // namespace sluice
