@@ -114,5 +114,22 @@ int main() {
   }
 
   std::printf("noexcept check: %s\n", failures == 0 ? "ok" : "FAILED");
+  // the dispatch-only dispatcher: a failed outcome is counted and observed
+  {
+    int observed = 0;
+    sluice::dispatcher d([&](const sluice::failure_info& f) {
+      observed += f.kind == sluice::failure_kind::outcome ? 1 : 0;
+    });
+    int good_calls = 0;
+    auto refuse = d.subscribe([](const reading& r) {
+      return r.value < 0 ? sluice::outcome::failure(2, "negative") : sluice::outcome::success();
+    });
+    auto count = d.subscribe([&](const reading&) { ++good_calls; });
+    EXPECT(d.dispatch(reading{1, -5}) == 2);
+    EXPECT(d.dispatch(reading{1, 5}) == 2);
+    EXPECT(good_calls == 2);
+    EXPECT(observed == 1);
+    EXPECT(d.failures<reading>() == 1);
+  }
   return failures == 0 ? 0 : 1;
 }

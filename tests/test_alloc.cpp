@@ -247,3 +247,43 @@ TEST_CASE("make_producer under allocation failure throws and the bus goes on", "
   while (p.try_publish(small_event{5, 6}) == sluice::publish_result::ok) ++filled;
   CHECK(filled == 64);
 }
+
+TEST_CASE("dispatcher: dispatch allocates nothing, and subscribe under failure changes nothing",
+          "[alloc][oom][dispatcher]") {
+  sluice::dispatcher d;
+  int calls = 0;
+  std::vector<sluice::subscription> subs;
+  subs.reserve(64);
+  subs.push_back(d.subscribe<small_event>(counted_handler{&calls}));
+  (void)d.dispatch(small_event{0, 0});  // this thread's tracking slot, made once
+  {
+    const long allocs = g_allocs.load();
+    for (int i = 0; i < 1000; ++i) (void)d.dispatch(small_event{1, 2});
+    CHECK(g_allocs.load() == allocs);
+  }
+  long failures = 0;
+  for (long k = 0; k < 20; ++k) {
+    const long live_before = counted_handler::live.load();
+    bool threw = false;
+    {
+      fail_scope fail(k);
+      try {
+        subs.push_back(d.subscribe<small_event>(counted_handler{&calls}));
+      } catch (const std::bad_alloc&) {
+        threw = true;
+      }
+    }
+    if (threw) {
+      ++failures;
+      CHECK(counted_handler::live.load() == live_before);
+    } else {
+      CHECK(counted_handler::live.load() == live_before + 1);
+    }
+  }
+  CHECK(failures > 0);
+  calls = 0;
+  CHECK(d.dispatch(small_event{1, 1}) == subs.size());
+  CHECK(calls == static_cast<int>(subs.size()));
+  subs.clear();
+  CHECK(counted_handler::live.load() == 0);
+}

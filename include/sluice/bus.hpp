@@ -174,19 +174,15 @@ class bus {
   template <class Handler,
             class = std::enable_if_t<!std::is_same_v<std::decay_t<Handler>, channel>>>
   subscription subscribe(Handler&& handler) {
-    using deduced = detail::deduced_event<std::decay_t<Handler>>;
-    static_assert(deduced::deduced,
-                  "sluice: cannot tell the event type from this handler (a generic lambda, or an "
-                  "overloaded or templated call operator): write bus.subscribe<Event>(handler)");
-    return subscribe<typename deduced::type>(channel{}, std::forward<Handler>(handler));
+    static_assert(detail::check_deduced<Handler>(), "");
+    return subscribe<typename detail::deduced_event<std::decay_t<Handler>>::type>(
+        channel{}, std::forward<Handler>(handler));
   }
   template <class Handler>
   subscription subscribe(channel on, Handler&& handler) {
-    using deduced = detail::deduced_event<std::decay_t<Handler>>;
-    static_assert(deduced::deduced,
-                  "sluice: cannot tell the event type from this handler (a generic lambda, or an "
-                  "overloaded or templated call operator): write bus.subscribe<Event>(handler)");
-    return subscribe<typename deduced::type>(on, std::forward<Handler>(handler));
+    static_assert(detail::check_deduced<Handler>(), "");
+    return subscribe<typename detail::deduced_event<std::decay_t<Handler>>::type>(
+        on, std::forward<Handler>(handler));
   }
 
   // The same, listening only on channel `on` (picked by a route stage). A
@@ -194,23 +190,10 @@ class bus {
   template <class Event, class Handler>
   subscription subscribe(channel on, Handler&& handler) {
     static_assert(check_event_type<Event>(), "");
-    using H = std::decay_t<Handler>;
-    using traits = detail::handler_traits<Event, H>;
-    static_assert(traits::callable,
-                  "sluice: a handler must be callable as f(const Event&) or "
-                  "f(sluice::event_view<Event>)");
-    static_assert(traits::good_result, "sluice: a handler must return void or sluice::outcome");
+    static_assert(detail::check_handler<Event, Handler>(), "");
     if (core_.forked()) return subscription{};  // a bus of the parent, in a fork() child
-    auto callable = std::make_unique<H>(std::forward<Handler>(handler));
-    auto node = std::make_unique<detail::sub_node>();
-    detail::registry& r = core_.reg(detail::type_index<Event>());
-    node->invoke = &traits::invoke;
-    node->destroy = &traits::destroy;
-    node->callable = callable.get();
-    node->channel = on.id();
-    r.add(node.get());  // if it throws, both are still owned here
-    (void)callable.release();
-    return subscription(node.release());
+    return subscription(detail::add_handler<Event>(core_.reg(detail::type_index<Event>()), on.id(),
+                                                   std::forward<Handler>(handler)));
   }
 
   // ---- processing layer (see pipeline.hpp) ------------------------------------

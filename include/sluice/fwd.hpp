@@ -8,6 +8,7 @@
 namespace sluice {
 inline namespace SLUICE_ABI {
 class bus;
+class dispatcher;
 class producer;
 class subscription;
 struct bus_options;

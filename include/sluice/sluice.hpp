@@ -5,6 +5,7 @@
 #include "bus.hpp"
 #include "channel.hpp"
 #include "config.hpp"
+#include "dispatcher.hpp"
 #include "errors.hpp"
 #include "event.hpp"
 #include "fwd.hpp"

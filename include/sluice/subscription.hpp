@@ -19,6 +19,8 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
+#include <memory>
 #include <new>
 #include <type_traits>
 #include <utility>
@@ -133,6 +135,44 @@ template <class F>
 struct deduced_event<F, std::void_t<decltype(&F::operator())>>
     : signature_arg<decltype(&F::operator())> {};
 
+// Adds `handler` to r's subscribers on `channel_id` (0: every channel) and
+// returns its node, for a subscription handle to own. Strong exception
+// guarantee: if it throws (out of memory), the handler is destroyed and r
+// is unchanged.
+template <class Event, class Handler>
+sub_node* add_handler(registry& r, std::uint32_t channel_id, Handler&& handler) {
+  using H = std::decay_t<Handler>;
+  using traits = handler_traits<Event, H>;
+  auto callable = std::make_unique<H>(std::forward<Handler>(handler));
+  auto node = std::make_unique<sub_node>();
+  node->invoke = &traits::invoke;
+  node->destroy = &traits::destroy;
+  node->callable = callable.get();
+  node->channel = channel_id;
+  r.add(node.get());  // if it throws, both are still owned here
+  (void)callable.release();
+  return node.release();
+}
+
+// The checks every subscribe makes of a handler, with the messages a user
+// should read.
+template <class Event, class Handler>
+constexpr bool check_handler() noexcept {
+  using traits = handler_traits<Event, std::decay_t<Handler>>;
+  static_assert(traits::callable,
+                "sluice: a handler must be callable as f(const Event&) or "
+                "f(sluice::event_view<Event>)");
+  static_assert(traits::good_result, "sluice: a handler must return void or sluice::outcome");
+  return true;
+}
+template <class Handler>
+constexpr bool check_deduced() noexcept {
+  static_assert(deduced_event<std::decay_t<Handler>>::deduced,
+                "sluice: cannot tell the event type from this handler (a generic lambda, or an "
+                "overloaded or templated call operator): write subscribe<Event>(handler)");
+  return true;
+}
+
 }  // namespace detail
 
 class [[nodiscard]] subscription {
@@ -176,6 +216,7 @@ class [[nodiscard]] subscription {
 
  private:
   friend class bus;
+  friend class dispatcher;
   explicit subscription(detail::sub_node* n) noexcept : node_(n) {}
   detail::sub_node* node_ = nullptr;
 };
