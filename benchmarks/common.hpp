@@ -59,18 +59,19 @@ template <class E, std::size_t N>
 inline constexpr std::array<handler_fn<E>, N> k_fns = make_fns<E>(std::make_index_sequence<N>{});
 
 // Subscribes `n` (at most 10) distinct handlers, the i-th doing work<i>.
-template <class E, std::size_t... I>
-std::vector<sluice::subscription> subscribe_n_impl(sluice::bus& b, std::size_t n,
+template <class E, class Target, std::size_t... I>
+std::vector<sluice::subscription> subscribe_n_impl(Target& b, std::size_t n,
                                                    std::index_sequence<I...>) {
   std::vector<sluice::subscription> subs;
   subs.reserve(n);
-  ((I < n ? subs.push_back(b.subscribe<E>([](const E& e) { work<static_cast<int>(I)>(e); }))
+  ((I < n ? subs.push_back(b.template subscribe<E>([](const E& e) { work<static_cast<int>(I)>(e); }))
           : void()),
    ...);
   return subs;
 }
-template <class E>
-std::vector<sluice::subscription> subscribe_n(sluice::bus& b, std::size_t n) {
+// On a bus or a dispatcher.
+template <class E, class Target>
+std::vector<sluice::subscription> subscribe_n(Target& b, std::size_t n) {
   return subscribe_n_impl<E>(b, n, std::make_index_sequence<10>{});
 }
 

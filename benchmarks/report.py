@@ -427,6 +427,11 @@ def markdown(data, results_dir):
         w(f"| `#include <concurrentqueue/concurrentqueue.h>` + minimal use | {c} ms | 1.00x |")
         ratio = f"{s / c:.2f}x" if s and c else "n/a"
         w(f"| `#include <sluice/sluice.hpp>` + minimal use | {s} ms | {ratio} |")
+        d, v = ct.get("dispatcher_ms"), ct.get("fnptr_vector_ms")
+        if d and c:
+            w(f"| `#include <sluice/dispatcher.hpp>` + minimal use | {d} ms | {d / c:.2f}x |")
+        if v and c:
+            w(f"| `std::vector` of function pointers (no library) | {v} ms | {v / c:.2f}x |")
         w("")
 
     # Run conditions.

@@ -172,6 +172,28 @@ int main() {
   return seen == 3 ? 0 : 1;
 }
 EOF
+cat > "$ct/use_dispatcher.cpp" <<'EOF'
+#include <sluice/dispatcher.hpp>
+struct tick { int n; };
+int main() {
+  sluice::dispatcher d;
+  int seen = 0;
+  sluice::subscription sub = d.subscribe([&seen](const tick& t) { seen += t.n; });
+  d.dispatch(tick{2});
+  return seen == 2 ? 0 : 1;
+}
+EOF
+cat > "$ct/use_fnptr_vector.cpp" <<'EOF'
+#include <vector>
+struct tick { int n; };
+static int seen = 0;
+static void on_tick(const tick& t) { seen += t.n; }
+int main() {
+  std::vector<void (*)(const tick&)> handlers{&on_tick};
+  for (auto* h : handlers) h(tick{2});
+  return seen == 2 ? 0 : 1;
+}
+EOF
 cat > "$ct/use_concurrentqueue.cpp" <<'EOF'
 #include <concurrentqueue/concurrentqueue.h>
 struct tick { int n; };
@@ -198,10 +220,13 @@ compile_ms() {  # median of 3 compiles of $1, in milliseconds
 wait_for_quiet
 sl=$(compile_ms "$ct/use_sluice.cpp")
 cq=$(compile_ms "$ct/use_concurrentqueue.cpp")
+di=$(compile_ms "$ct/use_dispatcher.cpp")
+fv=$(compile_ms "$ct/use_fnptr_vector.cpp")
 rm -f "$ct/out.o"
-printf '{"compiler": "%s", "flags": "-std=c++17 -O2 -c", "sluice_ms": %s, "concurrentqueue_ms": %s}\n' \
-  "$("$cxx" --version | head -n 1)" "$sl" "$cq" > "$results/compile_time.json"
+printf '{"compiler": "%s", "flags": "-std=c++17 -O2 -c", "sluice_ms": %s, "concurrentqueue_ms": %s, "dispatcher_ms": %s, "fnptr_vector_ms": %s}\n' \
+  "$("$cxx" --version | head -n 1)" "$sl" "$cq" "$di" "$fv" > "$results/compile_time.json"
 echo "    <sluice/sluice.hpp> TU: ${sl} ms; <concurrentqueue/concurrentqueue.h> TU: ${cq} ms"
+echo "    <sluice/dispatcher.hpp> TU: ${di} ms; std::vector of function pointers TU: ${fv} ms"
 
 # ---- report ------------------------------------------------------------------
 echo "=== report"
