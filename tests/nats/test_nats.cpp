@@ -1,0 +1,334 @@
+// The NATS JetStream bridge, outbound (bridge/nats.hpp), against a real
+// nats-server that each test starts on a free loopback port with a temporary
+// store folder and stops itself.
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <set>
+#include <sluice/bridge/nats.hpp>
+#include <sluice/sluice.hpp>
+#include <sluice/storage.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../support.hpp"
+#include "nats_server.hpp"
+
+namespace {
+
+struct order_placed {
+  std::uint64_t order;
+  std::uint32_t items;
+  std::uint32_t pad = 0;
+};
+struct order_paid {
+  std::uint64_t order;
+  std::int64_t cents;
+};
+
+std::shared_ptr<const sluice::codecs> order_codecs() {
+  auto c = std::make_shared<sluice::codecs>();
+  c->add<order_placed>("order_placed", 1, sluice::memcpy_codec<order_placed>{});
+  c->add<order_paid>("order_paid", 2, sluice::memcpy_codec<order_paid>{});
+  return c;
+}
+
+// What the stream holds, read back with the plain client.
+struct stored_msg {
+  std::string subject, id, type, version, key, producer;
+  std::string data;
+};
+
+class stream_reader {
+ public:
+  explicit stream_reader(const std::string& url) {
+    natsOptions* o = nullptr;
+    natsOptions_Create(&o);
+    natsOptions_SetURL(o, url.c_str());
+    natsOptions_SetTimeout(o, 5000);
+    status_ = natsConnection_Connect(&nc_, o);
+    natsOptions_Destroy(o);
+    if (status_ == NATS_OK) status_ = natsConnection_JetStream(&js_, nc_, nullptr);
+  }
+  stream_reader(const stream_reader&) = delete;
+  stream_reader& operator=(const stream_reader&) = delete;
+  ~stream_reader() {
+    if (js_ != nullptr) jsCtx_Destroy(js_);
+    if (nc_ != nullptr) natsConnection_Destroy(nc_);
+  }
+  [[nodiscard]] bool ok() const noexcept { return status_ == NATS_OK; }
+
+  std::vector<stored_msg> all(const std::string& stream) {
+    std::vector<stored_msg> out;
+    jsStreamInfo* si = nullptr;
+    if (js_GetStreamInfo(&si, js_, stream.c_str(), nullptr, nullptr) != NATS_OK) return out;
+    const std::uint64_t first = si->State.FirstSeq, last = si->State.LastSeq;
+    jsStreamInfo_Destroy(si);
+    for (std::uint64_t seq = first; seq != 0 && seq <= last; ++seq) {
+      natsMsg* m = nullptr;
+      if (js_GetMsg(&m, js_, stream.c_str(), seq, nullptr, nullptr) != NATS_OK) continue;
+      stored_msg s;
+      s.subject = natsMsg_GetSubject(m);
+      s.data.assign(natsMsg_GetData(m), static_cast<std::size_t>(natsMsg_GetDataLength(m)));
+      s.id = header(m, "Nats-Msg-Id");
+      s.type = header(m, "Sluice-Type");
+      s.version = header(m, "Sluice-Version");
+      s.key = header(m, "Sluice-Key");
+      s.producer = header(m, "Sluice-Producer");
+      out.push_back(std::move(s));
+      natsMsg_Destroy(m);
+    }
+    return out;
+  }
+
+ private:
+  static std::string header(natsMsg* m, const char* key) {
+    const char* v = nullptr;
+    return natsMsgHeader_Get(m, key, &v) == NATS_OK && v != nullptr ? std::string(v)
+                                                                    : std::string();
+  }
+  natsConnection* nc_ = nullptr;
+  jsCtx* js_ = nullptr;
+  natsStatus status_ = NATS_ERR;
+};
+
+std::unique_ptr<sluice::nats_sink> open_sink(const sluice::nats_options& o) {
+  sluice::storage_error err;
+  auto s = sluice::nats_sink::open(o, err);
+  INFO(err.describe());
+  REQUIRE(s != nullptr);
+  return s;
+}
+
+template <class T>
+T decode(const std::string& data) {
+  T v{};
+  REQUIRE(data.size() == sizeof(T));
+  std::memcpy(&v, data.data(), sizeof(T));
+  return v;
+}
+
+}  // namespace
+
+TEST_CASE("nats: bad options are refused with a clear error", "[nats]") {
+  sluice::storage_error err;
+  sluice::nats_options o;
+  o.subject_prefix = "orders.*";
+  CHECK(sluice::nats_sink::open(o, err) == nullptr);
+  CHECK(err.code == sluice::storage_errc::bad_option);
+  CHECK(err.message.find("subject_prefix") != std::string::npos);
+  o = {};
+  o.max_in_flight = 0;
+  CHECK(sluice::nats_sink::open(o, err) == nullptr);
+  CHECK(err.message.find("max_in_flight") != std::string::npos);
+  o = {};
+  o.stream = "has.dot";
+  CHECK(sluice::nats_sink::open(o, err) == nullptr);
+  CHECK(err.message.find("stream") != std::string::npos);
+}
+
+TEST_CASE("nats: a bus's events reach the stream with their headers, keys and partitions",
+          "[nats]") {
+  test::watchdog wd(std::chrono::seconds(120), "nats round trip");
+  test::nats_server server;
+  REQUIRE(server.start());
+  sluice::nats_options o;
+  o.url = server.url();
+  o.stream = "ORDERS";
+  o.subject_prefix = "shop";
+  o.partitions = 4;
+  o.origin = "order-service";
+  auto sink = open_sink(o);
+  sluice::nats_sink* out = sink.get();
+  auto rec = std::make_shared<sluice::recorder>(std::move(sink), order_codecs());
+  constexpr int orders = 500;
+  {
+    sluice::bus bus;
+    REQUIRE(bus.record(rec) == nullptr);
+    REQUIRE(bus.run(2));
+    std::vector<std::thread> producers;
+    for (int t = 0; t < 2; ++t)
+      producers.emplace_back([&bus, t] {
+        auto p = bus.make_producer();
+        for (int i = t; i < orders; i += 2) {
+          const auto id = static_cast<std::uint64_t>(i);
+          p.publish(order_placed{id, static_cast<std::uint32_t>(i % 7 + 1)}, id);
+          p.publish(order_paid{id, i * 100}, id);
+        }
+      });
+    for (auto& t : producers) t.join();
+    REQUIRE(bus.stop());
+  }
+  REQUIRE_FALSE(rec->sync());
+  CHECK(out->acknowledged() == 2 * orders);
+  CHECK(out->failed() == 0);
+
+  stream_reader reader(server.url());
+  REQUIRE(reader.ok());
+  const std::vector<stored_msg> msgs = reader.all("ORDERS");
+  REQUIRE(msgs.size() == 2 * orders);
+  std::set<std::string> ids;
+  // Per key: placed before paid, and both on the same partition subject.
+  std::map<std::uint64_t, std::vector<std::string>> per_order;
+  std::map<std::uint64_t, std::string> partition_of;
+  for (const stored_msg& m : msgs) {
+    ids.insert(m.id);
+    CHECK(m.id.rfind(out->id_prefix(), 0) == 0);
+    const std::uint64_t key = std::stoull(m.key);
+    const std::string part = m.subject.substr(m.subject.rfind('.') + 1);
+    CHECK(std::stoul(part) < 4);
+    if (partition_of.count(key) != 0) CHECK(partition_of[key] == part);
+    partition_of[key] = part;
+    per_order[key].push_back(m.type);
+    if (m.type == "order_placed") {
+      CHECK(m.subject == "shop.order_placed." + part);
+      CHECK(m.version == "1");
+      const auto e = decode<order_placed>(m.data);
+      CHECK(e.order == key);
+      CHECK(e.items == key % 7 + 1);
+    } else {
+      REQUIRE(m.type == "order_paid");
+      CHECK(m.version == "2");
+      const auto e = decode<order_paid>(m.data);
+      CHECK(e.order == key);
+      CHECK(e.cents == static_cast<std::int64_t>(key) * 100);
+    }
+    CHECK_FALSE(m.producer.empty());
+  }
+  CHECK(ids.size() == msgs.size());  // every id distinct
+  REQUIRE(per_order.size() == static_cast<std::size_t>(orders));
+  for (const auto& [key, types] : per_order)
+    CHECK(types == std::vector<std::string>{"order_placed", "order_paid"});
+}
+
+TEST_CASE("nats: the server killed and restarted mid-stream loses nothing acknowledged", "[nats]") {
+  test::watchdog wd(std::chrono::seconds(240), "nats server killed");
+  test::nats_server server;
+  REQUIRE(server.start());
+  sluice::nats_options o;
+  o.url = server.url();
+  o.stream = "EVENTS";
+  o.ack_wait = std::chrono::milliseconds(300);
+  auto sink = open_sink(o);
+  sluice::nats_sink* out = sink.get();
+  sluice::record_options ro;
+  ro.sync = sluice::sync_policy::never;
+  auto rec = std::make_shared<sluice::recorder>(std::move(sink), order_codecs(), ro);
+  constexpr int total = 3000;
+  int synced_before_kill = 0;
+  for (int i = 0; i < total; ++i) {
+    REQUIRE(rec->write(order_paid{static_cast<std::uint64_t>(i), i}));
+    if (i == 999) {
+      REQUIRE_FALSE(rec->sync());  // the first thousand are acknowledged
+      synced_before_kill = i + 1;
+      server.kill(SIGKILL);  // a crash, with messages in flight from here on
+    }
+    if (i == 1499) {
+      // Down until acknowledgements are known to be missing, so that
+      // messages are sent again; then back on the same port and store.
+      REQUIRE(test::wait_until([&] { return out->not_acknowledged() > 0; },
+                               std::chrono::milliseconds(60000)));
+      REQUIRE(server.start());
+    }
+  }
+  // Everything is acknowledged once the server is back (sent again as needed).
+  const sluice::storage_error e = rec->sync();
+  INFO(e.describe());
+  REQUIRE_FALSE(e);
+  stream_reader reader(server.url());
+  REQUIRE(reader.ok());
+  const std::vector<stored_msg> msgs = reader.all("EVENTS");
+  std::set<std::uint64_t> orders;
+  std::set<std::string> ids;
+  for (const stored_msg& m : msgs) {
+    orders.insert(decode<order_paid>(m.data).order);
+    ids.insert(m.id);
+  }
+  CHECK(synced_before_kill == 1000);
+  CHECK(ids.size() == msgs.size());  // duplicates were removed by id
+  CHECK(msgs.size() == static_cast<std::size_t>(total));
+  CHECK(orders.size() == static_cast<std::size_t>(total));  // every event, once
+  CHECK(out->failed() == 0);
+  CHECK(out->sent_again() > 0);
+}
+
+TEST_CASE("nats: a server that comes late: the buffer's full behaviour applies, then it recovers",
+          "[nats]") {
+  test::watchdog wd(std::chrono::seconds(180), "nats server late");
+  test::nats_server server;  // not started yet
+  sluice::nats_options o;
+  o.url = server.url();
+  o.stream = "LATE";
+  o.ack_wait = std::chrono::milliseconds(300);
+  auto sink = open_sink(o);
+  sluice::record_options ro;
+  ro.buffer_bytes = 4096;
+  ro.when_full = sluice::full_behaviour::drop;
+  ro.sync = sluice::sync_policy::never;
+  auto rec = std::make_shared<sluice::recorder>(std::move(sink), order_codecs(), ro);
+  int kept = 0;
+  for (int i = 0; i < 2000; ++i) kept += rec->write(order_paid{static_cast<std::uint64_t>(i), i});
+  const sluice::recorder_stats before = rec->stats();
+  CHECK(before.dropped > 0);  // the buffer filled while nobody listened
+  CHECK(before.dropped + static_cast<std::uint64_t>(kept) == 2000);
+  REQUIRE(server.start());
+  const sluice::storage_error e = rec->sync();
+  INFO(e.describe());
+  REQUIRE_FALSE(e);
+  // New records go through again (ten at a time: well within the buffer).
+  for (int i = 2000; i < 2100; ++i) {
+    REQUIRE(rec->write(order_paid{static_cast<std::uint64_t>(i), i}));
+    if (i % 10 == 9) REQUIRE_FALSE(rec->sync());
+  }
+  stream_reader reader(server.url());
+  REQUIRE(reader.ok());
+  const std::vector<stored_msg> msgs = reader.all("LATE");
+  CHECK(msgs.size() == static_cast<std::size_t>(kept) + 100);  // what was kept, and nothing more
+  std::set<std::uint64_t> orders;
+  for (const stored_msg& m : msgs) orders.insert(decode<order_paid>(m.data).order);
+  CHECK(orders.size() == msgs.size());
+  CHECK(orders.count(2099) == 1);
+}
+
+TEST_CASE("nats: acknowledgements that do not come: messages sent again are stored once",
+          "[nats]") {
+  test::watchdog wd(std::chrono::seconds(180), "nats lost acknowledgements");
+  test::nats_server server;
+  REQUIRE(server.start());
+  sluice::nats_options o;
+  o.url = server.url();
+  o.stream = "AGAIN";
+  o.ack_wait = std::chrono::milliseconds(200);
+  auto sink = open_sink(o);
+  sluice::nats_sink* out = sink.get();
+  sluice::record_options ro;
+  ro.sync = sluice::sync_policy::never;
+  ro.linger = std::chrono::microseconds(0);
+  auto rec = std::make_shared<sluice::recorder>(std::move(sink), order_codecs(), ro);
+  REQUIRE(rec->write(order_paid{0, 0}));
+  REQUIRE_FALSE(rec->sync());  // the stream exists and answers
+  // Frozen: the messages reach its socket, their acknowledgements time out,
+  // and they are sent again; thawed, it reads both copies.
+  server.pause();
+  for (int i = 1; i <= 200; ++i) REQUIRE(rec->write(order_paid{static_cast<std::uint64_t>(i), i}));
+  REQUIRE_FALSE(rec->flush());
+  REQUIRE(test::wait_until([&] { return out->not_acknowledged() > 0; },
+                           std::chrono::milliseconds(60000)));
+  // Sent again while frozen (the writer does it as it syncs).
+  std::thread syncer([&] { CHECK_FALSE(rec->sync()); });
+  REQUIRE(
+      test::wait_until([&] { return out->sent_again() > 0; }, std::chrono::milliseconds(60000)));
+  server.resume();
+  syncer.join();
+  stream_reader reader(server.url());
+  REQUIRE(reader.ok());
+  const std::vector<stored_msg> msgs = reader.all("AGAIN");
+  std::set<std::uint64_t> orders;
+  for (const stored_msg& m : msgs) orders.insert(decode<order_paid>(m.data).order);
+  CHECK(msgs.size() == 201);  // once each, although sent more than once
+  CHECK(orders.size() == 201);
+  CHECK(out->duplicates() > 0);  // the stream said so for the copies
+}
