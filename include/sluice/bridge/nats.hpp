@@ -64,6 +64,7 @@
 #include <vector>
 
 #include "../config.hpp"
+#include "../detail/numeric.hpp"
 #include "../storage/error.hpp"
 #include "../storage/format.hpp"
 #include "../storage/sink.hpp"
@@ -317,7 +318,7 @@ class nats_sink final : public sink {
     subject += '.';
     subject.append(e.type.data(), e.type.size());
     if (opts_.partitions != 0) {
-      const std::uint64_t h = mix(e.has_key ? e.key : std::uint64_t{e.producer});
+      const std::uint64_t h = detail::mix(e.has_key ? e.key : std::uint64_t{e.producer});
       subject += '.';
       subject += std::to_string(h % opts_.partitions);
     }
@@ -436,13 +437,6 @@ class nats_sink final : public sink {
       natsMsg_Destroy(msg);
     }
     self->changed_.notify_all();
-  }
-
-  static std::uint64_t mix(std::uint64_t x) noexcept {
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    return x;
   }
 
   nats_options opts_;

@@ -41,13 +41,6 @@ namespace detail {
 
 enum class run_state : std::uint8_t { running, draining, discarding, stopped };
 
-[[nodiscard]] inline std::uint64_t mix(std::uint64_t x) noexcept {
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdULL;
-  x ^= x >> 33;
-  return x;
-}
-
 class bus_core {
  public:
   explicit bus_core(bus_options opts)

@@ -1,4 +1,5 @@
-// sluice — conversions between the integer types of offsets and of sizes.
+// sluice — conversions between the integer types of offsets and of sizes,
+// and the hash that spreads keys over lanes and partitions.
 #pragma once
 
 #include <cstddef>
@@ -21,6 +22,15 @@ template <class U = std::uint64_t>
   } else {
     return static_cast<std::size_t>(v);
   }
+}
+
+// A 64-bit mix (the murmur3 finalizer's first half): keys that differ in few
+// bits land far apart.
+[[nodiscard]] constexpr std::uint64_t mix(std::uint64_t x) noexcept {
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdULL;
+  x ^= x >> 33;
+  return x;
 }
 
 }  // namespace detail
