@@ -113,7 +113,6 @@ int main() {
     EXPECT(err.code == sluice::storage_errc::bad_option);
   }
 
-  std::printf("noexcept check: %s\n", failures == 0 ? "ok" : "FAILED");
   // the dispatch-only dispatcher: a failed outcome is counted and observed
   {
     int observed = 0;
@@ -131,5 +130,7 @@ int main() {
     EXPECT(observed == 1);
     EXPECT(d.failures<reading>() == 1);
   }
+
+  std::printf("noexcept check: %s\n", failures == 0 ? "ok" : "FAILED");
   return failures == 0 ? 0 : 1;
 }

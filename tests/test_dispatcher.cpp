@@ -92,11 +92,38 @@ TEST_CASE("dispatcher: a failing handler is counted and reported, the others sti
   CHECK(d.failures<hit>() == 0);
 }
 
-TEST_CASE("dispatcher: an empty std::function observer observes nothing", "[dispatcher]") {
-  sluice::dispatcher d{std::function<void(const sluice::failure_info&)>{}};
+namespace {
+// An observer that says it is empty (as an empty std::function does), and
+// counts the calls it should not get.
+struct empty_observer {
+  int* calls;
+  explicit operator bool() const noexcept { return false; }
+  void operator()(const sluice::failure_info&) const noexcept { ++*calls; }
+};
+}  // namespace
+
+TEST_CASE("dispatcher: an empty observer observes nothing, a mutable one is called",
+          "[dispatcher]") {
+  int empty_calls = 0;
+  {
+    sluice::dispatcher d{empty_observer{&empty_calls}};
+    auto s = d.subscribe([](const moved&) { return sluice::outcome::failure(1, "no"); });
+    CHECK(d.dispatch(moved{1, 1}) == 1);
+    CHECK(d.failures<moved>() == 1);  // counted
+  }
+  CHECK(empty_calls == 0);  // and not observed
+  {
+    sluice::dispatcher d{std::function<void(const sluice::failure_info&)>{}};
+    auto s = d.subscribe([](const moved&) { return sluice::outcome::failure(1, "no"); });
+    CHECK(d.dispatch(moved{1, 1}) == 1);
+    CHECK(d.failures<moved>() == 1);
+  }
+  int seen = 0;
+  sluice::dispatcher d{[n = 0, &seen](const sluice::failure_info&) mutable { seen = ++n; }};
   auto s = d.subscribe([](const moved&) { return sluice::outcome::failure(1, "no"); });
-  CHECK(d.dispatch(moved{1, 1}) == 1);
-  CHECK(d.failures<moved>() == 1);  // counted, and no call through the empty function
+  d.dispatch(moved{1, 1});
+  d.dispatch(moved{1, 1});
+  CHECK(seen == 2);  // the observer's own state went on
 }
 
 TEST_CASE("dispatcher: handlers may dispatch, subscribe and reset", "[dispatcher][reentrancy]") {
@@ -153,7 +180,7 @@ TEST_CASE("dispatcher: reset waits for a handler running on another thread",
     finished = true;
   });
   std::thread caller([&] { d.dispatch(moved{1, 1}); });
-  REQUIRE(test::wait_until([&] { return entered.load(); }));
+  const bool in_handler = test::wait_until([&] { return entered.load(); });
   std::atomic<bool> reset_done{false};
   std::thread resetter([&] {
     sub.reset();
@@ -168,6 +195,7 @@ TEST_CASE("dispatcher: reset waits for a handler running on another thread",
   CHECK(finished.load());
   res.reset();
   caller.join();
+  REQUIRE(in_handler);
   CHECK(d.dispatch(moved{2, 2}) == 0);
 }
 
@@ -195,6 +223,7 @@ TEST_CASE("dispatcher: dispatch, subscribe and reset on many threads at once",
       if (closed->load()) ++late_calls;
       raw->uses.fetch_add(1, std::memory_order_relaxed);
       calls.fetch_add(1, std::memory_order_relaxed);
+      if (closed->load()) ++late_calls;  // still running when reset() returned
     });
     std::this_thread::sleep_for(std::chrono::microseconds(rng() % 300));
     sub.reset();

@@ -14,7 +14,8 @@
 //    counted in failures<Event>() and reported to the observer; the other
 //    handlers still run;
 //  - threads: dispatch, subscribe and reset may run on any threads at once;
-//  - memory: dispatch allocates nothing; subscribe allocates, and if that
+//  - memory: dispatch allocates nothing (but for a thread's first delivery,
+//    which makes its tracking slot once); subscribe allocates, and if that
 //    fails it throws std::bad_alloc (with exceptions) and changes nothing.
 // Handlers see sluice::no_metadata (an event_view's metadata is all zero).
 // Made before fork(), a dispatcher is inert in the child: it calls nothing.
@@ -48,28 +49,31 @@ class dispatcher {
   // failed. It is called on the dispatching thread and must not throw.
   template <class Observer,
             class = std::enable_if_t<!std::is_same_v<std::decay_t<Observer>, dispatcher>>>
-  explicit dispatcher(Observer&& on_failure)
-      : epoch_(detail::process().forks.load(std::memory_order_relaxed)), regs_(epoch_) {
+  explicit dispatcher(Observer&& on_failure) : epoch_(fork_epoch()), regs_(epoch_) {
     using O = std::decay_t<Observer>;
     if constexpr (std::is_same_v<O, std::nullptr_t>) {
       (void)on_failure;
     } else {
       static_assert(
-          std::is_invocable_v<const O&, const failure_info&>,
+          std::is_invocable_v<O&, const failure_info&>,
           "sluice: a failure observer must be callable as f(const sluice::failure_info&)");
       if constexpr (std::is_constructible_v<bool, const O&>) {
         if (!static_cast<bool>(on_failure)) return;  // an empty std::function, a null pointer
       }
       observer_ = new O(std::forward<Observer>(on_failure));
       drop_observer_ = [](void* o) noexcept { delete static_cast<O*>(o); };
-      failures_ = detail::failure_reporter(
-          observer_, [](const void* o, const failure_info& i) { (*static_cast<const O*>(o))(i); });
+      // The dispatcher owns the object, which is not const.
+      failures_ = detail::failure_reporter(observer_, [](const void* o, const failure_info& i) {
+        (*static_cast<O*>(const_cast<void*>(o)))(i);
+      });
     }
   }
   dispatcher(const dispatcher&) = delete;
   dispatcher& operator=(const dispatcher&) = delete;
-  // Subscriptions may outlive it (their reset() is then free).
+  // Subscriptions may outlive it (their reset() is then free). Not from one
+  // of its own handlers.
   ~dispatcher() {
+    SLUICE_ASSERT(!detail::inside(this), "a dispatcher destroyed by one of its own handlers");
     if (forked()) {
       regs_.abandon();  // its locks may be held by threads gone with the fork
       return;
@@ -115,6 +119,12 @@ class dispatcher {
   }
 
  private:
+  // The fork count now, with the fork handlers in place first: a fork right
+  // after this constructor must already make the child's count differ.
+  static std::uint64_t fork_epoch() noexcept {
+    detail::need_fork_handlers();
+    return detail::process().forks.load(std::memory_order_relaxed);
+  }
   [[nodiscard]] bool forked() const noexcept {
     return epoch_ != detail::process().forks.load(std::memory_order_relaxed);
   }

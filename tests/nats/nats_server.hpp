@@ -13,6 +13,8 @@
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -61,6 +63,22 @@ class nats_server {
       }
       if (accepts()) return true;
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return false;
+  }
+
+  // Whether the bytes `needle` are in one of its stream files: written to
+  // the operating system, so a SIGKILL cannot take them back. (A server
+  // acknowledges a message before its file store writes it out.)
+  [[nodiscard]] bool stored_on_disk(const std::string& needle) const {
+    std::error_code ec;
+    for (auto it = std::filesystem::recursive_directory_iterator(dir_ + "/store", ec);
+         !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+      if (it->path().extension() != ".blk") continue;
+      std::ifstream in(it->path(), std::ios::binary);
+      const std::string bytes((std::istreambuf_iterator<char>(in)),
+                              std::istreambuf_iterator<char>());
+      if (bytes.find(needle) != std::string::npos) return true;
     }
     return false;
   }

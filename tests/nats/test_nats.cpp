@@ -128,6 +128,14 @@ TEST_CASE("nats: bad options are refused with a clear error", "[nats]") {
   o.stream = "has.dot";
   CHECK(sluice::nats_sink::open(o, err) == nullptr);
   CHECK(err.message.find("stream") != std::string::npos);
+  o = {};
+  o.subject_prefix = "a..b";
+  CHECK(sluice::nats_sink::open(o, err) == nullptr);
+  CHECK(err.message.find("subject_prefix") != std::string::npos);
+  o = {};
+  o.ack_wait = std::chrono::milliseconds(0);
+  CHECK(sluice::nats_sink::open(o, err) == nullptr);
+  CHECK(err.code == sluice::storage_errc::bad_option);
 }
 
 TEST_CASE("nats: a bus's events reach the stream with their headers, keys and partitions",
@@ -224,7 +232,12 @@ TEST_CASE("nats: the server killed and restarted mid-stream loses nothing acknow
     if (i == 999) {
       REQUIRE_FALSE(rec->sync());  // the first thousand are acknowledged
       synced_before_kill = i + 1;
-      server.kill(SIGKILL);  // a crash, with messages in flight from here on
+      // The server acknowledges before its file store writes: wait until the
+      // last acknowledged message is in a file, so that the crash takes
+      // nothing the server said it had.
+      REQUIRE(test::wait_until([&] { return server.stored_on_disk(out->id_prefix() + "999"); },
+                               std::chrono::milliseconds(60000)));
+      server.kill(SIGKILL);  // a crash; the stream goes on without it
     }
     if (i == 1499) {
       // Down until acknowledgements are known to be missing, so that
@@ -319,10 +332,11 @@ TEST_CASE("nats: acknowledgements that do not come: messages sent again are stor
                            std::chrono::milliseconds(60000)));
   // Sent again while frozen (the writer does it as it syncs).
   std::thread syncer([&] { CHECK_FALSE(rec->sync()); });
-  REQUIRE(
-      test::wait_until([&] { return out->sent_again() > 0; }, std::chrono::milliseconds(60000)));
-  server.resume();
+  const bool resent =
+      test::wait_until([&] { return out->sent_again() > 0; }, std::chrono::milliseconds(60000));
+  server.resume();  // (in any case: the syncer must be able to end)
   syncer.join();
+  REQUIRE(resent);
   stream_reader reader(server.url());
   REQUIRE(reader.ok());
   const std::vector<stored_msg> msgs = reader.all("AGAIN");
@@ -331,4 +345,36 @@ TEST_CASE("nats: acknowledgements that do not come: messages sent again are stor
   CHECK(msgs.size() == 201);  // once each, although sent more than once
   CHECK(orders.size() == 201);
   CHECK(out->duplicates() > 0);  // the stream said so for the copies
+}
+
+TEST_CASE("nats: a message the client refuses for good is counted, and the stream goes on",
+          "[nats]") {
+  test::watchdog wd(std::chrono::seconds(120), "nats refused");
+  test::nats_server server;
+  REQUIRE(server.start());
+  sluice::nats_options o;
+  o.url = server.url();
+  o.stream = "REFUSE";
+  auto sink = open_sink(o);
+  sluice::nats_sink* out = sink.get();
+  // A codec name that is not a subject token: the client refuses the subject.
+  auto types = std::make_shared<sluice::codecs>();
+  types->add<order_paid>("bad*name", 1, sluice::memcpy_codec<order_paid>{});
+  types->add<order_placed>("order_placed", 1, sluice::memcpy_codec<order_placed>{});
+  sluice::record_options ro;
+  ro.sync = sluice::sync_policy::never;
+  auto rec = std::make_shared<sluice::recorder>(std::move(sink), types, ro);
+  REQUIRE(rec->write(order_placed{1, 1}));
+  REQUIRE(rec->write(order_paid{2, 2}));
+  REQUIRE(rec->write(order_placed{3, 1}));
+  const sluice::storage_error e = rec->sync();
+  CHECK(e);  // the refusal is reported
+  CHECK(out->failed() == 1);
+  CHECK(out->acknowledged() == 2);
+  stream_reader reader(server.url());
+  REQUIRE(reader.ok());
+  const std::vector<stored_msg> msgs = reader.all("REFUSE");
+  REQUIRE(msgs.size() == 2);
+  CHECK(decode<order_placed>(msgs[0].data).order == 1);
+  CHECK(decode<order_placed>(msgs[1].data).order == 3);
 }

@@ -60,6 +60,7 @@
 #include <mutex>
 #include <random>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -99,13 +100,14 @@ struct nats_options {
 
   [[nodiscard]] const char* validate() const noexcept {
     if (url.empty()) return "sluice: nats_options::url is empty";
-    if (subject_prefix.empty() || subject_prefix.find_first_of(" \t*>") != std::string::npos ||
-        subject_prefix.front() == '.' || subject_prefix.back() == '.')
+    if (subject_prefix.empty() || subject_prefix.find_first_of(" \t\r\n*>") != std::string::npos ||
+        subject_prefix.front() == '.' || subject_prefix.back() == '.' ||
+        subject_prefix.find("..") != std::string::npos)
       return "sluice: nats_options::subject_prefix must be a subject without wildcards, spaces or "
-             "a leading or trailing dot";
+             "empty tokens";
     if (partitions > 65536) return "sluice: nats_options::partitions must be at most 65536";
-    if (stream.find_first_of(" \t.*>") != std::string::npos)
-      return "sluice: nats_options::stream must not contain spaces, dots or wildcards";
+    if (stream.find_first_of(" \t\r\n.*>/\\") != std::string::npos)
+      return "sluice: nats_options::stream must not contain spaces, dots, slashes or wildcards";
     if (origin.empty() || origin.find_first_of(" \t") != std::string::npos)
       return "sluice: nats_options::origin must be a label without spaces";
     if (max_in_flight < 1 || max_in_flight > (1 << 20))
@@ -116,6 +118,23 @@ struct nats_options {
     return nullptr;
   }
 };
+
+namespace detail {
+// What the client's acknowledgement callbacks share with a nats_sink. It is
+// not a member of the sink: the client may call back for an acknowledgement
+// it took off its list just before the sink closed (see nats_sink::shut).
+struct nats_ack_state {
+  std::mutex mutex;
+  std::condition_variable changed;
+  std::size_t in_flight = 0;    // handed to the client, no answer yet
+  std::vector<natsMsg*> retry;  // answered "not now": to be sent again
+  std::uint64_t refused_since_sync = 0;
+  natsStatus last_transient = NATS_OK;
+  char last_refusal[160] = {};
+  bool dead = false;  // the sink is gone: a late callback only frees its message
+  std::atomic<std::uint64_t> acked{0}, timed_out{0}, resent{0}, refused{0}, duplicates{0};
+};
+}  // namespace detail
 
 class nats_sink final : public sink {
  public:
@@ -143,60 +162,71 @@ class nats_sink final : public sink {
     if (closed_)
       return storage_error::make(storage_errc::closed, "sluice: the nats sink is closed");
     // Records are numbered by the sink (the message ids), not checksummed:
-    // the server keeps its own.
-    batch.number(next_offset_);
+    // the server keeps its own. The numbers of a batch are used up whatever
+    // becomes of it: a message that failed to go may have reached the server
+    // all the same, and a later record with its id would be taken for it.
+    const std::uint64_t first = next_offset_;
+    next_offset_ += batch.size();
+    batch.number(first);
     const unsigned char* p = batch.data();
     const unsigned char* end = p + batch.bytes();
-    std::size_t handed = 0;
+    std::size_t handled = 0;
     stored_event e;
     while (p < end) {
       const std::uint32_t body = storage::load_le<std::uint32_t>(p);
       storage::read_body(p + storage::frame_size, body, e);
+      p += storage::frame_size + body;
+      ++handled;  // handed over below, or refused for good (counted in failed())
+      if (!subject_token(e.type)) {
+        note_refusal("the event's name is not one subject token (it has '.', '*' or '>')");
+        continue;
+      }
       natsMsg* m = make_message(e);
       if (m == nullptr) {
-        batch.set_stored(handed);
+        batch.set_stored(handled - 1);
         return storage_error::make(storage_errc::io, "sluice: nats: cannot make a message");
       }
       if (!hand_over(m)) {
-        batch.set_stored(handed);
+        batch.set_stored(handled - 1);
         return storage_error::make(storage_errc::io,
                                    "sluice: nats: the server stayed unreachable for "
                                    "handover_timeout; the rest of the batch is lost");
       }
-      ++handed;
-      ++next_offset_;
-      p += storage::frame_size + body;
     }
-    batch.set_stored(handed);
+    batch.set_stored(handled);
     return {};
   }
 
   // Everything handed over so far is acknowledged by the server, or an error
-  // (the server did not acknowledge within sync_timeout, or refused some
-  // message for good since the last sync).
+  // (not acknowledged within sync_timeout, or some message refused for good
+  // since the last sync).
   storage_error sync() override {
     if (closed_)
       return storage_error::make(storage_errc::closed, "sluice: the nats sink is closed");
     const auto deadline = std::chrono::steady_clock::now() + opts_.sync_timeout;
     for (;;) {
       resend_due();
-      {
-        std::unique_lock<std::mutex> lock(mutex_);
-        if (in_flight_ == 0 && retry_.empty()) break;
-        if (std::chrono::steady_clock::now() >= deadline)
-          return storage_error::make(storage_errc::io,
-                                     "sluice: nats: " + std::to_string(in_flight_ + retry_.size()) +
-                                         " messages not acknowledged within sync_timeout");
-        changed_.wait_for(lock, std::chrono::milliseconds(20));
+      std::unique_lock<std::mutex> lock(state_->mutex);
+      if (state_->in_flight == 0 && state_->retry.empty()) break;
+      if (std::chrono::steady_clock::now() >= deadline) {
+        const std::size_t left = state_->in_flight + state_->retry.size();
+        const char* why = natsStatus_GetText(state_->last_transient);
+        lock.unlock();
+        return storage_error::make(storage_errc::io,
+                                   "sluice: nats: " + std::to_string(left) +
+                                       " messages not acknowledged within sync_timeout (last "
+                                       "answer: " +
+                                       why + ")");
       }
+      state_->changed.wait_for(lock, std::chrono::milliseconds(20));
     }
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (refused_since_sync_ != 0) {
-      const std::uint64_t n = refused_since_sync_;
-      refused_since_sync_ = 0;
-      return storage_error::make(storage_errc::io, "sluice: nats: the server refused " +
-                                                       std::to_string(n) +
-                                                       " messages for good: " + last_refusal_);
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    if (state_->refused_since_sync != 0) {
+      const std::uint64_t n = state_->refused_since_sync;
+      state_->refused_since_sync = 0;
+      return storage_error::make(storage_errc::io, "sluice: nats: " + std::to_string(n) +
+                                                       " messages refused for good (last: " +
+                                                       std::string(state_->last_refusal) + ")");
     }
     return {};
   }
@@ -207,31 +237,47 @@ class nats_sink final : public sink {
     shut();
     return e;
   }
+  // The server's default max_payload (1 MiB) less room for the headers.
   [[nodiscard]] std::size_t max_record() const noexcept override {
-    return std::size_t{1} << 20;  // the server's default max_payload
+    return (std::size_t{1} << 20) - header_room;
   }
 
   // Counters (any thread).
-  [[nodiscard]] std::uint64_t acknowledged() const noexcept { return acked_.load(); }
-  // Acknowledgements that did not come (timed out, no server): each such
-  // message is sent again.
-  [[nodiscard]] std::uint64_t not_acknowledged() const noexcept { return timed_out_.load(); }
-  [[nodiscard]] std::uint64_t sent_again() const noexcept { return resent_.load(); }
+  [[nodiscard]] std::uint64_t acknowledged() const noexcept { return count(&counters::acked); }
+  // Acknowledgements that did not come (timed out, no server, no stream):
+  // each such message is sent again.
+  [[nodiscard]] std::uint64_t not_acknowledged() const noexcept {
+    return count(&counters::timed_out);
+  }
+  [[nodiscard]] std::uint64_t sent_again() const noexcept { return count(&counters::resent); }
   // Messages the stream had already (sent again after a lost acknowledgement).
-  [[nodiscard]] std::uint64_t duplicates() const noexcept { return duplicates_.load(); }
-  // Messages the stream refused for good.
-  [[nodiscard]] std::uint64_t failed() const noexcept { return refused_.load(); }
+  [[nodiscard]] std::uint64_t duplicates() const noexcept { return count(&counters::duplicates); }
+  // Messages refused for good (the client or the stream said no).
+  [[nodiscard]] std::uint64_t failed() const noexcept { return count(&counters::refused); }
   // What every message id of this sink starts with: "<origin>.<run>-".
   [[nodiscard]] const std::string& id_prefix() const noexcept { return id_prefix_; }
   [[nodiscard]] const nats_options& options() const noexcept { return opts_; }
 
  private:
-  explicit nats_sink(nats_options o) : opts_(std::move(o)) {
+  static constexpr std::size_t header_room = 2048;
+  using counters = detail::nats_ack_state;
+  enum class sent : std::uint8_t { yes, later, refused };
+
+  explicit nats_sink(nats_options o) : opts_(std::move(o)), state_(new detail::nats_ack_state) {
     std::random_device rd;
     const std::uint64_t r = (std::uint64_t{rd()} << 32) ^ rd();
     char buf[17];
     std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(r));
     id_prefix_ = opts_.origin + "." + buf + "-";
+    // In flight plus waiting to be sent again never exceeds max_in_flight, so
+    // the callback's push_back never allocates.
+    const auto cap = static_cast<std::size_t>(opts_.max_in_flight);
+    state_->retry.reserve(cap);
+    resend_buf_.reserve(cap);
+  }
+
+  std::uint64_t count(std::atomic<std::uint64_t> counters::*c) const noexcept {
+    return state_ != nullptr ? (state_->*c).load(std::memory_order_relaxed) : (final_.*c).load();
   }
 
   storage_error start() {
@@ -241,7 +287,13 @@ class nats_sink final : public sink {
     if (s == NATS_OK) s = natsOptions_SetMaxReconnect(no, -1);
     if (s == NATS_OK) s = natsOptions_SetReconnectWait(no, 100);
     if (s == NATS_OK) s = natsOptions_SetTimeout(no, 1000);
-    if (s == NATS_OK) s = natsOptions_SetRetryOnFailedConnect(no, true, &on_connected, this);
+    // A frozen or unreachable server must not hold a write (and the
+    // connection's lock) for ever: writes give up, and a silent connection
+    // is noticed within a few seconds and made again.
+    if (s == NATS_OK) s = natsOptions_SetWriteDeadline(no, opts_.ack_wait.count());
+    if (s == NATS_OK) s = natsOptions_SetPingInterval(no, 1000);
+    if (s == NATS_OK) s = natsOptions_SetMaxPingsOut(no, 3);
+    if (s == NATS_OK) s = natsOptions_SetRetryOnFailedConnect(no, true, &on_connected, nullptr);
     if (s == NATS_OK) {
       s = natsConnection_Connect(&nc_, no);
       if (s == NATS_NOT_YET_CONNECTED) s = NATS_OK;  // it goes on trying
@@ -252,7 +304,7 @@ class nats_sink final : public sink {
     if (s == NATS_OK) {
       jo.PublishAsync.MaxPending = opts_.max_in_flight;
       jo.PublishAsync.AckHandler = &on_ack;
-      jo.PublishAsync.AckHandlerClosure = this;
+      jo.PublishAsync.AckHandlerClosure = state_;
       jo.PublishAsync.StallWait = 50;
       jo.Wait = 2000;
       s = natsConnection_JetStream(&js_, nc_, &jo);
@@ -270,21 +322,52 @@ class nats_sink final : public sink {
   void shut() noexcept {
     closed_ = true;
     if (js_ != nullptr) {
+      // Take back what still awaits an acknowledgement: no callback comes
+      // for those (they were never acknowledged, so never reported synced).
+      // (Only after a publish: the client has no list before one.)
+      natsMsgList pending;
+      bool any = false;
+      {
+        std::lock_guard<std::mutex> lock(state_->mutex);
+        any = state_->in_flight != 0;
+      }
+      if (any && js_PublishAsyncGetPendingList(&pending, js_) == NATS_OK) {
+        {
+          std::lock_guard<std::mutex> lock(state_->mutex);
+          const auto n = static_cast<std::size_t>(pending.Count);
+          state_->in_flight -= n < state_->in_flight ? n : state_->in_flight;
+        }
+        natsMsgList_Destroy(&pending);
+      }
       jsCtx_Destroy(js_);
       js_ = nullptr;
     }
     if (nc_ != nullptr) {
-      natsConnection_Destroy(nc_);  // closes it; acknowledgement callbacks are over
+      natsConnection_Destroy(nc_);
       nc_ = nullptr;
     }
-    std::lock_guard<std::mutex> lock(mutex_);
-    for (natsMsg* m : retry_) natsMsg_Destroy(m);
-    retry_.clear();
+    if (state_ == nullptr) return;
+    std::unique_lock<std::mutex> lock(state_->mutex);
+    for (natsMsg* m : state_->retry) natsMsg_Destroy(m);
+    state_->retry.clear();
+    for (auto c : {&counters::acked, &counters::timed_out, &counters::resent, &counters::refused,
+                   &counters::duplicates})
+      (final_.*c).store((state_->*c).load());
+    // A callback the client had already taken off its list may still come:
+    // then the state stays (a few hundred bytes, once per sink closed with
+    // messages unanswered), marked so that the callback only frees its
+    // message.
+    state_->dead = true;
+    const bool quiet = state_->in_flight == 0;
+    lock.unlock();
+    if (quiet) delete state_;
+    state_ = nullptr;
   }
 
   static void on_connected(natsConnection*, void*) {}
 
-  // The stream, made once when asked for (retried until the server answers).
+  // The stream, made once when asked for (tried again until the server
+  // answers).
   bool ensure_stream() {
     if (opts_.stream.empty() || stream_ready_) return true;
     jsStreamInfo* si = nullptr;
@@ -311,6 +394,10 @@ class nats_sink final : public sink {
     if (si != nullptr) jsStreamInfo_Destroy(si);
     if (s == NATS_OK || jerr == JSStreamNameExistErr) stream_ready_ = true;
     return stream_ready_;
+  }
+
+  static bool subject_token(std::string_view name) noexcept {
+    return name.find_first_of(".*>") == std::string_view::npos;
   }
 
   natsMsg* make_message(const stored_event& e) {
@@ -345,114 +432,155 @@ class nats_sink final : public sink {
     return m;
   }
 
-  // Hands one message to the client (which owns it from then on), trying
-  // again while the server is away, up to handover_timeout.
+  // Hands one message over (the client owns it from then on), or counts it
+  // refused for good; true unless the server stayed away for
+  // handover_timeout (the message is then dropped).
   bool hand_over(natsMsg* m) {
     const auto deadline = std::chrono::steady_clock::now() + opts_.handover_timeout;
     for (;;) {
       resend_due();
-      if (ensure_stream() && publish(m)) return true;
+      if (ensure_stream() && has_room()) {
+        const sent r = publish(m);
+        if (r == sent::yes) return true;
+        if (r == sent::refused) return true;  // counted; the batch goes on
+      }
       if (std::chrono::steady_clock::now() >= deadline) {
         natsMsg_Destroy(m);
         return false;
       }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      std::unique_lock<std::mutex> lock(state_->mutex);
+      state_->changed.wait_for(lock, std::chrono::milliseconds(20));
     }
   }
 
-  // One asynchronous publish; true when the client took the message.
-  bool publish(natsMsg*& m) {
+  // In flight plus waiting to be sent again stays under max_in_flight.
+  bool has_room() {
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    return state_->in_flight + state_->retry.size() < static_cast<std::size_t>(opts_.max_in_flight);
+  }
+
+  // Errors that say "not now" (the connection), as opposed to "never".
+  static bool passing(natsStatus s) noexcept {
+    switch (s) {
+      case NATS_TIMEOUT:
+      case NATS_NO_RESPONDERS:  // no stream (yet): the server is starting, or none captures it
+      case NATS_CONNECTION_CLOSED:
+      case NATS_CONNECTION_DISCONNECTED:
+      case NATS_NOT_YET_CONNECTED:
+      case NATS_IO_ERROR:
+      case NATS_NO_SERVER:
+      case NATS_STALE_CONNECTION:
+      case NATS_INSUFFICIENT_BUFFER:  // the client's buffer while reconnecting
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  void note_refusal(const char* why) noexcept {
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    state_->refused.fetch_add(1, std::memory_order_relaxed);
+    ++state_->refused_since_sync;
+    std::snprintf(state_->last_refusal, sizeof state_->last_refusal, "%s", why);
+    state_->changed.notify_all();
+  }
+
+  // One asynchronous publish. `later`: the message is still the caller's.
+  sent publish(natsMsg*& m) {
     jsPubOptions po;
     jsPubOptions_Init(&po);
     po.MaxWait = opts_.ack_wait.count();
     {
-      std::lock_guard<std::mutex> lock(mutex_);
-      ++in_flight_;
+      std::lock_guard<std::mutex> lock(state_->mutex);
+      ++state_->in_flight;
     }
     natsMsg* handed = m;
     const natsStatus s = js_PublishMsgAsync(js_, &handed, &po);
     if (s == NATS_OK) {
       m = nullptr;
-      return true;
+      return sent::yes;
     }
-    std::lock_guard<std::mutex> lock(mutex_);
-    --in_flight_;
-    changed_.notify_all();
-    return false;
+    {
+      std::lock_guard<std::mutex> lock(state_->mutex);
+      --state_->in_flight;
+      state_->last_transient = s;
+      state_->changed.notify_all();
+    }
+    if (passing(s)) return sent::later;
+    note_refusal(natsStatus_GetText(s));  // too large, a bad subject, ...
+    natsMsg_Destroy(m);
+    m = nullptr;
+    return sent::refused;
   }
 
-  // Sends again the messages whose acknowledgement did not come.
+  // Sends again the messages whose acknowledgement did not come, at most
+  // every 50 ms (a stream that answers "no" at once must not spin the writer).
   void resend_due() {
-    std::vector<natsMsg*> again;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_resend_ < std::chrono::milliseconds(50)) return;
+    last_resend_ = now;
+    resend_buf_.clear();
     {
-      std::lock_guard<std::mutex> lock(mutex_);
-      again.swap(retry_);
+      std::lock_guard<std::mutex> lock(state_->mutex);
+      resend_buf_.swap(state_->retry);  // both keep max_in_flight of capacity
     }
-    for (std::size_t i = 0; i < again.size(); ++i) {
-      if (ensure_stream() && publish(again[i])) {
-        resent_.fetch_add(1, std::memory_order_relaxed);
+    for (std::size_t i = 0; i < resend_buf_.size(); ++i) {
+      const sent r = ensure_stream() ? publish(resend_buf_[i]) : sent::later;
+      if (r == sent::yes) {
+        state_->resent.fetch_add(1, std::memory_order_relaxed);
         continue;
       }
-      // The server is still away: keep the rest for later.
-      std::lock_guard<std::mutex> lock(mutex_);
-      retry_.insert(retry_.end(), again.begin() + static_cast<std::ptrdiff_t>(i), again.end());
-      changed_.notify_all();
+      if (r == sent::refused) continue;
+      // Still away: keep the rest for later.
+      std::lock_guard<std::mutex> lock(state_->mutex);
+      state_->retry.insert(state_->retry.end(),
+                           resend_buf_.begin() + static_cast<std::ptrdiff_t>(i), resend_buf_.end());
+      break;
+    }
+    resend_buf_.clear();
+  }
+
+  // On the client's thread, once per message: acknowledged, or not. Must
+  // not throw (C frames) and does not allocate.
+  static void on_ack(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void* closure) {
+    auto* st = static_cast<detail::nats_ack_state*>(closure);
+    std::lock_guard<std::mutex> lock(st->mutex);
+    if (st->in_flight != 0) --st->in_flight;
+    if (st->dead) {
+      natsMsg_Destroy(msg);
       return;
     }
-  }
-
-  static bool transient(const jsPubAckErr* pae) noexcept {
-    switch (pae->Err) {
-      case NATS_TIMEOUT:
-      case NATS_NO_RESPONDERS:
-      case NATS_CONNECTION_CLOSED:
-      case NATS_CONNECTION_DISCONNECTED:
-      case NATS_NOT_YET_CONNECTED:
-      case NATS_IO_ERROR:
-        return true;
-      default:
-        return pae->ErrCode == 0 && pae->Err != NATS_ERR;
-    }
-  }
-
-  // On the client's thread, once per message: acknowledged, or failed.
-  static void on_ack(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void* closure) {
-    auto* self = static_cast<nats_sink*>(closure);
-    std::lock_guard<std::mutex> lock(self->mutex_);
-    --self->in_flight_;
     if (pa != nullptr) {
-      self->acked_.fetch_add(1, std::memory_order_relaxed);
-      if (pa->Duplicate) self->duplicates_.fetch_add(1, std::memory_order_relaxed);
+      st->acked.fetch_add(1, std::memory_order_relaxed);
+      if (pa->Duplicate) st->duplicates.fetch_add(1, std::memory_order_relaxed);
       natsMsg_Destroy(msg);
-    } else if (pae != nullptr && transient(pae)) {
-      self->timed_out_.fetch_add(1, std::memory_order_relaxed);
-      self->retry_.push_back(msg);  // sent again (same id) by the writer thread
+    } else if (pae != nullptr && pae->ErrCode == 0 && passing(pae->Err)) {
+      st->timed_out.fetch_add(1, std::memory_order_relaxed);
+      st->last_transient = pae->Err;
+      st->retry.push_back(msg);  // within the reserved capacity (see has_room)
     } else {
-      self->refused_.fetch_add(1, std::memory_order_relaxed);
-      ++self->refused_since_sync_;
-      self->last_refusal_ =
-          pae != nullptr && pae->ErrText != nullptr
-              ? std::string(pae->ErrText)
-              : std::string(natsStatus_GetText(pae != nullptr ? pae->Err : NATS_ERR));
+      st->refused.fetch_add(1, std::memory_order_relaxed);
+      ++st->refused_since_sync;
+      const char* why = pae != nullptr && pae->ErrText != nullptr
+                            ? pae->ErrText
+                            : natsStatus_GetText(pae != nullptr ? pae->Err : NATS_ERR);
+      std::snprintf(st->last_refusal, sizeof st->last_refusal, "%s", why);
       natsMsg_Destroy(msg);
     }
-    self->changed_.notify_all();
+    st->changed.notify_all();
   }
 
   nats_options opts_;
   std::string id_prefix_;
+  detail::nats_ack_state* state_;
+  detail::nats_ack_state final_;  // the counters, once the state is let go
   natsConnection* nc_ = nullptr;
   jsCtx* js_ = nullptr;
   bool closed_ = false;
   bool stream_ready_ = false;
-  std::uint64_t next_offset_ = 0;  // writer thread only
-  std::mutex mutex_;
-  std::condition_variable changed_;
-  std::size_t in_flight_ = 0;             // guarded by mutex_
-  std::vector<natsMsg*> retry_;           // guarded by mutex_
-  std::uint64_t refused_since_sync_ = 0;  // guarded by mutex_
-  std::string last_refusal_;              // guarded by mutex_
-  std::atomic<std::uint64_t> acked_{0}, timed_out_{0}, resent_{0}, refused_{0}, duplicates_{0};
+  std::uint64_t next_offset_ = 0;     // writer thread only
+  std::vector<natsMsg*> resend_buf_;  // writer thread only
+  std::chrono::steady_clock::time_point last_resend_{};
 };
 
 }  // namespace SLUICE_ABI

@@ -47,8 +47,8 @@ class bus_core {
       : options_(std::move(opts)),
         chunk_(chunk_for(options_)),
         epoch_(detail::process().forks.load(std::memory_order_relaxed)),
-        regs_(epoch_),
-        failures_(options_.on_failure ? &options_.on_failure : nullptr, &call_observer) {
+        failures_(options_.on_failure ? &options_.on_failure : nullptr, &call_observer),
+        regs_(epoch_) {
     lanes_.reserve(options_.lanes);
     for (std::size_t i = 0; i < options_.lanes; ++i)
       lanes_.push_back(std::make_unique<lane>(options_.lane_capacity, options_.expected_producers));
@@ -494,7 +494,6 @@ class bus_core {
   const std::size_t chunk_;
   const std::uint64_t epoch_;  // process().forks when the bus was made
   std::vector<std::unique_ptr<lane>> lanes_;
-  registry_table regs_;
   failure_reporter failures_;
   std::atomic<run_state> state_{run_state::running};
   std::atomic<int> live_producers_{0};
@@ -508,6 +507,9 @@ class bus_core {
   fork_link fork_;
   parking parking_;
   idle_waiters idle_;
+  // Last, so destroyed first: the handlers (and store stages' recorders) go
+  // while everything else of the bus still exists.
+  registry_table regs_;
 };
 
 }  // namespace detail
