@@ -1,5 +1,5 @@
 // sluice — immediate delivery alone: typed handlers called on the caller's
-// thread, with none of a bus's lanes, threads, stages or storage compiled in.
+// thread, with none of a bus's lanes, threads, stage runs or storage compiled in.
 //
 //   sluice::dispatcher d;
 //   sluice::subscription s = d.subscribe([](const moved& m) { ... });
