@@ -123,6 +123,9 @@ namespace detail {
 // What the client's acknowledgement callbacks share with a nats_sink. It is
 // not a member of the sink: the client may call back for an acknowledgement
 // it took off its list just before the sink closed (see nats_sink::shut).
+struct nats_counts {
+  std::uint64_t acked = 0, timed_out = 0, resent = 0, refused = 0, duplicates = 0;
+};
 struct nats_ack_state {
   std::mutex mutex;
   std::condition_variable changed;
@@ -133,6 +136,12 @@ struct nats_ack_state {
   char last_refusal[160] = {};
   bool dead = false;  // the sink is gone: a late callback only frees its message
   std::atomic<std::uint64_t> acked{0}, timed_out{0}, resent{0}, refused{0}, duplicates{0};
+
+  [[nodiscard]] nats_counts snapshot() const noexcept {
+    return {acked.load(std::memory_order_relaxed), timed_out.load(std::memory_order_relaxed),
+            resent.load(std::memory_order_relaxed), refused.load(std::memory_order_relaxed),
+            duplicates.load(std::memory_order_relaxed)};
+  }
 };
 }  // namespace detail
 
@@ -243,24 +252,21 @@ class nats_sink final : public sink {
   }
 
   // Counters (any thread).
-  [[nodiscard]] std::uint64_t acknowledged() const noexcept { return count(&counters::acked); }
+  [[nodiscard]] std::uint64_t acknowledged() const noexcept { return counts().acked; }
   // Acknowledgements that did not come (timed out, no server, no stream):
   // each such message is sent again.
-  [[nodiscard]] std::uint64_t not_acknowledged() const noexcept {
-    return count(&counters::timed_out);
-  }
-  [[nodiscard]] std::uint64_t sent_again() const noexcept { return count(&counters::resent); }
+  [[nodiscard]] std::uint64_t not_acknowledged() const noexcept { return counts().timed_out; }
+  [[nodiscard]] std::uint64_t sent_again() const noexcept { return counts().resent; }
   // Messages the stream had already (sent again after a lost acknowledgement).
-  [[nodiscard]] std::uint64_t duplicates() const noexcept { return count(&counters::duplicates); }
+  [[nodiscard]] std::uint64_t duplicates() const noexcept { return counts().duplicates; }
   // Messages refused for good (the client or the stream said no).
-  [[nodiscard]] std::uint64_t failed() const noexcept { return count(&counters::refused); }
+  [[nodiscard]] std::uint64_t failed() const noexcept { return counts().refused; }
   // What every message id of this sink starts with: "<origin>.<run>-".
   [[nodiscard]] const std::string& id_prefix() const noexcept { return id_prefix_; }
   [[nodiscard]] const nats_options& options() const noexcept { return opts_; }
 
  private:
   static constexpr std::size_t header_room = 2048;
-  using counters = detail::nats_ack_state;
   enum class sent : std::uint8_t { yes, later, refused };
 
   explicit nats_sink(nats_options o) : opts_(std::move(o)), state_(new detail::nats_ack_state) {
@@ -276,8 +282,8 @@ class nats_sink final : public sink {
     resend_buf_.reserve(cap);
   }
 
-  std::uint64_t count(std::atomic<std::uint64_t> counters::*c) const noexcept {
-    return state_ != nullptr ? (state_->*c).load(std::memory_order_relaxed) : (final_.*c).load();
+  [[nodiscard]] detail::nats_counts counts() const noexcept {
+    return state_ != nullptr ? state_->snapshot() : final_;
   }
 
   storage_error start() {
@@ -350,9 +356,7 @@ class nats_sink final : public sink {
     std::unique_lock<std::mutex> lock(state_->mutex);
     for (natsMsg* m : state_->retry) natsMsg_Destroy(m);
     state_->retry.clear();
-    for (auto c : {&counters::acked, &counters::timed_out, &counters::resent, &counters::refused,
-                   &counters::duplicates})
-      (final_.*c).store((state_->*c).load());
+    final_ = state_->snapshot();
     // A callback the client had already taken off its list may still come:
     // then the state stays (a few hundred bytes, once per sink closed with
     // messages unanswered), marked so that the callback only frees its
@@ -573,7 +577,7 @@ class nats_sink final : public sink {
   nats_options opts_;
   std::string id_prefix_;
   detail::nats_ack_state* state_;
-  detail::nats_ack_state final_;  // the counters, once the state is let go
+  detail::nats_counts final_;  // the counters, once the state is let go
   natsConnection* nc_ = nullptr;
   jsCtx* js_ = nullptr;
   bool closed_ = false;

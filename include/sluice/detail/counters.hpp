@@ -15,25 +15,6 @@ namespace sluice {
 inline namespace SLUICE_ABI {
 namespace detail {
 
-// Counts the end of an event that no batch tally covers (a transform's output).
-inline void settle(registry& r, fate f, std::size_t calls) noexcept {
-  switch (f) {
-    case fate::delivered:
-      r.delivered.fetch_add(1, std::memory_order_relaxed);
-      break;
-    case fate::unrouted:
-      r.unrouted.fetch_add(1, std::memory_order_relaxed);
-      break;
-    case fate::filtered:
-      r.filtered.fetch_add(1, std::memory_order_relaxed);
-      break;
-    case fate::transformed:
-      r.transformed.fetch_add(1, std::memory_order_relaxed);
-      break;
-  }
-  if (calls != 0) r.handler_calls.fetch_add(calls, std::memory_order_relaxed);
-}
-
 // A drainer's counts for the current run of one type: one atomic add per
 // run and counter, not per event.
 struct tally {
@@ -62,7 +43,7 @@ struct tally {
     }
     calls += handler_calls;
   }
-  void flush() {
+  void flush() noexcept {
     if (r == nullptr) return;
     if (delivered) r->delivered.fetch_add(delivered, std::memory_order_relaxed);
     if (unrouted) r->unrouted.fetch_add(unrouted, std::memory_order_relaxed);
@@ -113,6 +94,14 @@ inline counter_cell* take_cell(registry& r) {
   } while (!r.cells.compare_exchange_weak(head, c, std::memory_order_release,
                                           std::memory_order_relaxed));
   return c;
+}
+
+// Counts the end of an event that no batch tally covers (a transform's output).
+inline void settle(registry& r, fate f, std::size_t calls) noexcept {
+  tally t;
+  t.r = &r;
+  t.count(f, calls);
+  t.flush();
 }
 
 }  // namespace detail
