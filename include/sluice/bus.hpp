@@ -102,7 +102,7 @@ class bus {
   [[nodiscard]] producer make_producer(producer_options po = {}) {
     return producer(std::make_unique<detail::producer_core>(
         core_, core_.next_producer_id(), po.override_policy ? po.policy : core_.options().policy,
-        false, po.replayed));
+        false, po.replayed, po.bridged));
   }
 
   // Convenience publish through a small pool of shared producers (a thread
@@ -143,7 +143,7 @@ class bus {
           core_.report_failure(*r, failure_kind::not_durable, 0,
                                "sluice: the recorder could not make the event durable "
                                "(durable_before_delivery): it was not delivered",
-                               &e);
+                               &e, &no_metadata);
         return 0;
       }
     }
@@ -398,6 +398,10 @@ class bus {
   }
   [[nodiscard]] lane_stats lane(std::size_t i) const noexcept {
     return core_.lane_info(i);
+  }
+  // The lane that events published with `key` go to (fixed for a bus).
+  [[nodiscard]] std::size_t lane_of(key_type key) const noexcept {
+    return core_.lane_for(key);
   }
   [[nodiscard]] std::size_t capacity() const noexcept {
     return core_.lane_count() * core_.options().lane_capacity;

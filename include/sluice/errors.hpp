@@ -91,10 +91,12 @@ enum class failure_kind : std::uint8_t {
   return "unknown";
 }
 
+struct metadata;
+
 // Reported to the bus's failure observer (bus_options::on_failure). The
-// pointers are valid only during the call (`event` is null for no_drainer and
-// unrouted_in_destructor). This is the seam where retry and dead-letter
-// policies attach.
+// pointers are valid only during the call (`event` and `meta` are null for
+// no_drainer and unrouted_in_destructor). This is the seam where retry and
+// dead-letter policies attach.
 struct failure_info {
   failure_kind kind = failure_kind::exception;
   std::uint32_t type = 0;  // the event type's dense index
@@ -102,6 +104,7 @@ struct failure_info {
   const char* message = "";
   const void* event = nullptr;
   std::uint32_t attempt = 1;
+  const metadata* meta = nullptr;  // the event's metadata (all zero when dispatched)
 };
 
 }  // namespace SLUICE_ABI

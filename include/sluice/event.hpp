@@ -22,7 +22,9 @@ using key_type = std::uint64_t;
 //  - producer:  the publishing producer's id (1..n within a bus; 0 for dispatch);
 //  - key / has_key: the key given to publish, if any;
 //  - replayed:  the event was published by a replay of a stored log (see
-//               storage/replay.hpp): handlers with outside effects (mail, payments) may skip it.
+//               storage/replay.hpp): handlers with outside effects (mail, payments) may skip it;
+//  - bridged:   the event came from another process through a bridge (see
+//               bridge/nats.hpp): recorders and outbound bridges do not send it back.
 struct metadata {
   std::uint64_t sequence = 0;
   std::int64_t timestamp = 0;
@@ -30,6 +32,7 @@ struct metadata {
   std::uint32_t producer = 0;
   bool has_key = false;
   bool replayed = false;
+  bool bridged = false;
 };
 
 // The metadata of an event that was dispatched, not published: all zero.

@@ -114,6 +114,9 @@ struct producer_options {
   // Marks every event as replayed (metadata::replayed): what a log replay uses.
   // Recorders do not store replayed events again.
   bool replayed = false;
+  // Marks every event as bridged (metadata::bridged): what an inbound bridge
+  // uses. Recorders (so outbound bridges) do not store bridged events.
+  bool bridged = false;
 
   static producer_options with_policy(full_policy p) {
     producer_options o;

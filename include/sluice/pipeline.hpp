@@ -146,8 +146,8 @@ struct stage_fns {
     registry& ru = *ctx.core->find_reg(type_index<U>());  // made when the stage was added
     if (ctx.hops + 1 > SLUICE_MAX_HOPS) {
       ctx.core->report_failure(ru, failure_kind::stage, 0,
-                               "an event went through more than SLUICE_MAX_HOPS transforms",
-                               &*made);
+                               "an event went through more than SLUICE_MAX_HOPS transforms", &*made,
+                               &m);
       out = fate::filtered;
       return true;
     }

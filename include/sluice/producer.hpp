@@ -79,11 +79,12 @@ class bulk_envelopes {
 class producer_core {
  public:
   producer_core(bus_core& core, std::uint32_t id, full_policy policy, bool shared = false,
-                bool replayed = false)
+                bool replayed = false, bool bridged = false)
       : core_(&core),
         id_(id),
         policy_(policy),
         replayed_(replayed),
+        bridged_(bridged),
         home_(id % core.lane_count()),
         chunk_(core.reserve_chunk()) {
     tokens_.reserve(core.lane_count());
@@ -123,6 +124,7 @@ class producer_core {
   }
 
   [[nodiscard]] std::uint32_t id() const noexcept { return id_; }
+  [[nodiscard]] std::uint64_t last_sequence() const noexcept { return seq_; }
 
   // bus::publish's blocking path found nobody to drain (see on_full): counts
   // the refusal while the shared producer is held, and reports it once it is
@@ -350,6 +352,7 @@ class producer_core {
     m.producer = id_;
     m.has_key = has_key;
     m.replayed = replayed_;
+    m.bridged = bridged_;
     return m;
   }
 
@@ -445,6 +448,7 @@ class producer_core {
   std::int64_t last_stamp_ = 0;
   full_policy policy_;
   bool replayed_;
+  bool bridged_;
   std::size_t home_;
   std::size_t chunk_;  // places reserved at once (1: one per publish, no credit)
   std::vector<producer_token> tokens_;
@@ -508,6 +512,11 @@ class producer {
   }
 
   [[nodiscard]] std::uint32_t id() const noexcept { return core_ ? core_->id() : 0; }
+  // The sequence number (metadata::sequence) of the last event this producer
+  // published; 0 before the first.
+  [[nodiscard]] std::uint64_t last_sequence() const noexcept {
+    return core_ ? core_->last_sequence() : 0;
+  }
   [[nodiscard]] explicit operator bool() const noexcept { return core_ != nullptr; }
 
  private:

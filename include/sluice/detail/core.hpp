@@ -238,8 +238,8 @@ class bus_core {
     failures_.problem(kind, type, code, message);
   }
   void report_failure(registry& r, failure_kind kind, int code, const char* message,
-                      const void* event) noexcept(!SLUICE_HAS_EXCEPTIONS) {
-    failures_.failure(r, kind, code, message, event);
+                      const void* event, const metadata* meta) noexcept(!SLUICE_HAS_EXCEPTIONS) {
+    failures_.failure(r, kind, code, message, event, meta);
   }
 
   // Calls r's handlers on this thread (delivery.hpp).
@@ -348,7 +348,7 @@ class bus_core {
         report_failure(r, failure_kind::not_durable, 0,
                        "sluice: the recorder could not make the event durable "
                        "(durable_before_delivery): it was not delivered",
-                       rec.event());
+                       rec.event(), &rec.meta());
         g.current = nullptr;
         g.current_fate = fate::delivered;
         g.t.count(fate::filtered, 0);

@@ -27,16 +27,17 @@ inline void call_one(const failure_reporter& f, registry& r, const sub_entry& su
 #if SLUICE_HAS_EXCEPTIONS
   try {
     const outcome o = sub.invoke(sub.callable, ev, m);
-    if (SLUICE_UNLIKELY(!o.ok())) f.failure(r, failure_kind::outcome, o.code(), o.message(), ev);
+    if (SLUICE_UNLIKELY(!o.ok()))
+      f.failure(r, failure_kind::outcome, o.code(), o.message(), ev, &m);
   } catch (const std::exception& e) {
-    f.failure(r, failure_kind::exception, 0, e.what(), ev);
+    f.failure(r, failure_kind::exception, 0, e.what(), ev, &m);
   } catch (...) {
     SLUICE_PASS_FORCED_UNWIND();  // a handler that ends its thread (pthread_exit)
-    f.failure(r, failure_kind::exception, 0, "unknown exception", ev);
+    f.failure(r, failure_kind::exception, 0, "unknown exception", ev, &m);
   }
 #else
   const outcome o = sub.invoke(sub.callable, ev, m);
-  if (SLUICE_UNLIKELY(!o.ok())) f.failure(r, failure_kind::outcome, o.code(), o.message(), ev);
+  if (SLUICE_UNLIKELY(!o.ok())) f.failure(r, failure_kind::outcome, o.code(), o.message(), ev, &m);
 #endif
 }
 
@@ -58,7 +59,7 @@ inline std::size_t deliver(const void* owner, const failure_reporter& f, registr
                            std::uint32_t channel = 0) {
   const unsigned d = s.depth;
   if (SLUICE_UNLIKELY(d >= SLUICE_MAX_DEPTH)) {
-    f.too_deep(r, ev, "dispatch nested deeper than SLUICE_MAX_DEPTH");
+    f.too_deep(r, ev, m, "dispatch nested deeper than SLUICE_MAX_DEPTH");
     return 0;
   }
   const bool asym = asymmetric_mode();

@@ -30,8 +30,8 @@ class failure_reporter {
   // A failed call of a handler or stage of r's type: counted in `failed`,
   // then observed. Not noexcept with exceptions: an observer may end its
   // thread (pthread_exit), which unwinds through here.
-  void failure(registry& r, failure_kind kind, int code, const char* message,
-               const void* event) const noexcept(!SLUICE_HAS_EXCEPTIONS) {
+  void failure(registry& r, failure_kind kind, int code, const char* message, const void* event,
+               const metadata* meta) const noexcept(!SLUICE_HAS_EXCEPTIONS) {
     r.failed.fetch_add(1, std::memory_order_relaxed);
     if (call_ == nullptr) return;
     failure_info info;
@@ -40,6 +40,7 @@ class failure_reporter {
     info.code = code;
     info.message = message;
     info.event = event;
+    info.meta = meta;
     observe(info);
   }
 
@@ -57,9 +58,9 @@ class failure_reporter {
 
   // A delivery or stage refused for nesting deeper than SLUICE_MAX_DEPTH
   // (out of line: the paths it leaves are the hot ones).
-  SLUICE_NOINLINE void too_deep(registry& r, const void* event, const char* message) const
-      noexcept(!SLUICE_HAS_EXCEPTIONS) {
-    failure(r, failure_kind::too_deep, 0, message, event);
+  SLUICE_NOINLINE void too_deep(registry& r, const void* event, const metadata& meta,
+                                const char* message) const noexcept(!SLUICE_HAS_EXCEPTIONS) {
+    failure(r, failure_kind::too_deep, 0, message, event, &meta);
   }
 
  private:

@@ -18,12 +18,12 @@ namespace sluice {
 inline namespace SLUICE_ABI {
 namespace detail {
 
-inline void stage_failed(const failure_reporter& f, registry& r,
-                         const void* ev) noexcept(!SLUICE_HAS_EXCEPTIONS) {
+inline void stage_failed(const failure_reporter& f, registry& r, const void* ev,
+                         const metadata& m) noexcept(!SLUICE_HAS_EXCEPTIONS) {
 #if SLUICE_HAS_EXCEPTIONS
-  f.failure(r, failure_kind::stage, 0, stage_error_message(), ev);
+  f.failure(r, failure_kind::stage, 0, stage_error_message(), ev, &m);
 #else
-  f.failure(r, failure_kind::stage, 0, "a stage failed", ev);
+  f.failure(r, failure_kind::stage, 0, "a stage failed", ev, &m);
 #endif
 }
 
@@ -42,7 +42,7 @@ inline fate run_stages(bus_core* core, const failure_reporter& f, registry& r, c
     const unsigned d = s.depth;
     if (!framed) {
       if (SLUICE_UNLIKELY(d >= SLUICE_MAX_DEPTH)) {
-        f.too_deep(r, ev, "stages nested deeper than SLUICE_MAX_DEPTH");
+        f.too_deep(r, ev, m, "stages nested deeper than SLUICE_MAX_DEPTH");
         return fate::filtered;
       }
       s.depth = d + 1;
@@ -58,16 +58,16 @@ inline fate run_stages(bus_core* core, const failure_reporter& f, registry& r, c
         switch (st.kind) {
           case stage_kind::filter: {
             bool pass = false;
-            if (!st.test(st.fn, ev, m, pass)) stage_failed(f, r, ev);
+            if (!st.test(st.fn, ev, m, pass)) stage_failed(f, r, ev, m);
             if (!pass) go_on = false;  // out stays filtered
             break;
           }
           case stage_kind::tap:
-            if (!st.observe(st.fn, ev, m)) stage_failed(f, r, ev);
+            if (!st.observe(st.fn, ev, m)) stage_failed(f, r, ev, m);
             break;
           case stage_kind::route:
             if (!st.pick(st.fn, ev, channel)) {
-              stage_failed(f, r, ev);
+              stage_failed(f, r, ev, m);
               go_on = false;
             }
             i = c->stages.size();  // a route ends the chain
@@ -76,7 +76,7 @@ inline fate run_stages(bus_core* core, const failure_reporter& f, registry& r, c
           case stage_kind::transform: {
             stage_context ctx{core, &s, hops};
             if (!st.convert(st.fn, ev, m, ctx, i + 1, out)) {
-              stage_failed(f, r, ev);
+              stage_failed(f, r, ev, m);
               out = fate::filtered;
             }
             calls = ctx.calls;
@@ -101,7 +101,7 @@ inline fate run_stages(bus_core* core, const failure_reporter& f, registry& r, c
     if (!go_on) return out;
   }
   if (SLUICE_UNLIKELY(s.depth >= SLUICE_MAX_DEPTH)) {
-    f.too_deep(r, ev, "delivery nested deeper than SLUICE_MAX_DEPTH");
+    f.too_deep(r, ev, m, "delivery nested deeper than SLUICE_MAX_DEPTH");
     return fate::filtered;  // not delivered, whether or not it had subscribers
   }
   calls = deliver(core, f, r, ev, m, s, channel);

@@ -92,6 +92,10 @@ struct record_options {
   bool durable_before_delivery = false;
   // Also store events that a replay published (metadata::replayed).
   bool record_replayed = false;
+  // Also store events that came through a bridge (metadata::bridged). Off by
+  // default: the stream they came from keeps them, and a recorder under an
+  // outbound bridge would send them back where they came from.
+  bool record_bridged = false;
   // Called on the writer thread for each sink error. Must not throw, call
   // close(), or wait for the bus (publish under the block policy).  Records
   // it makes while the buffer is full are dropped, not waited for.
@@ -292,8 +296,9 @@ class recorder final : public detail::recorder_hook {
   }
 
   bool on_event(std::uint32_t type, const void* ev, const metadata& m) noexcept override {
-    // Types without a codec and replayed events cost no lock (dispatch is hot).
-    if (m.replayed && !opts_.record_replayed) return true;
+    // Types without a codec, replayed and bridged events cost no lock
+    // (dispatch is hot).
+    if (!origin_recorded(m)) return true;
     if (types_ == nullptr || types_->find(type) == nullptr) {
       unrecorded_.fetch_add(1, std::memory_order_relaxed);
       return true;
@@ -345,14 +350,17 @@ class recorder final : public detail::recorder_hook {
 
   // Whether an event of this type and metadata is to be stored at all.
   [[nodiscard]] bool recordable(std::uint32_t type, const metadata& m) const noexcept {
-    return (!m.replayed || opts_.record_replayed) && types_ != nullptr &&
-           types_->find(type) != nullptr;
+    return origin_recorded(m) && types_ != nullptr && types_->find(type) != nullptr;
+  }
+  // Replayed and bridged events are stored only when asked for.
+  [[nodiscard]] bool origin_recorded(const metadata& m) const noexcept {
+    return (!m.replayed || opts_.record_replayed) && (!m.bridged || opts_.record_bridged);
   }
 
   // Encodes one event into the open buffer (mutex_ held).
   bool put(std::unique_lock<std::mutex>& lock, std::uint32_t type, const void* ev,
            const metadata& m, std::int64_t time_ns) noexcept {
-    if (m.replayed && !opts_.record_replayed) return false;
+    if (!origin_recorded(m)) return false;
     const codec_entry* c = types_ != nullptr ? types_->find(type) : nullptr;
     if (c == nullptr) {
       unrecorded_.fetch_add(1, std::memory_order_relaxed);
