@@ -16,121 +16,11 @@
 
 #include "../support.hpp"
 #include "nats_server.hpp"
+#include "orders.hpp"
+#include "plain_client.hpp"
 
 namespace {
-
-struct order_placed {
-  std::uint64_t order;
-  std::uint32_t items;
-  std::uint32_t pad = 0;
-};
-struct order_paid {
-  std::uint64_t order;
-  std::int64_t cents;
-};
-
-std::shared_ptr<const sluice::codecs> order_codecs() {
-  auto c = std::make_shared<sluice::codecs>();
-  c->add<order_placed>("order_placed", 1, sluice::memcpy_codec<order_placed>{});
-  c->add<order_paid>("order_paid", 2, sluice::memcpy_codec<order_paid>{});
-  return c;
-}
-
-// What the stream holds, read back with the plain client.
-struct stored_msg {
-  std::string subject, id, type, version, key, producer;
-  std::string data;
-};
-
-class stream_reader {
- public:
-  explicit stream_reader(const std::string& url) {
-    natsOptions* o = nullptr;
-    natsOptions_Create(&o);
-    natsOptions_SetURL(o, url.c_str());
-    natsOptions_SetTimeout(o, 5000);
-    status_ = natsConnection_Connect(&nc_, o);
-    natsOptions_Destroy(o);
-    if (status_ == NATS_OK) status_ = natsConnection_JetStream(&js_, nc_, nullptr);
-  }
-  stream_reader(const stream_reader&) = delete;
-  stream_reader& operator=(const stream_reader&) = delete;
-  ~stream_reader() {
-    if (js_ != nullptr) jsCtx_Destroy(js_);
-    if (nc_ != nullptr) natsConnection_Destroy(nc_);
-  }
-  [[nodiscard]] bool ok() const noexcept { return status_ == NATS_OK; }
-
-  std::vector<stored_msg> all(const std::string& stream) {
-    std::vector<stored_msg> out;
-    jsStreamInfo* si = nullptr;
-    if (js_GetStreamInfo(&si, js_, stream.c_str(), nullptr, nullptr) != NATS_OK) return out;
-    const std::uint64_t first = si->State.FirstSeq, last = si->State.LastSeq;
-    jsStreamInfo_Destroy(si);
-    for (std::uint64_t seq = first; seq != 0 && seq <= last; ++seq) {
-      natsMsg* m = nullptr;
-      if (js_GetMsg(&m, js_, stream.c_str(), seq, nullptr, nullptr) != NATS_OK) continue;
-      stored_msg s;
-      s.subject = natsMsg_GetSubject(m);
-      s.data.assign(natsMsg_GetData(m), static_cast<std::size_t>(natsMsg_GetDataLength(m)));
-      s.id = header(m, "Nats-Msg-Id");
-      s.type = header(m, "Sluice-Type");
-      s.version = header(m, "Sluice-Version");
-      s.key = header(m, "Sluice-Key");
-      s.producer = header(m, "Sluice-Producer");
-      out.push_back(std::move(s));
-      natsMsg_Destroy(m);
-    }
-    return out;
-  }
-
- private:
-  static std::string header(natsMsg* m, const char* key) {
-    const char* v = nullptr;
-    return natsMsgHeader_Get(m, key, &v) == NATS_OK && v != nullptr ? std::string(v)
-                                                                    : std::string();
-  }
-  natsConnection* nc_ = nullptr;
-  jsCtx* js_ = nullptr;
-  natsStatus status_ = NATS_ERR;
-};
-
-std::unique_ptr<sluice::nats_sink> open_sink(const sluice::nats_options& o) {
-  sluice::storage_error err;
-  auto s = sluice::nats_sink::open(o, err);
-  INFO(err.describe());
-  REQUIRE(s != nullptr);
-  return s;
-}
-
-// Options for a sink on `server`'s stream `stream`.
-sluice::nats_options options_for(const test::nats_server& server, const char* stream,
-                                 std::chrono::milliseconds ack_wait = std::chrono::seconds(2)) {
-  sluice::nats_options o;
-  o.url = server.url();
-  o.stream = stream;
-  o.ack_wait = ack_wait;
-  return o;
-}
-
-// A recorder over a nats_sink, syncing only when asked (unless `ro` says).
-struct bridge {
-  sluice::nats_sink* out = nullptr;  // owned by the recorder
-  std::shared_ptr<sluice::recorder> rec;
-};
-sluice::record_options sync_when_asked() {
-  sluice::record_options ro;
-  ro.sync = sluice::sync_policy::never;
-  return ro;
-}
-bridge open_bridge(const sluice::nats_options& o, sluice::record_options ro = sync_when_asked(),
-                   std::shared_ptr<const sluice::codecs> types = order_codecs()) {
-  auto sink = open_sink(o);
-  bridge b;
-  b.out = sink.get();
-  b.rec = std::make_shared<sluice::recorder>(std::move(sink), std::move(types), std::move(ro));
-  return b;
-}
+using namespace test;  // orders.hpp
 
 template <class T>
 T decode(const std::string& data) {
@@ -203,7 +93,7 @@ TEST_CASE("nats: a bus's events reach the stream with their headers, keys and pa
   CHECK(out->acknowledged() == 2 * orders);
   CHECK(out->failed() == 0);
 
-  stream_reader reader(server.url());
+  plain_client reader(server.url());
   REQUIRE(reader.ok());
   const std::vector<stored_msg> msgs = reader.all("ORDERS");
   REQUIRE(msgs.size() == 2 * orders);
@@ -272,7 +162,7 @@ TEST_CASE("nats: the server killed and restarted mid-stream loses nothing acknow
   const sluice::storage_error e = rec->sync();
   INFO(e.describe());
   REQUIRE_FALSE(e);
-  stream_reader reader(server.url());
+  plain_client reader(server.url());
   REQUIRE(reader.ok());
   const std::vector<stored_msg> msgs = reader.all("EVENTS");
   std::set<std::uint64_t> orders;
@@ -311,7 +201,7 @@ TEST_CASE("nats: a server that comes late: the buffer's full behaviour applies, 
     REQUIRE(rec->write(order_paid{static_cast<std::uint64_t>(i), i}));
     if (i % 10 == 9) REQUIRE_FALSE(rec->sync());
   }
-  stream_reader reader(server.url());
+  plain_client reader(server.url());
   REQUIRE(reader.ok());
   const std::vector<stored_msg> msgs = reader.all("LATE");
   CHECK(msgs.size() == static_cast<std::size_t>(kept) + 100);  // what was kept, and nothing more
@@ -345,7 +235,7 @@ TEST_CASE("nats: acknowledgements that do not come: messages sent again are stor
   server.resume();  // (in any case: the syncer must be able to end)
   syncer.join();
   REQUIRE(resent);
-  stream_reader reader(server.url());
+  plain_client reader(server.url());
   REQUIRE(reader.ok());
   const std::vector<stored_msg> msgs = reader.all("AGAIN");
   std::set<std::uint64_t> orders;
@@ -372,7 +262,7 @@ TEST_CASE("nats: a message the client refuses for good is counted, and the strea
   CHECK(e);  // the refusal is reported
   CHECK(out->failed() == 1);
   CHECK(out->acknowledged() == 2);
-  stream_reader reader(server.url());
+  plain_client reader(server.url());
   REQUIRE(reader.ok());
   const std::vector<stored_msg> msgs = reader.all("REFUSE");
   REQUIRE(msgs.size() == 2);
@@ -427,7 +317,7 @@ TEST_CASE("nats: acknowledgements later than sync_timeout: sync fails, nothing i
   REQUIRE(rec->write(order_paid{11, 11}));
   CHECK_FALSE(rec->sync());
   CHECK(out->acknowledged() == 12);
-  stream_reader reader(server.url());
+  plain_client reader(server.url());
   REQUIRE(reader.ok());
   CHECK(reader.all("SLOW").size() == 12);
 }

@@ -1,4 +1,5 @@
-// sluice — a bridge to NATS JetStream: the outbound side.
+// sluice — a bridge to NATS JetStream: the outbound side (nats.hpp includes
+// both sides; nats_source.hpp is the inbound one).
 //
 // `nats_sink` is a storage sink (storage/sink.hpp) that publishes each record
 // it is given to a JetStream stream instead of writing it to a file. Put it
@@ -44,13 +45,6 @@
 // depend on it.
 #pragma once
 
-#if !__has_include(<nats/nats.h>)
-#error \
-    "sluice/bridge/nats.hpp needs the NATS C client (<nats/nats.h>): install libnats-dev (Debian) and link the CMake target sluice::nats"
-#endif
-
-#include <nats/nats.h>
-
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -69,6 +63,7 @@
 #include "../storage/error.hpp"
 #include "../storage/format.hpp"
 #include "../storage/sink.hpp"
+#include "nats_client.hpp"  // first: says what is missing without libnats
 
 namespace sluice {
 inline namespace SLUICE_ABI {
@@ -287,24 +282,7 @@ class nats_sink final : public sink {
   }
 
   storage_error start() {
-    natsOptions* no = nullptr;
-    natsStatus s = natsOptions_Create(&no);
-    if (s == NATS_OK) s = natsOptions_SetURL(no, opts_.url.c_str());
-    if (s == NATS_OK) s = natsOptions_SetMaxReconnect(no, -1);
-    if (s == NATS_OK) s = natsOptions_SetReconnectWait(no, 100);
-    if (s == NATS_OK) s = natsOptions_SetTimeout(no, 1000);
-    // A frozen or unreachable server must not hold a write (and the
-    // connection's lock) for ever: writes give up, and a silent connection
-    // is noticed within a few seconds and made again.
-    if (s == NATS_OK) s = natsOptions_SetWriteDeadline(no, opts_.ack_wait.count());
-    if (s == NATS_OK) s = natsOptions_SetPingInterval(no, 1000);
-    if (s == NATS_OK) s = natsOptions_SetMaxPingsOut(no, 3);
-    if (s == NATS_OK) s = natsOptions_SetRetryOnFailedConnect(no, true, &on_connected, nullptr);
-    if (s == NATS_OK) {
-      s = natsConnection_Connect(&nc_, no);
-      if (s == NATS_NOT_YET_CONNECTED) s = NATS_OK;  // it goes on trying
-    }
-    natsOptions_Destroy(no);
+    natsStatus s = detail::nats_connect(nc_, opts_.url, opts_.ack_wait);
     jsOptions jo;
     if (s == NATS_OK) s = jsOptions_Init(&jo);
     if (s == NATS_OK) {
@@ -367,8 +345,6 @@ class nats_sink final : public sink {
     if (quiet) delete state_;
     state_ = nullptr;
   }
-
-  static void on_connected(natsConnection*, void*) {}
 
   // The stream, made once when asked for (tried again until the server
   // answers).
@@ -463,24 +439,6 @@ class nats_sink final : public sink {
     return state_->in_flight + state_->retry.size() < static_cast<std::size_t>(opts_.max_in_flight);
   }
 
-  // Errors that say "not now" (the connection), as opposed to "never".
-  static bool passing(natsStatus s) noexcept {
-    switch (s) {
-      case NATS_TIMEOUT:
-      case NATS_NO_RESPONDERS:  // no stream (yet): the server is starting, or none captures it
-      case NATS_CONNECTION_CLOSED:
-      case NATS_CONNECTION_DISCONNECTED:
-      case NATS_NOT_YET_CONNECTED:
-      case NATS_IO_ERROR:
-      case NATS_NO_SERVER:
-      case NATS_STALE_CONNECTION:
-      case NATS_INSUFFICIENT_BUFFER:  // the client's buffer while reconnecting
-        return true;
-      default:
-        return false;
-    }
-  }
-
   void note_refusal(const char* why) noexcept {
     std::lock_guard<std::mutex> lock(state_->mutex);
     state_->refused.fetch_add(1, std::memory_order_relaxed);
@@ -510,7 +468,7 @@ class nats_sink final : public sink {
       state_->last_transient = s;
       state_->changed.notify_all();
     }
-    if (passing(s)) return sent::later;
+    if (detail::nats_passing(s)) return sent::later;
     note_refusal(natsStatus_GetText(s));  // too large, a bad subject, ...
     natsMsg_Destroy(m);
     m = nullptr;
@@ -558,7 +516,7 @@ class nats_sink final : public sink {
       st->acked.fetch_add(1, std::memory_order_relaxed);
       if (pa->Duplicate) st->duplicates.fetch_add(1, std::memory_order_relaxed);
       natsMsg_Destroy(msg);
-    } else if (pae != nullptr && pae->ErrCode == 0 && passing(pae->Err)) {
+    } else if (pae != nullptr && pae->ErrCode == 0 && detail::nats_passing(pae->Err)) {
       st->timed_out.fetch_add(1, std::memory_order_relaxed);
       st->last_transient = pae->Err;
       st->retry.push_back(msg);  // within the reserved capacity (see has_room)
