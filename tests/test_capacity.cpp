@@ -331,3 +331,22 @@ TEST_CASE("credit: places a destroyed producer gives back wake a producer waitin
   CHECK(bus.lane(0).depth == cap);
   CHECK(bus.poll() == cap);
 }
+
+TEST_CASE("lane_of names the lane a key's events are queued in", "[capacity]") {
+  sluice::bus bus(sluice::bus_options{}.with_lanes(8).with_lane_capacity(1024));
+  std::vector<std::size_t> expected(bus.lane_count(), 0);
+  auto p = bus.make_producer();
+  for (sluice::key_type k = 0; k < 200; ++k) {
+    const std::size_t l = bus.lane_of(k * 7919);
+    REQUIRE(l < bus.lane_count());
+    CHECK(bus.lane_of(k * 7919) == l);  // fixed for the bus
+    ++expected[l];
+    REQUIRE(p.publish(item{static_cast<int>(k)}, k * 7919) == publish_result::ok);
+  }
+  std::size_t used = 0;
+  for (std::size_t l = 0; l < bus.lane_count(); ++l) {
+    CHECK(bus.lane(l).depth == expected[l]);
+    if (expected[l] != 0) ++used;
+  }
+  CHECK(used > 1);  // keys spread
+}

@@ -226,3 +226,35 @@ TEST_CASE("a polling thread cancelled inside a handler loses nothing", "[failure
   CHECK(st.delivered == 8);
   CHECK(bus.queued() == 0);
 }
+
+TEST_CASE("a failure report carries the event's metadata: who published it, with which key",
+          "[failures]") {
+  std::vector<sluice::metadata> seen;
+  std::vector<bool> had_meta;
+  sluice::bus bus{sluice::bus_options{}.with_on_failure([&](const sluice::failure_info& f) {
+    had_meta.push_back(f.meta != nullptr);
+    if (f.meta != nullptr) seen.push_back(*f.meta);
+  })};
+  auto a = bus.subscribe<work>([](const work& w) {
+    return w.n < 0 ? sluice::outcome::failure(1, "negative") : sluice::outcome::success();
+  });
+  auto p = bus.make_producer();
+  p.publish(work{1}, 5);
+  p.publish(work{-2}, 9);
+  const std::uint64_t failed_seq = p.last_sequence();
+  p.publish(work{-3}, 9);  // one key: one lane, in order
+  const std::uint64_t last = p.last_sequence();
+  bus.poll();
+  bus.dispatch(work{-4});
+  REQUIRE(had_meta == std::vector<bool>{true, true, true});
+  REQUIRE(seen.size() == 3);
+  CHECK(seen[0].producer == p.id());
+  CHECK(seen[0].sequence == failed_seq);
+  CHECK(seen[0].has_key);
+  CHECK(seen[0].key == 9);
+  CHECK(seen[1].sequence == last);
+  CHECK(last == failed_seq + 1);
+  CHECK(seen[1].key == 9);
+  CHECK(seen[2].producer == 0);  // dispatched: no metadata of its own
+  CHECK(seen[2].sequence == 0);
+}
