@@ -386,6 +386,13 @@ class nats_source {
     natsStatus s = js_AddConsumer(&ci, js_, opts_.stream.c_str(), &cc, nullptr, &jerr);
     if (ci != nullptr) jsConsumerInfo_Destroy(ci);
     if (s != NATS_OK && detail::nats_passing(s)) return false;  // the server is away
+    if (s != NATS_OK && jerr == JSStreamNotFoundErr) {
+      if (!said_no_stream_)
+        log("sluice: nats source " + opts_.durable + ": the stream " + opts_.stream +
+            " does not exist (yet): waiting for it");
+      said_no_stream_ = true;
+      return false;
+    }
     if (s != NATS_OK && !said_exists_) {
       // Made earlier with another configuration (or refused): read it as it is.
       said_exists_ = true;
@@ -703,7 +710,7 @@ class nats_source {
   natsConnection* nc_ = nullptr;
   jsCtx* js_ = nullptr;
   natsSubscription* sub_ = nullptr;
-  bool said_exists_ = false, said_bind_ = false;
+  bool said_exists_ = false, said_bind_ = false, said_no_stream_ = false;
   std::atomic<bool> stop_{false};
   std::thread thread_;
   std::atomic<std::uint64_t> received_{0}, published_{0}, acknowledged_{0}, failed_{0},
