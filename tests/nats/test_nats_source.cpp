@@ -633,3 +633,44 @@ TEST_CASE(
   CHECK(got.size() >= n);
   CHECK(got.size() - n <= 100);
 }
+
+TEST_CASE(
+    "nats: a bus that stops under a source: it stops fetching, and another reader gets "
+    "every message at once",
+    "[nats]") {
+  test::watchdog wd(std::chrono::seconds(120), "nats bus stopped");
+  nats_server server;
+  REQUIRE(server.start());
+  constexpr std::uint64_t n = 200;
+  fill(server, 0, n);
+  std::atomic<int> refusals{0};
+  {
+    sluice::bus bus;  // nobody drains it: nothing is ever settled
+    sluice::nats_source_options o = source_options(server, "orphan");
+    o.ack_wait = std::chrono::seconds(60);  // what is not handed back comes in a minute
+    o.on_error = [&](const std::string& l) {
+      if (l.find("the bus refuses events") != std::string::npos) ++refusals;
+    };
+    auto in = open_source(bus, o);
+    REQUIRE(
+        test::wait_until([&] { return in->counts().published == n; }, std::chrono::seconds(30)));
+    REQUIRE(bus.stop(sluice::stop_mode::discard));
+    REQUIRE(test::wait_until([&] { return refusals.load() == 1; }, std::chrono::seconds(30)));
+    const sluice::nats_source_counts c = in->counts();
+    in->close();
+    CHECK(c.acknowledged == 0);
+    CHECK(c.redelivery >= n);  // every message it held went back
+    CHECK(refusals == 1);      // said once
+  }
+  sluice::bus bus;
+  paid_log log;
+  auto sub = log.subscribe(bus);
+  REQUIRE(bus.run(1));
+  auto again = open_source(bus, source_options(server, "orphan"));
+  // Well within the minute of ack_wait: they were handed back, not abandoned.
+  REQUIRE(test::wait_until([&] { return again->counts().acknowledged == n; },
+                           std::chrono::seconds(30)));
+  again->close();
+  REQUIRE(bus.stop());
+  CHECK(log.ids() == range(0, n));
+}

@@ -168,10 +168,12 @@ struct nats_source_state {
   std::size_t marks_left = 0;  // of that batch
 };
 
-// Failures of bridged events, as the bus's failure observer reports them.
+// Failures of the sources' events, as the bus's failure observer reports
+// them.
 struct nats_failure_state {
   static constexpr std::size_t capacity = 4096;
   std::mutex mutex;
+  std::vector<std::uint32_t> sources;                           // their producers' ids
   std::vector<std::pair<std::uint32_t, std::uint64_t>> failed;  // producer, sequence
   bool overflowed = false;  // more than `capacity` at once: every event counts as failed
 
@@ -179,6 +181,7 @@ struct nats_failure_state {
   void note(const failure_info& i) noexcept {
     if (i.meta == nullptr || !i.meta->bridged) return;
     std::lock_guard<std::mutex> lock(mutex);
+    if (std::find(sources.begin(), sources.end(), i.meta->producer) == sources.end()) return;
     if (failed.size() < capacity)
       failed.emplace_back(i.meta->producer, i.meta->sequence);  // within the reserve
     else
@@ -191,7 +194,8 @@ struct nats_failure_state {
 // Tells sources which of their events failed in a handler or stage. Make it
 // before the bus and give its observer to bus_options::on_failure (or call
 // note() from an observer of your own); give it to nats_source::open. One
-// object may serve several sources of one bus. Without it a failed event's
+// object may serve several sources of one bus (not several buses: producer
+// ids are per bus). Without it a failed event's
 // message is acknowledged all the same (the bus counts the failure).
 class nats_failures {
  public:
@@ -247,6 +251,15 @@ class nats_source {
     }
     if (thread_.joinable()) thread_.join();
     marks_.reset();
+    if (producer_) {  // what is noted of this source's events no longer matters
+      detail::nats_failure_state& fs = *failures_.s_;
+      std::lock_guard<std::mutex> lock(fs.mutex);
+      const std::uint32_t me = producer_.id();
+      fs.sources.erase(std::remove(fs.sources.begin(), fs.sources.end(), me), fs.sources.end());
+      fs.failed.erase(std::remove_if(fs.failed.begin(), fs.failed.end(),
+                                     [me](const auto& f) { return f.first == me; }),
+                      fs.failed.end());
+    }
     if (sub_ != nullptr) natsSubscription_Destroy(sub_);  // the durable stays
     sub_ = nullptr;
     if (js_ != nullptr) jsCtx_Destroy(js_);
@@ -293,6 +306,11 @@ class nats_source {
     po.override_policy = true;
     po.policy = full_policy::block;  // never drop: a full lane stops the fetching
     producer_ = b.make_producer(po);
+    {
+      detail::nats_failure_state& fs = *failures_.s_;
+      std::lock_guard<std::mutex> lock(fs.mutex);
+      fs.sources.push_back(producer_.id());
+    }
     // One key per lane, for the marks.
     const std::size_t lanes = b.lane_count();
     lane_keys_.assign(lanes, 0);
@@ -423,6 +441,10 @@ class nats_source {
 
   void run() {
     while (!stop_.load(std::memory_order_relaxed)) {
+      if (refused_) {  // the bus stopped: fetch nothing more (it would only be handed back)
+        pause(std::chrono::milliseconds(100));
+        continue;
+      }
       if (!subscribed()) {
         pause(std::chrono::milliseconds(100));
         continue;
@@ -581,6 +603,11 @@ class nats_source {
           continue;
         }
         stopping = true;  // the bus refuses (stopping), or close() was called
+        if (!stop_.load(std::memory_order_relaxed) && !refused_) {
+          refused_ = true;
+          log("sluice: nats source " + opts_.durable + ": the bus refuses events (" + to_string(r) +
+              "): fetching stops; messages held are handed back");
+        }
         hand_back(h, std::chrono::milliseconds(0));
         break;
       }
@@ -711,6 +738,7 @@ class nats_source {
   jsCtx* js_ = nullptr;
   natsSubscription* sub_ = nullptr;
   bool said_exists_ = false, said_bind_ = false, said_no_stream_ = false;
+  bool refused_ = false;  // the bus refused an event: it is stopping or stopped
   std::atomic<bool> stop_{false};
   std::thread thread_;
   std::atomic<std::uint64_t> received_{0}, published_{0}, acknowledged_{0}, failed_{0},
