@@ -104,6 +104,23 @@ natsMsg* raw_message(const char* subject, const ev16& e, std::uint64_t offset) {
   return m;
 }
 
+// A recorder over a nats_sink sending to `stream` (subjects <prefix>.>),
+// syncing only when asked; nullptr if the sink cannot be opened.
+std::shared_ptr<sluice::recorder> nats_recorder(const char* stream, const char* prefix,
+                                                std::chrono::microseconds linger) {
+  sluice::nats_options o;
+  o.url = server().url();
+  o.stream = stream;
+  o.subject_prefix = prefix;
+  sluice::storage_error err;
+  auto out = sluice::nats_sink::open(o, err);
+  if (!out) return nullptr;
+  sluice::record_options ro;
+  ro.sync = sluice::sync_policy::never;  // sync() where the raw side waits for its acks
+  ro.linger = linger;
+  return std::make_shared<sluice::recorder>(std::move(out), types(), ro);
+}
+
 // ---- outbound ------------------------------------------------------------------
 
 void BM_out_raw(benchmark::State& state) {
@@ -139,19 +156,11 @@ void BM_out_raw(benchmark::State& state) {
 
 void BM_out_sluice(benchmark::State& state) {
   plain p;
-  sluice::nats_options o;
-  o.url = server().url();
-  o.stream = "OUTSLUICE";
-  o.subject_prefix = "outsluice";
-  sluice::storage_error err;
-  auto out = sluice::nats_sink::open(o, err);
-  if (!out) {
-    state.SkipWithError(err.message.c_str());
+  auto rec = nats_recorder("OUTSLUICE", "outsluice", std::chrono::microseconds(1000));
+  if (!rec) {
+    state.SkipWithError("cannot open the sink");
     return;
   }
-  sluice::record_options ro;
-  ro.sync = sluice::sync_policy::never;  // sync() below: the same wait as the raw side
-  auto rec = std::make_shared<sluice::recorder>(std::move(out), types(), ro);
   sluice::bus bus(sluice::bus_options{}.with_stamp_time(false));
   bus.record(rec);
   auto sub = bus.subscribe<ev16>([](const ev16& e) { bench::work<0>(e); });
@@ -357,20 +366,11 @@ void BM_latency_sluice(benchmark::State& state) {
       p.make_stream("LATSLUICE", "latsluice.>");
       p.purge("LATSLUICE");
     }
-    sluice::nats_options o;
-    o.url = server().url();
-    o.stream = "LATSLUICE";
-    o.subject_prefix = "latsluice";
-    sluice::storage_error err;
-    auto out = sluice::nats_sink::open(o, err);
-    if (!out) {
-      state.SkipWithError(err.message.c_str());
+    auto rec = nats_recorder("LATSLUICE", "latsluice", std::chrono::microseconds(0));
+    if (!rec) {
+      state.SkipWithError("cannot open the sink");
       return;
     }
-    sluice::record_options ro;
-    ro.sync = sluice::sync_policy::never;
-    ro.linger = std::chrono::microseconds(0);
-    auto rec = std::make_shared<sluice::recorder>(std::move(out), types(), ro);
     sluice::bus sender(sluice::bus_options{}.with_stamp_time(false));
     sender.record(rec);
     sender.run(1);
@@ -386,6 +386,7 @@ void BM_latency_sluice(benchmark::State& state) {
     io.stream = "LATSLUICE";
     io.durable = "latsluice" + std::to_string(++g_consumer);
     io.fetch_wait = std::chrono::milliseconds(100);
+    sluice::storage_error err;
     auto in = sluice::nats_source::open(receiver, types(), io, err);
     if (!in) {
       state.SkipWithError(err.message.c_str());
