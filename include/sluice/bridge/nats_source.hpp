@@ -352,10 +352,10 @@ class nats_source {
       close();
       return e;
     }
-    if (!marks_) {
+    if (!marks_ || mark_lanes_.size() != bus_->lane_count()) {
       close();
       return storage_error::make(storage_errc::io,
-                                 "sluice: nats source: cannot subscribe to the bus's markers");
+                                 "sluice: nats source: cannot mark every lane of the bus");
     }
     thread_ = std::thread([this] { run(); });
     return {};
@@ -624,7 +624,6 @@ class nats_source {
       batch = ++state_->batch;
       state_->marks_left = 0;
     }
-    std::size_t marks = 0;
     bool marked = true;
     for (std::size_t l : mark_lanes_) {
       if (!every_lane && !used_[l]) continue;
@@ -647,7 +646,6 @@ class nats_source {
         break;
       }
       if (!marked) break;
-      ++marks;
     }
     bool settled = false;
     if (marked) {
@@ -665,7 +663,6 @@ class nats_source {
       }
       state_->marks_left = 0;
     }
-    (void)marks;
     if (!settled) {
       // Not known to be settled (closing, or the bus stopped): delivered
       // again, perhaps twice.
