@@ -123,10 +123,23 @@ std::shared_ptr<sluice::recorder> nats_recorder(const char* stream, const char* 
 
 // ---- outbound ------------------------------------------------------------------
 
+// range(0): the ack timeout per message (ms; 0: none), as the sink sets it
+// (it sends again what times out).
+// range(1): 1 if each acknowledgement is handed to an AckHandler (counted),
+// as the sink does; 0 if only js_PublishAsyncComplete waits for them.
+std::atomic<std::uint64_t> g_acked{0};
+void count_ack(jsCtx*, natsMsg* m, jsPubAck* pa, jsPubAckErr*, void*) {
+  if (pa != nullptr) g_acked.fetch_add(1, std::memory_order_relaxed);
+  natsMsg_Destroy(m);
+}
 void BM_out_raw(benchmark::State& state) {
+  jsPubOptions po;
+  jsPubOptions_Init(&po);
+  po.MaxWait = state.range(0);
   jsOptions jo;
   jsOptions_Init(&jo);
   jo.PublishAsync.MaxPending = 4096;
+  if (state.range(1) != 0) jo.PublishAsync.AckHandler = &count_ack;
   plain p(&jo);
   p.make_stream("OUTRAW", "outraw.>");
   std::uint64_t offset = 0;
@@ -137,16 +150,16 @@ void BM_out_raw(benchmark::State& state) {
     for (int i = 0; i < k_messages; ++i) {
       natsMsg* m = raw_message("outraw.ev16", ev16{offset, offset % 64}, offset);
       ++offset;
-      if (js_PublishMsgAsync(p.js, &m, nullptr) != NATS_OK) {
+      if (js_PublishMsgAsync(p.js, &m, state.range(0) != 0 ? &po : nullptr) != NATS_OK) {
         natsMsg_Destroy(m);
         state.SkipWithError("publish failed");
         return;
       }
     }
-    jsPubOptions po;
-    jsPubOptions_Init(&po);
-    po.MaxWait = 30000;
-    if (js_PublishAsyncComplete(p.js, &po) != NATS_OK) {
+    jsPubOptions done;
+    jsPubOptions_Init(&done);
+    done.MaxWait = 30000;
+    if (js_PublishAsyncComplete(p.js, &done) != NATS_OK) {
       state.SkipWithError("acknowledgements missing");
       return;
     }
@@ -207,10 +220,10 @@ int g_consumer = 0;  // a new durable name per run
 
 void BM_in_raw(benchmark::State& state) {
   fill_inbound();
-  plain p;
   void (*handler)(const ev16&) noexcept = &bench::work<0, ev16>;
   benchmark::DoNotOptimize(handler);
   for (auto _ : state) {
+    plain p;  // a connection of its own, as a source makes
     const std::string durable = "raw" + std::to_string(++g_consumer);
     jsSubOptions so;
     jsSubOptions_Init(&so);
@@ -244,8 +257,10 @@ void BM_in_raw(benchmark::State& state) {
       got += list.Count;
       natsMsgList_Destroy(&list);
     }
+    state.PauseTiming();
     js_DeleteConsumer(p.js, "INBENCH", durable.c_str(), nullptr, nullptr);
     natsSubscription_Destroy(sub);
+    state.ResumeTiming();
   }
   state.SetItemsProcessed(state.iterations() * k_messages);
 }
@@ -270,8 +285,8 @@ void BM_in_sluice(benchmark::State& state) {
     }
     while (in->counts().acknowledged < static_cast<std::uint64_t>(k_messages))
       std::this_thread::sleep_for(std::chrono::microseconds(100));
+    state.PauseTiming();  // close() waits for the fetch in progress (fetch_wait)
     in->close();
-    state.PauseTiming();
     js_DeleteConsumer(p.js, "INBENCH", durable.c_str(), nullptr, nullptr);
     state.ResumeTiming();
   }
@@ -405,6 +420,10 @@ void BM_latency_sluice(benchmark::State& state) {
 
 void register_benchmarks() {
   benchmark::RegisterBenchmark("nats/out/raw", BM_out_raw)
+      ->ArgNames({"ack_timeout_ms", "ack_handler"})
+      ->Args({0, 0})
+      ->Args({0, 1})
+      ->Args({2000, 1})
       ->UseRealTime()
       ->Unit(benchmark::kMillisecond);
   benchmark::RegisterBenchmark("nats/out/sluice", BM_out_sluice)

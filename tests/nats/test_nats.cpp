@@ -151,11 +151,16 @@ TEST_CASE("nats: the server killed and restarted mid-stream loses nothing acknow
       server.kill(SIGKILL);  // a crash; the stream goes on without it
     }
     if (i == 1499) {
-      // Down until acknowledgements are known to be missing, so that
-      // messages are sent again; then back on the same port and store.
-      REQUIRE(test::wait_until([&] { return out->not_acknowledged() > 0; },
-                               std::chrono::milliseconds(60000)));
-      REQUIRE(server.start());
+      // Down until acknowledgements are known to be missing (the sink finds
+      // out as it syncs), so that messages are sent again; then back on the
+      // same port and store, and the sync in progress succeeds.
+      std::thread syncer([&] { CHECK_FALSE(rec->sync()); });
+      const bool missing = test::wait_until([&] { return out->not_acknowledged() > 0; },
+                                            std::chrono::milliseconds(60000));
+      const bool back = server.start();
+      syncer.join();
+      REQUIRE(missing);
+      REQUIRE(back);
     }
   }
   // Everything is acknowledged once the server is back (sent again as needed).
@@ -221,19 +226,20 @@ TEST_CASE("nats: acknowledgements that do not come: messages sent again are stor
   auto [out, rec] = open_bridge(options_for(server, "AGAIN", std::chrono::milliseconds(200)), ro);
   REQUIRE(rec->write(order_paid{0, 0}));
   REQUIRE_FALSE(rec->sync());  // the stream exists and answers
-  // Frozen: the messages reach its socket, their acknowledgements time out,
-  // and they are sent again; thawed, it reads both copies.
+  // Frozen: the messages reach its socket, nothing is answered for ack_wait,
+  // so the sink takes them back and sends them again (the writer does it as
+  // it syncs); thawed, it reads both copies.
   server.pause();
   for (int i = 1; i <= 200; ++i) REQUIRE(rec->write(order_paid{static_cast<std::uint64_t>(i), i}));
   REQUIRE_FALSE(rec->flush());
-  REQUIRE(test::wait_until([&] { return out->not_acknowledged() > 0; },
-                           std::chrono::milliseconds(60000)));
-  // Sent again while frozen (the writer does it as it syncs).
   std::thread syncer([&] { CHECK_FALSE(rec->sync()); });
-  const bool resent =
-      test::wait_until([&] { return out->sent_again() > 0; }, std::chrono::milliseconds(60000));
+  const bool unanswered = test::wait_until([&] { return out->not_acknowledged() > 0; },
+                                           std::chrono::milliseconds(60000));
+  const bool resent = unanswered && test::wait_until([&] { return out->sent_again() > 0; },
+                                                     std::chrono::milliseconds(60000));
   server.resume();  // (in any case: the syncer must be able to end)
   syncer.join();
+  REQUIRE(unanswered);
   REQUIRE(resent);
   plain_client reader(server.url());
   REQUIRE(reader.ok());
