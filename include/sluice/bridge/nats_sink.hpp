@@ -32,8 +32,10 @@
 //    duplicate window), and no two sinks, nor two runs of one program, share
 //    an id.
 // Publishing is asynchronous with at most `max_in_flight` messages awaiting
-// the server's acknowledgement; a message not acknowledged within `ack_wait`
-// (the server gone, a timeout) is sent again with the same id. sync() returns
+// the server's acknowledgement; when the server answers nothing for
+// `ack_wait` while messages await it (it crashed, froze, or lost them), they
+// are taken back and sent again with the same ids, as the sink next appends
+// or syncs. sync() returns
 // when every message handed over so far is acknowledged, or an error after
 // `sync_timeout` (the recorder then counts those records as unsynced: their
 // fate is not known). A message the stream refuses for good (too large, no
@@ -84,8 +86,8 @@ struct nats_options {
   std::string origin = "sluice";
   // Messages awaiting acknowledgement at most; publishing waits beyond it.
   int max_in_flight = 4096;
-  // How long a message may wait for its acknowledgement before it is sent
-  // again (same id).
+  // How long the server may answer nothing while messages await their
+  // acknowledgement before they are sent again (same ids).
   std::chrono::milliseconds ack_wait{std::chrono::seconds(2)};
   // How long sync() waits for the acknowledgements before it fails.
   std::chrono::milliseconds sync_timeout{std::chrono::seconds(30)};
