@@ -94,6 +94,17 @@ COMPARISONS = [
      "poll_empty/moodycamel", "ns", None),
     ("bench_latency", "one poll of empty queues, 4 lanes", "poll_empty/sluice/lanes:4",
      "poll_empty/moodycamel", "ns", None),
+    # The NATS bridge (bench_nats; SLUICE_BENCHES=nats): the raw NATS C client, same server.
+    ("bench_nats", "outbound: bus + recorder + nats_sink vs raw async publish",
+     "nats/out/sluice", "nats/out/raw/ack_timeout_ms:0/ack_handler:0", "rate", (">=", 0.8)),
+    ("bench_nats", "outbound vs raw async publish with an ack handler",
+     "nats/out/sluice", "nats/out/raw/ack_timeout_ms:0/ack_handler:1", "rate", None),
+    ("bench_nats", "outbound vs raw async publish with a 2 s timeout per message",
+     "nats/out/sluice", "nats/out/raw/ack_timeout_ms:2000/ack_handler:1", "rate", None),
+    ("bench_nats", "inbound: nats_source into a bus vs raw pull consume",
+     "nats/in/sluice", "nats/in/raw", "rate", (">=", 0.8)),
+    ("bench_nats", "end to end p50 @5k/s", "nats/latency/sluice", "nats/latency/raw", "p50", None),
+    ("bench_nats", "end to end p99 @5k/s", "nats/latency/sluice", "nats/latency/raw", "p99", None),
     # Footprint (bench_footprint): counters, not times.
     ("bench_footprint", "bytes per queued 16 B event vs raw queue", "footprint/bytes/sluice/16B",
      "footprint/bytes/moodycamel/16B", "bytes_per_event", None),

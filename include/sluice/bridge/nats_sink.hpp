@@ -32,10 +32,8 @@
 //    duplicate window), and no two sinks, nor two runs of one program, share
 //    an id.
 // Publishing is asynchronous with at most `max_in_flight` messages awaiting
-// the server's acknowledgement; when the server answers nothing for
-// `ack_wait` while messages await it (it crashed, froze, or lost them), they
-// are taken back and sent again with the same ids, as the sink next appends
-// or syncs. sync() returns
+// the server's acknowledgement; a message not acknowledged within `ack_wait`
+// (the server gone, a timeout) is sent again with the same id. sync() returns
 // when every message handed over so far is acknowledged, or an error after
 // `sync_timeout` (the recorder then counts those records as unsynced: their
 // fate is not known). A message the stream refuses for good (too large, no
@@ -86,8 +84,8 @@ struct nats_options {
   std::string origin = "sluice";
   // Messages awaiting acknowledgement at most; publishing waits beyond it.
   int max_in_flight = 4096;
-  // How long the server may answer nothing while messages await their
-  // acknowledgement before they are sent again (same ids).
+  // How long a message may wait for its acknowledgement before it is sent
+  // again (same id).
   std::chrono::milliseconds ack_wait{std::chrono::seconds(2)};
   // How long sync() waits for the acknowledgements before it fails.
   std::chrono::milliseconds sync_timeout{std::chrono::seconds(30)};
@@ -126,13 +124,9 @@ struct nats_counts {
 struct nats_ack_state {
   std::mutex mutex;
   std::condition_variable changed;
-  std::size_t capacity = 0;   // max_in_flight
-  std::size_t resume_at = 0;  // a full sink publishes again below this
-  std::size_t in_flight = 0;  // handed to the client, no answer yet
-  // The last answer of the server (or the first message after none was in
-  // flight): when nothing is answered for ack_wait, the messages in flight
-  // are taken back and sent again.
-  std::chrono::steady_clock::time_point last_answer{};
+  std::size_t capacity = 0;     // max_in_flight
+  std::size_t resume_at = 0;    // a full sink publishes again below this
+  std::size_t in_flight = 0;    // handed to the client, no answer yet
   std::vector<natsMsg*> retry;  // answered "not now": to be sent again
   std::uint64_t refused_since_sync = 0;
   natsStatus last_transient = NATS_OK;
@@ -217,7 +211,6 @@ class nats_sink final : public sink {
       return storage_error::make(storage_errc::closed, "sluice: the nats sink is closed");
     const auto deadline = std::chrono::steady_clock::now() + opts_.sync_timeout;
     for (;;) {
-      reclaim_unanswered();
       resend_due();
       std::unique_lock<std::mutex> lock(state_->mutex);
       if (state_->in_flight == 0 && state_->retry.empty()) break;
@@ -429,7 +422,6 @@ class nats_sink final : public sink {
   bool hand_over(natsMsg* m) {
     const auto deadline = std::chrono::steady_clock::now() + opts_.handover_timeout;
     for (;;) {
-      reclaim_unanswered();
       resend_due();
       sent r = sent::later;
       if (ensure_stream()) {
@@ -467,12 +459,13 @@ class nats_sink final : public sink {
     {
       std::lock_guard<std::mutex> lock(state_->mutex);
       if (state_->in_flight + state_->retry.size() >= state_->capacity) return sent::full;
-      if (state_->in_flight++ == 0) state_->last_answer = std::chrono::steady_clock::now();
+      ++state_->in_flight;
     }
-    // No timeout per message (the client's timer for each costs a third of
-    // the throughput): reclaim_unanswered() takes back what goes unanswered.
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MaxWait = opts_.ack_wait.count();
     natsMsg* handed = m;
-    const natsStatus s = js_PublishMsgAsync(js_, &handed, nullptr);
+    const natsStatus s = js_PublishMsgAsync(js_, &handed, &po);
     if (s == NATS_OK) {
       m = nullptr;
       return sent::yes;
@@ -488,31 +481,6 @@ class nats_sink final : public sink {
     natsMsg_Destroy(m);
     m = nullptr;
     return sent::refused;
-  }
-
-  // When the server has answered nothing for ack_wait while messages are in
-  // flight (it crashed, froze, or lost them), takes them back from the client
-  // to be sent again (same ids: the stream drops copies it has).
-  void reclaim_unanswered() {
-    {
-      std::lock_guard<std::mutex> lock(state_->mutex);
-      if (state_->in_flight == 0 ||
-          std::chrono::steady_clock::now() - state_->last_answer < opts_.ack_wait)
-        return;
-    }
-    natsMsgList pending;
-    if (js_PublishAsyncGetPendingList(&pending, js_) != NATS_OK) return;  // none: answers came
-    const auto n = static_cast<std::size_t>(pending.Count);
-    std::lock_guard<std::mutex> lock(state_->mutex);
-    for (std::size_t i = 0; i < n; ++i) {
-      state_->retry.push_back(pending.Msgs[i]);  // ours again
-      pending.Msgs[i] = nullptr;
-    }
-    state_->in_flight -= n < state_->in_flight ? n : state_->in_flight;
-    state_->timed_out.fetch_add(n, std::memory_order_relaxed);
-    state_->last_transient = NATS_TIMEOUT;
-    state_->last_answer = std::chrono::steady_clock::now();
-    natsMsgList_Destroy(&pending);  // the list only: its messages were taken
   }
 
   // Sends again the messages whose acknowledgement did not come, at most
@@ -551,7 +519,6 @@ class nats_sink final : public sink {
     // flight (sync): an acknowledgement that gives neither wakes nobody (a
     // wake-up per message would cost a context switch each).
     if (st->in_flight != 0) --st->in_flight;
-    st->last_answer = std::chrono::steady_clock::now();
     const bool room = st->in_flight + st->retry.size() + 1 == st->resume_at;
     if (st->dead) {
       natsMsg_Destroy(msg);
