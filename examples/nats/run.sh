@@ -3,7 +3,7 @@
 # free loopback port, a temporary store), runs the shipping service and the
 # order service, kills the server with SIGKILL in the middle of the stream
 # and starts it again, then prints both summaries. Exits 0 when every order
-# was shipped once and in order.
+# was shipped once, after being placed and paid.
 #
 #   examples/nats/run.sh [BUILD_DIR] [ORDERS]
 #
@@ -72,7 +72,7 @@ orders_pid=
 wait "$shipping_pid" || status=$?
 shipping_pid=
 if [[ $status -eq 0 ]]; then
-  echo "== every order shipped once and in order, across a server crash"
+  echo "== every order shipped once, after being placed and paid, across a server crash"
 else
   echo "== FAILED (status $status)"
 fi

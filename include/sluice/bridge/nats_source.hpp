@@ -453,6 +453,10 @@ class nats_source {
       jsErrCode jerr = static_cast<jsErrCode>(0);
       const natsStatus s =
           natsSubscription_Fetch(&list, sub_, opts_.batch, opts_.fetch_wait.count(), &jerr);
+      // libnats 3.4.1 can count more messages than it was asked for, and
+      // made room for, after a reconnection: never read (or have it free)
+      // past the batch.
+      if (s == NATS_OK && list.Count > opts_.batch) list.Count = opts_.batch;
       if (s == NATS_OK && list.Count > 0) {
         handle(list);
       } else if (s != NATS_OK && s != NATS_TIMEOUT) {
@@ -550,6 +554,7 @@ class nats_source {
     std::fill(used_.begin(), used_.end(), false);
     bool every_lane = false, published_any = false, stopping = false;
     for (int i = 0; i < list.Count; ++i) {
+      if (list.Msgs[i] == nullptr) continue;
       items_.push_back(held{list.Msgs[i]});
       received_.fetch_add(1, std::memory_order_relaxed);
     }
