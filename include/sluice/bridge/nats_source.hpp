@@ -97,8 +97,9 @@ struct nats_source_options {
   // How long the server waits before delivering again a message whose
   // handler failed.
   std::chrono::milliseconds nak_delay{std::chrono::seconds(1)};
-  // Deliveries of one message at most (0: no limit). After the last, a
-  // failed message is terminated and counted in gave_up().
+  // A message whose event fails on its max_deliver-th delivery or later
+  // (deliveries counted by the server, hand-backs included) is terminated
+  // and counted in gave_up(); 0: failed messages are always handed back.
   int max_deliver = 5;
   // Message ids (Nats-Msg-Id) remembered after their acknowledgement; a
   // message whose id is remembered is acknowledged again, not published. 0: off.
@@ -175,17 +176,21 @@ struct nats_failure_state {
   std::mutex mutex;
   std::vector<std::uint32_t> sources;                           // their producers' ids
   std::vector<std::pair<std::uint32_t, std::uint64_t>> failed;  // producer, sequence
-  bool overflowed = false;  // more than `capacity` at once: every event counts as failed
+  // Sources whose failures found no room (more than `capacity` at once):
+  // every event of their batch counts as failed.
+  std::vector<std::uint32_t> overflowed;
 
   nats_failure_state() { failed.reserve(capacity); }
   void note(const failure_info& i) noexcept {
     if (i.meta == nullptr || !i.meta->bridged) return;
     std::lock_guard<std::mutex> lock(mutex);
     if (std::find(sources.begin(), sources.end(), i.meta->producer) == sources.end()) return;
-    if (failed.size() < capacity)
+    if (failed.size() < capacity) {
       failed.emplace_back(i.meta->producer, i.meta->sequence);  // within the reserve
-    else
-      overflowed = true;
+    } else if (std::find(overflowed.begin(), overflowed.end(), i.meta->producer) ==
+               overflowed.end()) {
+      overflowed.push_back(i.meta->producer);  // within the reserve (one per source)
+    }
   }
 };
 
@@ -242,13 +247,16 @@ class nats_source {
   ~nats_source() { close(); }
 
   // Stops fetching. Messages held and not yet settled are handed back to the
-  // server for delivery at once (to this durable's next reader). Idempotent.
+  // server for delivery at once (to this durable's next reader). Idempotent;
+  // called by one thread at a time (the owner's), not from on_error (there
+  // it only asks the source to stop).
   void close() {
     stop_.store(true, std::memory_order_relaxed);
     {
       std::lock_guard<std::mutex> lock(state_->mutex);
       state_->settled.notify_all();
     }
+    if (thread_.joinable() && thread_.get_id() == std::this_thread::get_id()) return;
     if (thread_.joinable()) thread_.join();
     marks_.reset();
     if (producer_) {  // what is noted of this source's events no longer matters
@@ -310,6 +318,7 @@ class nats_source {
       detail::nats_failure_state& fs = *failures_.s_;
       std::lock_guard<std::mutex> lock(fs.mutex);
       fs.sources.push_back(producer_.id());
+      fs.overflowed.reserve(fs.sources.size());
     }
     // One key per lane, for the marks.
     const std::size_t lanes = b.lane_count();
@@ -396,7 +405,10 @@ class nats_source {
     cc.AckPolicy = js_AckExplicit;
     cc.DeliverPolicy = js_DeliverAll;
     cc.AckWait = std::chrono::duration_cast<std::chrono::nanoseconds>(opts_.ack_wait).count();
-    cc.MaxDeliver = opts_.max_deliver == 0 ? -1 : opts_.max_deliver;
+    // No limit on the server: it would count hand-backs (close, a stopped
+    // bus) and ack_wait expiries, and drop a message silently at the limit.
+    // The source ends failed messages itself at max_deliver (settle()).
+    cc.MaxDeliver = -1;
     cc.MaxAckPending = std::max<std::int64_t>(1000, 2 * std::int64_t{opts_.batch});
     if (!opts_.filter_subject.empty()) cc.FilterSubject = opts_.filter_subject.c_str();
     jsConsumerInfo* ci = nullptr;
@@ -451,14 +463,21 @@ class nats_source {
       }
       natsMsgList list{};
       jsErrCode jerr = static_cast<jsErrCode>(0);
+      // libnats before 3.8.3 (Debian 12 has 3.4.1) writes past the array it
+      // makes for a fetch when messages of an earlier pull arrived after that
+      // fetch returned (a slow or reconnecting server): take those one at a
+      // time. (A message arriving between the check and the fetch is the
+      // window this leaves.)
+      int waiting = 0, bytes = 0;
+      const int batch =
+          natsSubscription_GetPending(sub_, &waiting, &bytes) == NATS_OK && waiting > 0
+              ? 1
+              : opts_.batch;
       const natsStatus s =
-          natsSubscription_Fetch(&list, sub_, opts_.batch, opts_.fetch_wait.count(), &jerr);
-      // libnats 3.4.1 can count more messages than it was asked for, and
-      // made room for, after a reconnection: never read (or have it free)
-      // past the batch.
-      if (s == NATS_OK && list.Count > opts_.batch) list.Count = opts_.batch;
+          natsSubscription_Fetch(&list, sub_, batch, opts_.fetch_wait.count(), &jerr);
+      if (s == NATS_OK && list.Count > batch) list.Count = batch;  // never read past it
       if (s == NATS_OK && list.Count > 0) {
-        handle(list);
+        handle_guarded(list);
       } else if (s != NATS_OK && s != NATS_TIMEOUT) {
         if (!detail::nats_passing(s)) {
           // The consumer may be gone (deleted on the server): bind again.
@@ -548,6 +567,24 @@ class nats_source {
     }
   }
 
+  // handle(), with what an exception leaves (a throwing key extractor or
+  // event copy, no memory, a throwing on_error) handed back, not lost, and
+  // the thread going on.
+  void handle_guarded(natsMsgList& list) {
+#if SLUICE_HAS_EXCEPTIONS
+    try {
+      handle(list);
+    } catch (...) {
+      SLUICE_PASS_FORCED_UNWIND();
+      for (held& h : items_)
+        if (h.state != fate::done) hand_back(h, opts_.nak_delay);
+      failed_.fetch_add(1, std::memory_order_relaxed);
+    }
+#else
+    handle(list);
+#endif
+  }
+
   // One fetched batch: publish, wait until settled, acknowledge.
   void handle(natsMsgList& list) {
     items_.clear();
@@ -608,7 +645,7 @@ class nats_source {
           continue;
         }
         stopping = true;  // the bus refuses (stopping), or close() was called
-        if (!stop_.load(std::memory_order_relaxed) && !refused_) {
+        if (r == publish_result::stopped && !stop_.load(std::memory_order_relaxed) && !refused_) {
           refused_ = true;
           log("sluice: nats source " + opts_.durable + ": the bus refuses events (" + to_string(r) +
               "): fetching stops; messages held are handed back");
@@ -626,7 +663,11 @@ class nats_source {
     std::uint64_t batch = 0;
     {
       std::lock_guard<std::mutex> lock(state_->mutex);
-      batch = ++state_->batch;
+      // Numbers unique in the process: a mark left in the bus by a closed
+      // source must not match a batch of a source made in its place.
+      static std::atomic<std::uint64_t> next_batch{0};
+      batch = next_batch.fetch_add(1, std::memory_order_relaxed) + 1;
+      state_->batch = batch;
       state_->marks_left = 0;
     }
     bool marked = true;
@@ -688,9 +729,10 @@ class nats_source {
         return true;
       });
       fs.failed.erase(keep, fs.failed.end());
-      if (fs.overflowed) {
+      const auto o = std::find(fs.overflowed.begin(), fs.overflowed.end(), me);
+      if (o != fs.overflowed.end()) {
         all_failed = true;
-        fs.overflowed = false;
+        fs.overflowed.erase(o);
       }
     }
     std::sort(failed.begin(), failed.end());
