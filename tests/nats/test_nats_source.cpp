@@ -17,6 +17,7 @@
 #include <sluice/bridge/nats.hpp>
 #include <sluice/sluice.hpp>
 #include <sluice/storage.hpp>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -673,4 +674,48 @@ TEST_CASE(
   again->close();
   REQUIRE(bus.stop());
   CHECK(log.ids() == range(0, n));
+}
+
+TEST_CASE(
+    "nats: a publish that throws on the source's thread hands its message back, and the "
+    "rest goes on",
+    "[nats]") {
+  test::watchdog wd(std::chrono::seconds(120), "nats source exception");
+  nats_server server;
+  REQUIRE(server.start());
+  plain_client raw(server.url());
+  REQUIRE(raw.ok());
+  REQUIRE(raw.make_stream());
+  using headers = std::vector<std::pair<const char*, std::string>>;
+  const headers no_key{{"Sluice-Type", "order_paid"}, {"Sluice-Version", "2"}};
+  REQUIRE(raw.publish("sluice.order_paid", bytes_of(order_paid{1, 10}), no_key));
+  REQUIRE(raw.publish("sluice.order_paid", bytes_of(order_paid{2, 20}), no_key));  // same batch
+  sluice::bus bus;
+  // Keys events published without one; throws for order 1 (on the source's
+  // thread, inside its publish).
+  REQUIRE(bus.key<order_paid>([](const order_paid& p) -> sluice::key_type {
+    if (p.order == 1) throw std::runtime_error("no key for order 1");
+    return p.order;
+  }) == nullptr);
+  paid_log log;
+  auto sub = log.subscribe(bus);
+  REQUIRE(bus.run(1));
+  std::atomic<int> threw{0};
+  sluice::nats_source_options o = source_options(server, "throwing");
+  o.nak_delay = std::chrono::milliseconds(20);
+  o.on_error = [&](const std::string& l) {
+    if (l.find("publishing its event threw; handed back") != std::string::npos) ++threw;
+  };
+  auto in = open_source(bus, o);
+  REQUIRE(test::wait_until([&] { return threw.load() >= 2; }, std::chrono::seconds(30)));
+  // Handed back, so delivered again (and failing again); the message after
+  // it in the batch is delivered, and the thread lives on.
+  REQUIRE(test::wait_until([&] { return log.ids().count(2) == 1; }, std::chrono::seconds(30)));
+  REQUIRE(raw.publish("sluice.order_paid", bytes_of(order_paid{3, 30}), no_key));
+  REQUIRE(test::wait_until([&] { return log.ids().count(3) == 1; }, std::chrono::seconds(30)));
+  in->close();
+  REQUIRE(bus.stop());
+  CHECK(log.ids().count(1) == 0);
+  CHECK(in->counts().failed >= 2);
+  CHECK(in->counts().redelivery >= 2);
 }

@@ -579,9 +579,34 @@ class nats_source {
       for (held& h : items_)
         if (h.state != fate::done) hand_back(h, opts_.nak_delay);
       failed_.fetch_add(1, std::memory_order_relaxed);
+      try {
+        log("sluice: nats source " + opts_.durable +
+            ": handling a batch threw; its messages are handed back");
+      } catch (...) {  // a throwing on_error: nothing more to say
+        SLUICE_PASS_FORCED_UNWIND();
+      }
     }
 #else
     handle(list);
+#endif
+  }
+
+  // Decodes and publishes one event without waiting; false if it did not
+  // decode, or (`threw`) if the publish threw (a key extractor, the event's
+  // copy, no memory).
+  bool publish_one(const codec_entry& c, const stored_event& e, publish_result& r,
+                   bool& would_block, decode_error& de, bool& threw) {
+#if SLUICE_HAS_EXCEPTIONS
+    try {
+      return c.publish(c.codec.get(), e, producer_, r, would_block, de);
+    } catch (...) {
+      SLUICE_PASS_FORCED_UNWIND();
+      threw = true;
+      return false;
+    }
+#else
+    threw = false;
+    return c.publish(c.codec.get(), e, producer_, r, would_block, de);
 #endif
   }
 
@@ -624,8 +649,15 @@ class nats_source {
         publish_result r = publish_result::ok;
         bool would_block = false;
         decode_error de;
-        if (!c->publish(c->codec.get(), e, producer_, r, would_block, de)) {
-          terminate(h, undecodable_, std::string("the payload does not decode: ") + de.message);
+        bool threw = false;
+        if (!publish_one(*c, e, r, would_block, de, threw)) {
+          if (threw) {  // this message only: handed back, the batch goes on
+            hand_back(h, opts_.nak_delay);
+            failed_.fetch_add(1, std::memory_order_relaxed);
+            log(where(h.msg) + ": publishing its event threw; handed back");
+          } else {
+            terminate(h, undecodable_, std::string("the payload does not decode: ") + de.message);
+          }
           break;
         }
         if (r == publish_result::ok) {
