@@ -102,7 +102,9 @@ COMPARISONS = [
     ("bench_nats", "outbound vs raw async publish with a 2 s timeout per message",
      "nats/out/sluice", "nats/out/raw/ack_timeout_ms:2000/ack_handler:1", "rate", None),
     ("bench_nats", "inbound: nats_source into a bus vs raw pull consume",
-     "nats/in/sluice", "nats/in/raw", "rate", (">=", 0.8)),
+     "nats/in/sluice/idle_spin_us:200", "nats/in/raw", "rate", (">=", 0.8)),
+    ("bench_nats", "inbound, the bus's worker parking at once (idle_spin 0)",
+     "nats/in/sluice/idle_spin_us:0", "nats/in/raw", "rate", None),
     ("bench_nats", "end to end p50 @5k/s", "nats/latency/sluice", "nats/latency/raw", "p50", None),
     ("bench_nats", "end to end p99 @5k/s", "nats/latency/sluice", "nats/latency/raw", "p99", None),
     # Footprint (bench_footprint): counters, not times.

@@ -2,11 +2,12 @@
 // whose bus is fed from the JetStream stream SHOP by a nats_source (durable
 // consumer "shipping"). An order is shipped once it is placed and paid, and
 // only once however often a message is delivered (at least once). Each
-// order's events come in publication order (one key, one partition), except
-// where the order service sent a message again after the server's crash: it
-// then lands after the messages stored meanwhile, so a payment can come
-// before its order. Such a payment is held until the order comes, and
-// counted.
+// order's events come in publication order (one key, one partition; the
+// order service's sink keeps its order through the server's crash). A
+// consumer that must never act out of order still guards itself: a payment
+// that came before its order (a message the server handed out just before
+// it crashed and hands out again later, say) would be held until the order
+// comes, and counted. Expect 0.
 //
 //   nats_shipping --url nats://127.0.0.1:4222 [--orders N] [--timeout SECONDS]
 //
@@ -100,7 +101,7 @@ int main(int argc, char** argv) {
   std::printf("shipping: %" PRIu64 " of %" PRIu64
               " orders shipped, each once, after being placed and "
               "paid; %" PRIu64
-              " payments came before their order (sent again after the crash) "
+              " payments came before their order "
               "and were held; %" PRIu64 " events delivered again and ignored (%" PRIu64
               " more removed by the dedupe window); %" PRIu64 " bad messages\n",
               shipped, orders, held, again, c.duplicates, c.bad());

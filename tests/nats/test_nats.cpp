@@ -1,6 +1,7 @@
 // The NATS JetStream bridge, outbound (bridge/nats.hpp), against a real
 // nats-server that each test starts on a free loopback port with a temporary
 // store folder and stops itself.
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstring>
@@ -21,6 +22,37 @@
 
 namespace {
 using namespace test;  // orders.hpp
+
+// The sink's record numbers (the end of each message id), in the stream's
+// order, are they increasing? The stream keeps the sink's order through
+// failures: a message sent again never lands after a later one.
+bool in_sink_order(const std::vector<stored_msg>& msgs, const std::string& id_prefix) {
+  std::uint64_t last = 0;
+  bool first = true;
+  for (const stored_msg& m : msgs) {
+    if (m.id.rfind(id_prefix, 0) != 0) return false;
+    const std::uint64_t n = std::stoull(m.id.substr(id_prefix.size()));
+    if (!first && n <= last) {
+      UNSCOPED_INFO("record " << n << " stored after record " << last);
+      return false;
+    }
+    first = false;
+    last = n;
+  }
+  return true;
+}
+
+// Syncs the recorder (every record acknowledged, or the test fails) and
+// reads the stream back.
+std::vector<stored_msg> synced_stream(sluice::recorder& rec, const test::nats_server& server,
+                                      const char* stream) {
+  const sluice::storage_error e = rec.sync();
+  INFO(e.describe());
+  REQUIRE_FALSE(e);
+  plain_client reader(server.url());
+  REQUIRE(reader.ok());
+  return reader.all(stream);
+}
 
 template <class T>
 T decode(const std::string& data) {
@@ -151,11 +183,11 @@ TEST_CASE("nats: the server killed and restarted mid-stream loses nothing acknow
       server.kill(SIGKILL);  // a crash; the stream goes on without it
     }
     if (i == 1499) {
-      // Down until acknowledgements are known to be missing (the sink finds
-      // out as it syncs), so that messages are sent again; then back on the
-      // same port and store, and the sync in progress succeeds.
+      // Down until the sink knows the connection is lost (it finds out as
+      // it publishes or syncs): what is written meanwhile waits; then back on
+      // the same port and store, and the sync in progress succeeds.
       std::thread syncer([&] { CHECK_FALSE(rec->sync()); });
-      const bool missing = test::wait_until([&] { return out->not_acknowledged() > 0; },
+      const bool missing = test::wait_until([&] { return out->connections_lost() > 0; },
                                             std::chrono::milliseconds(60000));
       const bool back = server.start();
       syncer.join();
@@ -164,12 +196,7 @@ TEST_CASE("nats: the server killed and restarted mid-stream loses nothing acknow
     }
   }
   // Everything is acknowledged once the server is back (sent again as needed).
-  const sluice::storage_error e = rec->sync();
-  INFO(e.describe());
-  REQUIRE_FALSE(e);
-  plain_client reader(server.url());
-  REQUIRE(reader.ok());
-  const std::vector<stored_msg> msgs = reader.all("EVENTS");
+  const std::vector<stored_msg> msgs = synced_stream(*rec, server, "EVENTS");
   std::set<std::uint64_t> orders;
   std::set<std::string> ids;
   for (const stored_msg& m : msgs) {
@@ -178,10 +205,59 @@ TEST_CASE("nats: the server killed and restarted mid-stream loses nothing acknow
   }
   CHECK(synced_before_kill == 1000);
   CHECK(ids.size() == msgs.size());  // duplicates were removed by id
+  CHECK(in_sink_order(msgs, out->id_prefix()));
   CHECK(msgs.size() == static_cast<std::size_t>(total));
   CHECK(orders.size() == static_cast<std::size_t>(total));  // every event, once
   CHECK(out->failed() == 0);
+  CHECK(out->connections_lost() >= 1);
+}
+
+TEST_CASE("nats: the server killed with messages in flight: the stream keeps the sink's order",
+          "[nats]") {
+  test::watchdog wd(std::chrono::seconds(240), "nats order through a crash");
+  test::nats_server server;
+  REQUIRE(server.start());
+  auto [out, rec] = open_bridge(options_for(server, "ORDER", std::chrono::milliseconds(300)));
+  // The server is killed while the writer has messages in flight, and comes
+  // back once the sink knows that some were not acknowledged; what was
+  // written meanwhile waits. Messages lost with the crash are sent again:
+  // none may land after a later one.
+  std::atomic<bool> restarted{false};
+  std::atomic<std::uint64_t> written{0};
+  bool killed = false, missing = false, back = false;
+  std::thread killer([&] {
+    killed = test::wait_until([&] { return out->acknowledged() >= 1500; },
+                              std::chrono::milliseconds(60000));
+    server.kill(SIGKILL);
+    missing = test::wait_until([&] { return out->not_acknowledged() > 0; },
+                               std::chrono::milliseconds(60000));
+    back = server.start();
+    restarted = true;
+  });
+  std::uint64_t after_restart = 0;
+  for (std::uint64_t i = 0; after_restart < 2000 && i < 2000000; ++i) {
+    if (!rec->write(order_paid{i, static_cast<int>(i)})) break;
+    written = i + 1;
+    if (restarted) ++after_restart;
+    if (i % 64 == 63) std::this_thread::sleep_for(std::chrono::microseconds(500));
+  }
+  killer.join();
+  REQUIRE(killed);
+  REQUIRE(missing);
+  REQUIRE(back);
+  REQUIRE(after_restart == 2000);
+  const std::vector<stored_msg> msgs = synced_stream(*rec, server, "ORDER");
+  std::set<std::string> ids;
+  for (const stored_msg& m : msgs) ids.insert(m.id);
+  CHECK(ids.size() == msgs.size());
+  CHECK(in_sink_order(msgs, out->id_prefix()));
   CHECK(out->sent_again() > 0);
+  CHECK(out->failed() == 0);
+  // Everything written after the crash is there (what the server had
+  // acknowledged but not yet written to its files may have gone with it).
+  REQUIRE(!msgs.empty());
+  CHECK(decode<order_paid>(msgs.back().data).order == written - 1);
+  CHECK(msgs.size() <= written);
 }
 
 TEST_CASE("nats: a server that comes late: the buffer's full behaviour applies, then it recovers",
@@ -248,6 +324,7 @@ TEST_CASE("nats: acknowledgements that do not come: messages sent again are stor
   for (const stored_msg& m : msgs) orders.insert(decode<order_paid>(m.data).order);
   CHECK(msgs.size() == 201);  // once each, although sent more than once
   CHECK(orders.size() == 201);
+  CHECK(in_sink_order(msgs, out->id_prefix()));
   CHECK(out->duplicates() > 0);  // the stream said so for the copies
 }
 

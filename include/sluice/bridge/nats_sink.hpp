@@ -33,7 +33,11 @@
 //    an id.
 // Publishing is asynchronous with at most `max_in_flight` messages awaiting
 // the server's acknowledgement; a message not acknowledged within `ack_wait`
-// (the server gone, a timeout) is sent again with the same id. sync() returns
+// (the server gone, a timeout) is sent again with the same id. The stream
+// keeps the sink's order through failures: once a message failed for now, no
+// new one goes until every message sent before it is answered and the failed
+// ones, sent again in their order (on a new connection when the old one is
+// gone), are acknowledged. sync() returns
 // when every message handed over so far is acknowledged, or an error after
 // `sync_timeout` (the recorder then counts those records as unsynced: their
 // fate is not known). A message the stream refuses for good (too large, no
@@ -45,17 +49,20 @@
 // depend on it.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <mutex>
 #include <random>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "../config.hpp"
@@ -119,7 +126,7 @@ namespace detail {
 // not a member of the sink: the client may call back for an acknowledgement
 // it took off its list just before the sink closed (see nats_sink::shut).
 struct nats_counts {
-  std::uint64_t acked = 0, timed_out = 0, resent = 0, refused = 0, duplicates = 0;
+  std::uint64_t acked = 0, timed_out = 0, resent = 0, refused = 0, duplicates = 0, lost = 0;
 };
 struct nats_ack_state {
   std::mutex mutex;
@@ -128,16 +135,19 @@ struct nats_ack_state {
   std::size_t resume_at = 0;    // a full sink publishes again below this
   std::size_t in_flight = 0;    // handed to the client, no answer yet
   std::vector<natsMsg*> retry;  // answered "not now": to be sent again
+  // A message failed for now: new ones wait until the older ones are
+  // acknowledged (see nats_sink::recover).
+  bool fence = false;
   std::uint64_t refused_since_sync = 0;
   natsStatus last_transient = NATS_OK;
   char last_refusal[160] = {};
   bool dead = false;  // the sink is gone: a late callback only frees its message
-  std::atomic<std::uint64_t> acked{0}, timed_out{0}, resent{0}, refused{0}, duplicates{0};
+  std::atomic<std::uint64_t> acked{0}, timed_out{0}, resent{0}, refused{0}, duplicates{0}, lost{0};
 
   [[nodiscard]] nats_counts snapshot() const noexcept {
-    return {acked.load(std::memory_order_relaxed), timed_out.load(std::memory_order_relaxed),
-            resent.load(std::memory_order_relaxed), refused.load(std::memory_order_relaxed),
-            duplicates.load(std::memory_order_relaxed)};
+    return {acked.load(std::memory_order_relaxed),      timed_out.load(std::memory_order_relaxed),
+            resent.load(std::memory_order_relaxed),     refused.load(std::memory_order_relaxed),
+            duplicates.load(std::memory_order_relaxed), lost.load(std::memory_order_relaxed)};
   }
 };
 }  // namespace detail
@@ -211,7 +221,7 @@ class nats_sink final : public sink {
       return storage_error::make(storage_errc::closed, "sluice: the nats sink is closed");
     const auto deadline = std::chrono::steady_clock::now() + opts_.sync_timeout;
     for (;;) {
-      resend_due();
+      recover();
       std::unique_lock<std::mutex> lock(state_->mutex);
       if (state_->in_flight == 0 && state_->retry.empty()) break;
       if (std::chrono::steady_clock::now() >= deadline) {
@@ -250,14 +260,16 @@ class nats_sink final : public sink {
 
   // Counters (any thread).
   [[nodiscard]] std::uint64_t acknowledged() const noexcept { return counts().acked; }
-  // Acknowledgements that did not come (timed out, no server, no stream):
-  // each such message is sent again.
+  // Acknowledgements that did not come (timed out, no server, no stream, the
+  // connection lost): each such message is sent again.
   [[nodiscard]] std::uint64_t not_acknowledged() const noexcept { return counts().timed_out; }
   [[nodiscard]] std::uint64_t sent_again() const noexcept { return counts().resent; }
   // Messages the stream had already (sent again after a lost acknowledgement).
   [[nodiscard]] std::uint64_t duplicates() const noexcept { return counts().duplicates; }
   // Messages refused for good (the client or the stream said no).
   [[nodiscard]] std::uint64_t failed() const noexcept { return counts().refused; }
+  // Connections to the server that were lost (the sink makes a new one).
+  [[nodiscard]] std::uint64_t connections_lost() const noexcept { return counts().lost; }
   // What every message id of this sink starts with: "<origin>.<run>-".
   [[nodiscard]] const std::string& id_prefix() const noexcept { return id_prefix_; }
   [[nodiscard]] const nats_options& options() const noexcept { return opts_; }
@@ -279,6 +291,7 @@ class nats_sink final : public sink {
     state_->resume_at = cap - cap / 8;  // wake the writer once per eighth, not per message
     state_->retry.reserve(cap);
     resend_buf_.reserve(cap);
+    resend_order_.reserve(cap);
   }
 
   [[nodiscard]] detail::nats_counts counts() const noexcept {
@@ -286,7 +299,27 @@ class nats_sink final : public sink {
   }
 
   storage_error start() {
-    natsStatus s = detail::nats_connect(nc_, opts_.url, opts_.ack_wait);
+    // The first connection, if the server is there; else the writer makes it
+    // when it has something to send.
+    const natsStatus s = connect();
+    if (s != NATS_OK && !detail::nats_passing(s)) {
+      storage_error e = storage_error::make(
+          storage_errc::io,
+          std::string("sluice: nats: cannot set up the client: ") + natsStatus_GetText(s));
+      shut();
+      return e;
+    }
+    return {};
+  }
+
+  // A new connection and its JetStream context. The client does not
+  // reconnect by itself: what it would publish while reconnecting could be
+  // stored before older messages lost with the old connection. The sink
+  // makes the next connection, and sends the old messages on it first.
+  natsStatus connect() {
+    last_connect_ = std::chrono::steady_clock::now();
+    stream_checked_ = false;
+    natsStatus s = detail::nats_connect(nc_, opts_.url, opts_.ack_wait, /*reconnect=*/false);
     jsOptions jo;
     if (s == NATS_OK) s = jsOptions_Init(&jo);
     if (s == NATS_OK) {
@@ -298,35 +331,36 @@ class nats_sink final : public sink {
       s = natsConnection_JetStream(&js_, nc_, &jo);
     }
     if (s != NATS_OK) {
-      storage_error e = storage_error::make(
-          storage_errc::io,
-          std::string("sluice: nats: cannot set up the client: ") + natsStatus_GetText(s));
-      shut();
-      return e;
+      drop_connection(true);
+      std::lock_guard<std::mutex> lock(state_->mutex);
+      state_->last_transient = s;
     }
-    return {};
+    return s;
   }
 
-  void shut() noexcept {
-    closed_ = true;
+  // Lets the connection go. What awaits an acknowledgement on it is taken
+  // back: kept to be sent again (`keep`), or freed. (A callback the client
+  // had already taken off its list still comes, for its own message.)
+  void drop_connection(bool keep) noexcept {
     if (js_ != nullptr) {
-      // Take back what still awaits an acknowledgement: no callback comes
-      // for those (they were never acknowledged, so never reported synced).
-      // (Only after a publish: the client has no list before one.)
-      natsMsgList pending;
-      bool any = false;
-      {
+      natsMsgList pending{};  // left as it is when nothing is pending
+      if (js_PublishAsyncGetPendingList(&pending, js_) == NATS_OK) {
         std::lock_guard<std::mutex> lock(state_->mutex);
-        any = state_->in_flight != 0;
-      }
-      if (any && js_PublishAsyncGetPendingList(&pending, js_) == NATS_OK) {
-        {
-          std::lock_guard<std::mutex> lock(state_->mutex);
-          const auto n = static_cast<std::size_t>(pending.Count);
-          state_->in_flight -= n < state_->in_flight ? n : state_->in_flight;
+        const auto n = static_cast<std::size_t>(pending.Count);
+        state_->in_flight -= n < state_->in_flight ? n : state_->in_flight;
+        // In flight plus waiting never exceeds max_in_flight: the retry list
+        // has the room (reserved), so push_back does not allocate.
+        for (int i = 0; keep && i < pending.Count; ++i) {
+          state_->retry.push_back(pending.Msgs[i]);
+          pending.Msgs[i] = nullptr;
         }
-        natsMsgList_Destroy(&pending);
+        if (keep && n != 0) {
+          state_->fence = true;
+          state_->timed_out.fetch_add(n, std::memory_order_relaxed);  // no answer will come
+        }
+        state_->changed.notify_all();
       }
+      natsMsgList_Destroy(&pending);  // frees what was not kept
       jsCtx_Destroy(js_);
       js_ = nullptr;
     }
@@ -334,6 +368,12 @@ class nats_sink final : public sink {
       natsConnection_Destroy(nc_);
       nc_ = nullptr;
     }
+    stream_checked_ = false;
+  }
+
+  void shut() noexcept {
+    closed_ = true;
+    drop_connection(false);
     if (state_ == nullptr) return;
     std::unique_lock<std::mutex> lock(state_->mutex);
     for (natsMsg* m : state_->retry) natsMsg_Destroy(m);
@@ -350,16 +390,29 @@ class nats_sink final : public sink {
     state_ = nullptr;
   }
 
-  // The stream, made once when asked for (tried again until the server
-  // answers).
-  bool ensure_stream() {
-    if (opts_.stream.empty() || stream_ready_) return true;
+  // Connected (a new connection at most every 100 ms while the server is
+  // away), and the stream there. The stream is looked at once per
+  // connection: after a restart the server answers for it only once it has
+  // read its store back, and a message sent before would be refused "for
+  // now" while the next one is stored.
+  bool ready() {
+    if (js_ == nullptr) {
+      if (std::chrono::steady_clock::now() - last_connect_ < std::chrono::milliseconds(100))
+        return false;
+      if (connect() != NATS_OK) return false;
+    }
+    if (!stream_checked_) stream_checked_ = check_stream();
+    return stream_checked_;
+  }
+
+  // The stream, if the sink was given its name: there, or made.
+  bool check_stream() {
+    if (opts_.stream.empty()) return true;
     jsStreamInfo* si = nullptr;
     jsErrCode jerr = static_cast<jsErrCode>(0);
     natsStatus s = js_GetStreamInfo(&si, js_, opts_.stream.c_str(), nullptr, &jerr);
     if (s == NATS_OK) {
       jsStreamInfo_Destroy(si);
-      stream_ready_ = true;
       return true;
     }
     if (s != NATS_NOT_FOUND && jerr != JSStreamNotFoundErr) return false;  // not reachable yet
@@ -376,38 +429,47 @@ class nats_sink final : public sink {
     si = nullptr;
     s = js_AddStream(&si, js_, &cfg, nullptr, &jerr);
     if (si != nullptr) jsStreamInfo_Destroy(si);
-    if (s == NATS_OK || jerr == JSStreamNameExistErr) stream_ready_ = true;
-    return stream_ready_;
+    return s == NATS_OK || jerr == JSStreamNameExistErr;
   }
 
   static bool subject_token(std::string_view name) noexcept {
     return name.find_first_of(".*>") == std::string_view::npos;
   }
 
+  // Writer thread only; the strings are members so that their buffers are
+  // reused from one message to the next.
   natsMsg* make_message(const stored_event& e) {
-    std::string subject = opts_.subject_prefix;
-    subject += '.';
-    subject.append(e.type.data(), e.type.size());
+    subject_.assign(opts_.subject_prefix);
+    subject_ += '.';
+    subject_.append(e.type.data(), e.type.size());
     if (opts_.partitions != 0) {
       const std::uint64_t h = detail::mix(e.has_key ? e.key : std::uint64_t{e.producer});
-      subject += '.';
-      subject += std::to_string(h % opts_.partitions);
+      subject_ += '.';
+      append_number(subject_, h % opts_.partitions);
     }
     natsMsg* m = nullptr;
-    if (natsMsg_Create(&m, subject.c_str(), nullptr, reinterpret_cast<const char*>(e.payload.data),
+    if (natsMsg_Create(&m, subject_.c_str(), nullptr, reinterpret_cast<const char*>(e.payload.data),
                        static_cast<int>(e.payload.size)) != NATS_OK)
       return nullptr;
-    const std::string type(e.type.data(), e.type.size());
-    const std::string id = id_prefix_ + std::to_string(e.offset);
-    bool ok = natsMsgHeader_Set(m, "Nats-Msg-Id", id.c_str()) == NATS_OK;
-    ok = ok && natsMsgHeader_Set(m, "Sluice-Type", type.c_str()) == NATS_OK;
-    ok = ok && natsMsgHeader_Set(m, "Sluice-Version", std::to_string(e.version).c_str()) == NATS_OK;
-    ok = ok &&
-         natsMsgHeader_Set(m, "Sluice-Producer", std::to_string(e.producer).c_str()) == NATS_OK;
-    ok = ok && natsMsgHeader_Set(m, "Sluice-Offset", std::to_string(e.offset).c_str()) == NATS_OK;
-    ok = ok && natsMsgHeader_Set(m, "Sluice-Time", std::to_string(e.time_ns).c_str()) == NATS_OK;
-    if (e.has_key)
-      ok = ok && natsMsgHeader_Set(m, "Sluice-Key", std::to_string(e.key).c_str()) == NATS_OK;
+    const auto set = [m, this](const char* name, std::uint64_t v) {
+      number_.clear();
+      append_number(number_, v);
+      return natsMsgHeader_Set(m, name, number_.c_str()) == NATS_OK;
+    };
+    id_.assign(id_prefix_);
+    append_number(id_, e.offset);
+    type_.assign(e.type.data(), e.type.size());
+    bool ok = natsMsgHeader_Set(m, "Nats-Msg-Id", id_.c_str()) == NATS_OK;
+    ok = ok && natsMsgHeader_Set(m, "Sluice-Type", type_.c_str()) == NATS_OK;
+    ok = ok && set("Sluice-Version", e.version);
+    ok = ok && set("Sluice-Producer", e.producer);
+    ok = ok && set("Sluice-Offset", e.offset);
+    if (e.time_ns < 0) {  // (before 1970: not from a clock, but said as it is)
+      ok = ok && natsMsgHeader_Set(m, "Sluice-Time", std::to_string(e.time_ns).c_str()) == NATS_OK;
+    } else {
+      ok = ok && set("Sluice-Time", static_cast<std::uint64_t>(e.time_ns));
+    }
+    if (e.has_key) ok = ok && set("Sluice-Key", e.key);
     if (e.replayed) ok = ok && natsMsgHeader_Set(m, "Sluice-Replayed", "1") == NATS_OK;
     if (!ok) {
       natsMsg_Destroy(m);
@@ -416,25 +478,32 @@ class nats_sink final : public sink {
     return m;
   }
 
+  static void append_number(std::string& out, std::uint64_t v) {
+    char buf[24];
+    char* p = buf + sizeof buf;
+    do {
+      *--p = static_cast<char>('0' + v % 10);
+      v /= 10;
+    } while (v != 0);
+    out.append(p, static_cast<std::size_t>(buf + sizeof buf - p));
+  }
+
   // Hands one message over (the client owns it from then on), or counts it
   // refused for good; true unless the server stayed away for
   // handover_timeout (the message is then dropped).
   bool hand_over(natsMsg* m) {
     const auto deadline = std::chrono::steady_clock::now() + opts_.handover_timeout;
     for (;;) {
-      resend_due();
-      sent r = sent::later;
-      if (ensure_stream()) {
-        r = publish(m);
-        if (r == sent::yes) return true;
-        if (r == sent::refused) return true;  // counted; the batch goes on
-      }
+      const bool up = ready();
+      const sent r = up ? publish(m, false) : sent::later;
+      if (r == sent::yes || r == sent::refused) return true;  // refused: counted, the batch goes on
+      if (r == sent::later && recover() && up) continue;      // older messages settled just now
       if (std::chrono::steady_clock::now() >= deadline) {
         natsMsg_Destroy(m);
         return false;
       }
       std::unique_lock<std::mutex> lock(state_->mutex);
-      if (r == sent::full) {  // until an eighth is free (or a resend is due)
+      if (r == sent::full) {  // until an eighth is free
         state_->changed.wait_for(lock, std::chrono::milliseconds(20), [this] {
           return state_->in_flight + state_->retry.size() < state_->resume_at;
         });
@@ -453,11 +522,13 @@ class nats_sink final : public sink {
   }
 
   // One asynchronous publish, if in flight plus waiting to be sent again
-  // stays under max_in_flight. `later` and `full`: the message is still the
-  // caller's.
-  sent publish(natsMsg*& m) {
+  // stays under max_in_flight, and (unless `again`: one of those) no older
+  // message waits to be sent again. `later` and `full`: the message is still
+  // the caller's.
+  sent publish(natsMsg*& m, bool again) {
     {
       std::lock_guard<std::mutex> lock(state_->mutex);
+      if (state_->fence && !again) return sent::later;
       if (state_->in_flight + state_->retry.size() >= state_->capacity) return sent::full;
       ++state_->in_flight;
     }
@@ -470,44 +541,88 @@ class nats_sink final : public sink {
       m = nullptr;
       return sent::yes;
     }
+    const bool passing = detail::nats_passing(s);
     {
       std::lock_guard<std::mutex> lock(state_->mutex);
       --state_->in_flight;
       state_->last_transient = s;
+      if (passing) state_->fence = true;  // (the connection, most likely: see recover)
       state_->changed.notify_all();
     }
-    if (detail::nats_passing(s)) return sent::later;
+    if (passing) return sent::later;
     note_refusal(natsStatus_GetText(s));  // too large, a bad subject, ...
     natsMsg_Destroy(m);
     m = nullptr;
     return sent::refused;
   }
 
-  // Sends again the messages whose acknowledgement did not come, at most
-  // every 50 ms (a stream that answers "no" at once must not spin the writer).
-  void resend_due() {
+  // Keeps the stream in the sink's order after a message failed for now
+  // (the fence is up): new messages wait while
+  //  1. messages are in flight: each is answered within ack_wait, or taken
+  //     back with its connection when that is gone;
+  //  2. then the failed ones are sent again, in their order, on a new
+  //     connection if needed, and are in flight in their turn (back to 1).
+  // Once nothing is in flight and nothing waits, the fence comes down (true).
+  // A connection delivers in order, so a message cannot be stored after a
+  // later one it preceded on it; and every message of an old connection is
+  // settled or sent again before anything new goes on the next.
+  // At most every 50 ms (a stream that answers "no" at once must not spin
+  // the writer).
+  // Also called by sync() while messages are in flight: on a connection that
+  // went away no answer comes for them, so they are taken back here.
+  bool recover() {
+    {
+      std::lock_guard<std::mutex> lock(state_->mutex);
+      if (!state_->fence && state_->in_flight == 0) return true;
+    }
     const auto now = std::chrono::steady_clock::now();
-    if (now - last_resend_ < std::chrono::milliseconds(50)) return;
+    if (now - last_resend_ < std::chrono::milliseconds(50)) return false;
     last_resend_ = now;
+    if (js_ != nullptr && natsConnection_Status(nc_) != NATS_CONN_STATUS_CONNECTED) {
+      state_->lost.fetch_add(1, std::memory_order_relaxed);
+      drop_connection(true);
+    }
+    {
+      std::lock_guard<std::mutex> lock(state_->mutex);
+      if (state_->in_flight != 0) return false;
+      if (state_->retry.empty()) {
+        state_->fence = false;
+        return true;
+      }
+    }
+    if (!ready()) return false;
     resend_buf_.clear();
     {
       std::lock_guard<std::mutex> lock(state_->mutex);
       resend_buf_.swap(state_->retry);  // both keep max_in_flight of capacity
     }
-    for (std::size_t i = 0; i < resend_buf_.size(); ++i) {
-      const sent r = ensure_stream() ? publish(resend_buf_[i]) : sent::later;
+    resend_order_.clear();
+    for (natsMsg* m : resend_buf_) resend_order_.emplace_back(offset_of(m), m);
+    std::sort(resend_order_.begin(), resend_order_.end(),
+              [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (std::size_t i = 0; i < resend_order_.size(); ++i) {
+      const sent r = publish(resend_order_[i].second, true);
       if (r == sent::yes) {
         state_->resent.fetch_add(1, std::memory_order_relaxed);
         continue;
       }
       if (r == sent::refused) continue;
-      // Still away: keep the rest for later.
+      // Away again: the rest waits for the next round.
       std::lock_guard<std::mutex> lock(state_->mutex);
-      state_->retry.insert(state_->retry.end(),
-                           resend_buf_.begin() + static_cast<std::ptrdiff_t>(i), resend_buf_.end());
+      for (std::size_t j = i; j < resend_order_.size(); ++j)
+        state_->retry.push_back(resend_order_[j].second);
       break;
     }
     resend_buf_.clear();
+    resend_order_.clear();
+    return false;  // until what was sent again is acknowledged
+  }
+
+  // The record's number in this sink (its Sluice-Offset header).
+  static std::uint64_t offset_of(natsMsg* m) noexcept {
+    const char* v = nullptr;
+    if (natsMsgHeader_Get(m, "Sluice-Offset", &v) != NATS_OK || v == nullptr) return 0;
+    return std::strtoull(v, nullptr, 10);
   }
 
   // On the client's thread, once per message: acknowledged, or not. Must
@@ -534,6 +649,7 @@ class nats_sink final : public sink {
       st->timed_out.fetch_add(1, std::memory_order_relaxed);
       st->last_transient = pae->Err;
       st->retry.push_back(msg);  // within the reserved capacity (see publish)
+      st->fence = true;
     } else {
       st->refused.fetch_add(1, std::memory_order_relaxed);
       ++st->refused_since_sync;
@@ -553,10 +669,13 @@ class nats_sink final : public sink {
   natsConnection* nc_ = nullptr;
   jsCtx* js_ = nullptr;
   bool closed_ = false;
-  bool stream_ready_ = false;
-  std::uint64_t next_offset_ = 0;     // writer thread only
-  std::vector<natsMsg*> resend_buf_;  // writer thread only
-  std::chrono::steady_clock::time_point last_resend_{};
+  // Writer thread only:
+  bool stream_checked_ = false;
+  std::uint64_t next_offset_ = 0;
+  std::vector<natsMsg*> resend_buf_;
+  std::vector<std::pair<std::uint64_t, natsMsg*>> resend_order_;
+  std::string subject_, id_, type_, number_;
+  std::chrono::steady_clock::time_point last_resend_{}, last_connect_{};
 };
 
 }  // namespace SLUICE_ABI
