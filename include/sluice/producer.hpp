@@ -53,11 +53,11 @@ namespace detail {
 template <class It>
 class bulk_envelopes {
  public:
-  bulk_envelopes(It it, const metadata& m) : it_(it), meta_(&m) {}
+  bulk_envelopes(It it, const stamp_words& w) : it_(it), words_(&w) {}
   envelope operator*() {
-    envelope r(std::move(*it_), *meta_);
-    r.set_sequence(meta_->sequence + index_);
-    return r;
+    stamp_words w = *words_;
+    w.sequence += index_;
+    return envelope(std::move(*it_), w);
   }
   bulk_envelopes& operator++() {
     ++it_;
@@ -72,7 +72,7 @@ class bulk_envelopes {
 
  private:
   It it_;
-  const metadata* meta_;
+  const stamp_words* words_;
   std::uint64_t index_ = 0;
 };
 
@@ -83,8 +83,8 @@ class producer_core {
       : core_(&core),
         id_(id),
         policy_(policy),
-        replayed_(replayed),
-        bridged_(bridged),
+        tails_{metadata_tail(id, false, replayed, bridged),
+               metadata_tail(id, true, replayed, bridged)},
         home_(id % core.lane_count()),
         chunk_(core.reserve_chunk()) {
     tokens_.reserve(core.lane_count());
@@ -228,7 +228,7 @@ class producer_core {
         counter_cell::bump(c.rejected, n - done);
         break;
       }
-      metadata m = stamp(has_key, key);
+      const stamp_words m = stamp(has_key, key);
       seq_ += k - 1;
       counter_cell::bump(c.published, k);
       // Undone if enqueue_bulk fails or a boxed event's allocation throws.
@@ -337,23 +337,20 @@ class producer_core {
     return *c;
   }
 
-  metadata stamp(bool has_key, key_type key) noexcept {
-    metadata m;
-    m.sequence = ++seq_;
+  stamp_words stamp(bool has_key, key_type key) noexcept {
+    stamp_words w;
+    w.sequence = ++seq_;
     if (core_->options().stamp_time) {
       // Never below this producer's last stamp (see stamp_clock.hpp).
       const std::int64_t t = stamp_now();
       last_stamp_ = t > last_stamp_ ? t : last_stamp_;
-      m.timestamp = last_stamp_;
+      w.timestamp = last_stamp_;
     } else {
-      m.timestamp = 0;
+      w.timestamp = 0;
     }
-    m.key = key;
-    m.producer = id_;
-    m.has_key = has_key;
-    m.replayed = replayed_;
-    m.bridged = bridged_;
-    return m;
+    w.key = key;
+    w.tail = tails_[has_key ? 1 : 0];
+    return w;
   }
 
   // Gives a reserved place back unless dismissed (also when a boxed event's
@@ -447,8 +444,9 @@ class producer_core {
   std::uint64_t seq_ = 0;
   std::int64_t last_stamp_ = 0;
   full_policy policy_;
-  bool replayed_;
-  bool bridged_;
+  // The metadata's last word (producer and flags; see stamp_words), without
+  // and with a key.
+  std::uint64_t tails_[2];
   std::size_t home_;
   std::size_t chunk_;  // places reserved at once (1: one per publish, no credit)
   std::vector<producer_token> tokens_;

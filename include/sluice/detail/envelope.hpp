@@ -73,6 +73,39 @@ struct ops_for {
   static constexpr bool is_trivial = stored_inline<Event> && std::is_trivially_copyable_v<Event>;
 };
 
+// The metadata of one publish as a producer stamps it: four words, the last
+// holding the producer and the flags (laid out as in `metadata`; see
+// metadata_tail). An envelope writes them with two 16-byte stores: the queue
+// then copies the envelope 16 bytes at a time, and a wide load of memory
+// written by narrower stores cannot be forwarded from the store buffer (it
+// waits for the stores to reach the cache: about 60 % of a publish's time on
+// one thread before this, measured with perf; docs/performance.md).
+struct stamp_words {
+  std::uint64_t sequence;
+  std::int64_t timestamp;
+  key_type key;
+  std::uint64_t tail;
+};
+
+static_assert(sizeof(metadata) == 32 && offsetof(metadata, sequence) == 0 &&
+                  offsetof(metadata, timestamp) == 8 && offsetof(metadata, key) == 16 &&
+                  offsetof(metadata, producer) == 24 && offsetof(metadata, bridged) < 32,
+              "sluice: stamp_words mirrors the layout of metadata");
+
+// The last word of a metadata with these fields (computed once per producer).
+inline std::uint64_t metadata_tail(std::uint32_t producer, bool has_key, bool replayed,
+                                   bool bridged) noexcept {
+  unsigned char bytes[sizeof(metadata)] = {};
+  auto* m = ::new (static_cast<void*>(bytes)) metadata;
+  m->producer = producer;
+  m->has_key = has_key;
+  m->replayed = replayed;
+  m->bridged = bridged;
+  std::uint64_t w = 0;
+  std::memcpy(&w, bytes + offsetof(metadata, producer), sizeof w);
+  return w;
+}
+
 // Movable, default-constructible (moodycamel needs both); empty when ops_ is null.
 class envelope {
  public:
@@ -95,7 +128,35 @@ class envelope {
     ops_ = ops_for<E>::ops();
   }
 
-  envelope(envelope&& o) noexcept : ops_(o.ops_) { take(o); }
+  template <class Event>
+  envelope(Event&& e, const stamp_words& w) noexcept(
+      stored_inline<std::decay_t<Event>>&&
+          std::is_nothrow_constructible_v<std::decay_t<Event>, Event&&>)
+      : ops_(nullptr) {
+    using E = std::decay_t<Event>;
+    ::new (static_cast<void*>(&meta_)) metadata;
+    unsigned char* const out = reinterpret_cast<unsigned char*>(&meta_);
+#if defined(__GNUC__)
+    using half = std::uint64_t __attribute__((vector_size(16)));
+    const half lo = {w.sequence, static_cast<std::uint64_t>(w.timestamp)};
+    const half hi = {w.key, w.tail};
+    std::memcpy(out, &lo, sizeof lo);
+    std::memcpy(out + sizeof lo, &hi, sizeof hi);
+#else
+    std::memcpy(out, &w, sizeof w);
+#endif
+    if constexpr (stored_inline<E>) {
+      ::new (static_cast<void*>(buf_)) E(std::forward<Event>(e));
+    } else {
+      E* p = new E(std::forward<Event>(e));
+      std::memcpy(buf_, &p, sizeof p);
+    }
+    ops_ = ops_for<E>::ops();
+  }
+
+  envelope(envelope&& o) noexcept : ops_(o.ops_) {
+    take(o);
+  }
   envelope& operator=(envelope&& o) noexcept {
     if (this != &o) {
       reset();
@@ -106,16 +167,18 @@ class envelope {
   }
   envelope(const envelope&) = delete;
   envelope& operator=(const envelope&) = delete;
-  ~envelope() { reset(); }
+  ~envelope() {
+    reset();
+  }
 
   void reset() noexcept {
     if (ops_ != nullptr && !ops_->trivial) ops_->destroy(buf_);
     ops_ = nullptr;
   }
 
-  void set_sequence(std::uint64_t s) noexcept { meta_.sequence = s; }
-
-  [[nodiscard]] std::uint32_t type() const noexcept { return ops_->type; }
+  [[nodiscard]] std::uint32_t type() const noexcept {
+    return ops_->type;
+  }
   // The event's address (for the type's handlers, which launder it).
   [[nodiscard]] const void* event() const noexcept {
     if (SLUICE_LIKELY(!ops_->boxed)) return buf_;
@@ -123,8 +186,12 @@ class envelope {
     std::memcpy(&p, buf_, sizeof p);
     return p;
   }
-  [[nodiscard]] const envelope_ops* ops() const noexcept { return ops_; }
-  [[nodiscard]] const metadata& meta() const noexcept { return meta_; }
+  [[nodiscard]] const envelope_ops* ops() const noexcept {
+    return ops_;
+  }
+  [[nodiscard]] const metadata& meta() const noexcept {
+    return meta_;
+  }
 
  private:
   void take(envelope& o) noexcept {
