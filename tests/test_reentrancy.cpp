@@ -234,3 +234,35 @@ TEST_CASE("a poll nested too deep leaves events queued", "[reentrancy]") {
   CHECK(st.unrouted == 0);
   CHECK(st.failed == 0);
 }
+
+// A drainer delivers a run of one type's events in one frame (delivery.hpp,
+// run_frame): a subscriber added or removed by a handler in the middle of
+// the run takes effect from the run's next event, as it would with one
+// frame per event. Ten events of one type in one lane, drained by one poll.
+TEST_CASE("subscribers changed in the middle of a run of one type take effect at the next event",
+          "[reentrancy]") {
+  sluice::bus bus{sluice::bus_options{}.with_lanes(1)};
+  std::vector<int> added_saw, removed_saw, self_saw;
+  sluice::subscription added, removed, self;
+  // Subscribed first, so it runs before `removed` and `self` for each event.
+  auto changer = bus.subscribe<start>([&](const start& e) {
+    if (e.n == 3) {
+      added = bus.subscribe<start>([&](const start& x) { added_saw.push_back(x.n); });
+      removed.reset();
+    }
+  });
+  removed = bus.subscribe<start>([&](const start& e) { removed_saw.push_back(e.n); });
+  self = bus.subscribe<start>([&](const start& e) {
+    self_saw.push_back(e.n);
+    if (e.n == 5) self.reset();
+  });
+  sluice::producer p = bus.make_producer();
+  for (int i = 0; i < 10; ++i) REQUIRE(p.publish(start{i}) == sluice::publish_result::ok);
+  REQUIRE(bus.poll() == 10);
+  CHECK(added_saw == std::vector<int>{4, 5, 6, 7, 8, 9});
+  CHECK(removed_saw == std::vector<int>{0, 1, 2});
+  CHECK(self_saw == std::vector<int>{0, 1, 2, 3, 4, 5});
+  const sluice::type_stats st = bus.stats<start>();
+  CHECK(st.delivered == 10);
+  CHECK(st.handler_calls == 10 + 6 + 3 + 6);
+}

@@ -340,6 +340,25 @@ class bus_core {
       }
       registry& r = *run_reg;
       g.t.switch_to(r);
+      if (!discard && !run_staged && at >= l.not_durable_end) {
+        // A run of this type's events without stages: one frame and one
+        // announcement of the subscriber array for the run (delivery.hpp).
+        run_frame frame(this, r, s);
+        for (;;) {
+          envelope& ev = batch[l.batch_pos - 1];  // taken: this call's to settle
+          g.current = &ev;
+          const std::size_t calls = frame.call(failures_, ev.event(), ev.meta());
+          g.current = nullptr;
+          g.t.count(calls != 0 ? fate::delivered : fate::unrouted, calls);
+          ev.reset();
+          ++g.settled;
+          if (b != nullptr && b->spent()) return g.settled;
+          if (l.batch_pos == l.batch_end || g.settled >= max || batch[l.batch_pos].ops() != run_ops)
+            break;
+          ++l.batch_pos;
+        }
+        continue;
+      }
       if (discard) {
         ++g.t.discarded;
       } else if (SLUICE_UNLIKELY(at < l.not_durable_end)) {

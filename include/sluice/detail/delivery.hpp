@@ -102,6 +102,78 @@ inline std::size_t deliver(const void* owner, const failure_reporter& f, registr
   return calls;
 }
 
+// A frame in which one type's handlers are called for several events in a
+// row (a drainer's run of one type's events, none with stages): the frame is
+// opened and the subscriber array announced once per run instead of once per
+// event. Before each event the registry's array is read again (one load) and
+// announced again only when it changed, so that each event meets the
+// subscribers deliver() would give it; an array stays announced between the
+// run's events, which only delays freeing an array that was replaced.
+// Closed (on every way out, a thread's forced unwind included) when it goes.
+class run_frame {
+ public:
+  // The caller checked s.depth < SLUICE_MAX_DEPTH.
+  run_frame(const void* owner, registry& r, reader_slot& s) noexcept
+      : r_(r), s_(s), d_(s.depth), asym_(asymmetric_mode()) {
+    s.depth = d_ + 1;
+    s.bus[d_] = owner;
+  }
+  run_frame(const run_frame&) = delete;
+  run_frame& operator=(const run_frame&) = delete;
+  ~run_frame() {
+    // A handler is shown here only when its thread ends inside it (a forced
+    // unwind); only this thread writes the cell.
+    if (s_.node[d_].load(std::memory_order_relaxed) != nullptr) retract(s_.node[d_]);
+    retract(s_.array[d_]);
+    s_.bus[d_] = nullptr;
+    s_.depth = d_;
+  }
+
+  // Calls every open subscriber without a channel (as deliver() with channel
+  // 0). Returns the handler calls made.
+  std::size_t call(const failure_reporter& f, const void* ev, const metadata& m) {
+    const sub_array* a = reader_load(r_.current, asym_);
+    if (SLUICE_UNLIKELY(a != shown_)) a = show(a);
+    if (a == nullptr) return 0;
+    // In locals: the handler calls may write anything, as far as the
+    // compiler knows, and would make it read the members again per handler.
+    const bool asym = asym_;
+    registry& r = r_;
+    std::atomic<const void*>& node = s_.node[d_];
+    std::size_t calls = 0;
+    for (const sub_entry& e : a->items) {
+      if (e.channel != 0) continue;
+      announce(node, e.node, asym);
+      if (SLUICE_LIKELY(reader_load(r.closes, asym) == a->closes_seen) ||
+          !reader_load(e.node->closed, asym)) {
+        ++calls;
+        call_one(f, r, e, ev, m);
+      }
+      retract(node);
+    }
+    return calls;
+  }
+
+ private:
+  // Announces the registry's array, read again until it stays (as deliver()).
+  const sub_array* show(const sub_array* a) noexcept {
+    for (;;) {
+      announce(s_.array[d_], a, asym_);
+      const sub_array* b = reader_load(r_.current, asym_);
+      if (b == a) break;
+      a = b;
+    }
+    shown_ = a;
+    return a;
+  }
+
+  registry& r_;
+  reader_slot& s_;
+  const unsigned d_;
+  const bool asym_;
+  const sub_array* shown_ = nullptr;
+};
+
 }  // namespace detail
 }  // namespace SLUICE_ABI
 }  // namespace sluice

@@ -114,21 +114,6 @@ class envelope {
   envelope() noexcept {}
 
   template <class Event>
-  envelope(Event&& e, const metadata& m) noexcept(
-      stored_inline<std::decay_t<Event>>&&
-          std::is_nothrow_constructible_v<std::decay_t<Event>, Event&&>)
-      : meta_(m), ops_(nullptr) {
-    using E = std::decay_t<Event>;
-    if constexpr (stored_inline<E>) {
-      ::new (static_cast<void*>(buf_)) E(std::forward<Event>(e));
-    } else {
-      E* p = new E(std::forward<Event>(e));
-      std::memcpy(buf_, &p, sizeof p);
-    }
-    ops_ = ops_for<E>::ops();
-  }
-
-  template <class Event>
   envelope(Event&& e, const stamp_words& w) noexcept(
       stored_inline<std::decay_t<Event>>&&
           std::is_nothrow_constructible_v<std::decay_t<Event>, Event&&>)
