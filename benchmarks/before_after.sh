@@ -30,7 +30,9 @@ here=$(pwd)
 for b in $benches; do
   cmake --build build/bench -j1 --target "bench_$b" >/dev/null
   # The preset's compile command for this binary, pointed at the old tree.
-  cmd=$(ninja -C build/bench -t commands "bench_$b" | grep -m1 "bench_$b.cpp" |
+  # (awk reads the whole list: a reader that stops early would end ninja
+  # with SIGPIPE, which pipefail turns into a failed script.)
+  cmd=$(ninja -C build/bench -t commands "bench_$b" | awk -v f="bench_$b.cpp" 'index($0, f) && !n++' |
     sed 's/ -M[TF] [^ ]*//g; s/ -MD//; s/ -o [^ ]*//')
   old=${cmd//$here\/include/$tree\/include}
   old=${old//$here\/benchmarks\//$tree\/benchmarks\/}

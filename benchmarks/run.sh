@@ -53,7 +53,7 @@ rm -f "$results"/attempt.*
   echo "nproc: $(nproc)"
   echo "kernel: $(uname -sr)"
   echo "compiler: $(c++ --version | head -n 1)"
-  echo "compile_command: $(ninja -C "$build" -t commands bench_dispatch 2>/dev/null | grep -m1 'bench_dispatch.cpp' | sed 's/ -M[TF] [^ ]*//g; s/ -MD//; s/ -o [^ ]*//')"
+  echo "compile_command: $(ninja -C "$build" -t commands bench_dispatch 2>/dev/null | awk 'index($0, "bench_dispatch.cpp") && !n++' | sed 's/ -M[TF] [^ ]*//g; s/ -MD//; s/ -o [^ ]*//')"
   echo "lscpu:"
   lscpu | head -n 20 | sed 's/^/  /'
 } > "$results/machine.txt"

@@ -21,7 +21,12 @@ inline namespace SLUICE_ABI {
 namespace detail {
 
 // One handler call: a failed outcome or an exception is reported, never
-// passed on (a thread's forced unwind is).
+// passed on (a thread's forced unwind is). One instance per caller (`Site`),
+// so that each is called once and the compiler inlines it as it did when
+// deliver() was its only caller: shared, it became a call of its own, which
+// cost dispatch about 2 ns per handler; forced inline, dispatch to ten
+// handlers ran about 20 % slower than with one instance per caller.
+template <int Site>
 inline void call_one(const failure_reporter& f, registry& r, const sub_entry& sub, const void* ev,
                      const metadata& m) noexcept(!SLUICE_HAS_EXCEPTIONS) {
 #if SLUICE_HAS_EXCEPTIONS
@@ -85,7 +90,7 @@ inline std::size_t deliver(const void* owner, const failure_reporter& f, registr
         if (SLUICE_LIKELY(reader_load(r.closes, asym) == a->closes_seen) ||
             !reader_load(e.node->closed, asym)) {
           ++calls;
-          call_one(f, r, e, ev, m);
+          call_one<0>(f, r, e, ev, m);
         }
         retract(s.node[d]);
       }
@@ -147,7 +152,7 @@ class run_frame {
       if (SLUICE_LIKELY(reader_load(r.closes, asym) == a->closes_seen) ||
           !reader_load(e.node->closed, asym)) {
         ++calls;
-        call_one(f, r, e, ev, m);
+        call_one<1>(f, r, e, ev, m);
       }
       retract(node);
     }
