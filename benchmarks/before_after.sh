@@ -34,6 +34,7 @@ for b in $benches; do
   # with SIGPIPE, which pipefail turns into a failed script.)
   cmd=$(ninja -C build/bench -t commands "bench_$b" | awk -v f="bench_$b.cpp" 'index($0, f) && !n++' |
     sed 's/ -M[TF] [^ ]*//g; s/ -MD//; s/ -o [^ ]*//')
+  [ -n "$cmd" ] || { echo "before_after.sh: no compile command for bench_$b in build/bench" >&2; exit 1; }
   old=${cmd//$here\/include/$tree\/include}
   old=${old//$here\/benchmarks\//$tree\/benchmarks\/}
   eval "$old -o $out/bench_${b}_before.o"

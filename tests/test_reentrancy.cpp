@@ -239,17 +239,22 @@ TEST_CASE("a poll nested too deep leaves events queued", "[reentrancy]") {
 // run_frame): a subscriber added or removed by a handler in the middle of
 // the run takes effect from the run's next event, as it would with one
 // frame per event. Ten events of one type in one lane, drained by one poll.
+// A subscribe at event 4 replaces (and retires) the array that event 4 is
+// being delivered from: under ASan, a run that used an array it had not
+// announced would read it after it was freed.
 TEST_CASE("subscribers changed in the middle of a run of one type take effect at the next event",
           "[reentrancy]") {
+  test::watchdog wd(std::chrono::seconds(30), "subscribers changed mid-run");
   sluice::bus bus{sluice::bus_options{}.with_lanes(1)};
-  std::vector<int> added_saw, removed_saw, self_saw;
-  sluice::subscription added, removed, self;
-  // Subscribed first, so it runs before `removed` and `self` for each event.
+  std::vector<int> added_saw, removed_saw, self_saw, late_saw;
+  sluice::subscription added, removed, self, late;
+  // Subscribed first, so it runs before the others for each event.
   auto changer = bus.subscribe<start>([&](const start& e) {
     if (e.n == 3) {
       added = bus.subscribe<start>([&](const start& x) { added_saw.push_back(x.n); });
       removed.reset();
     }
+    if (e.n == 4) late = bus.subscribe<start>([&](const start& x) { late_saw.push_back(x.n); });
   });
   removed = bus.subscribe<start>([&](const start& e) { removed_saw.push_back(e.n); });
   self = bus.subscribe<start>([&](const start& e) {
@@ -262,7 +267,54 @@ TEST_CASE("subscribers changed in the middle of a run of one type take effect at
   CHECK(added_saw == std::vector<int>{4, 5, 6, 7, 8, 9});
   CHECK(removed_saw == std::vector<int>{0, 1, 2});
   CHECK(self_saw == std::vector<int>{0, 1, 2, 3, 4, 5});
+  CHECK(late_saw == std::vector<int>{5, 6, 7, 8, 9});
   const sluice::type_stats st = bus.stats<start>();
   CHECK(st.delivered == 10);
-  CHECK(st.handler_calls == 10 + 6 + 3 + 6);
+  CHECK(st.handler_calls == 10 + 6 + 3 + 6 + 5);
+}
+
+// An event's destructor runs outside any handler frame, as it did when each
+// event had a frame of its own: a run's events are destroyed after the run's
+// frame is closed (the bus would otherwise take code in a destructor for a
+// handler: publishes accepted while draining, stop() and run() refused).
+namespace {
+struct owned {
+  int n = 0;
+  bool live = true;  // false once moved from
+  static const sluice::detail::bus_core* watched;
+  static int inside_frame;  // destructions of live events inside a frame of `watched`
+  static int destroyed;
+  explicit owned(int v) : n(v) {}
+  owned(owned&& o) noexcept : n(o.n), live(o.live) { o.live = false; }
+  owned& operator=(owned&&) = delete;
+  owned(const owned&) = delete;
+  ~owned() {
+    if (!live || watched == nullptr) return;
+    ++destroyed;
+    if (sluice::detail::inside(watched)) ++inside_frame;
+  }
+};
+const sluice::detail::bus_core* owned::watched = nullptr;
+int owned::inside_frame = 0;
+int owned::destroyed = 0;
+}  // namespace
+
+TEST_CASE("a run's events are destroyed outside the handler frame", "[reentrancy]") {
+  sluice::bus bus{sluice::bus_options{}.with_lanes(1)};
+  int calls = 0, inside_handler = 0;
+  auto sub = bus.subscribe<owned>([&](const owned&) {
+    ++calls;
+    // The control: inside a handler, the frame is seen.
+    if (sluice::detail::inside(&sluice::detail::bus_access::core(bus))) ++inside_handler;
+  });
+  sluice::producer p = bus.make_producer();
+  for (int i = 0; i < 8; ++i) REQUIRE(p.publish(owned{i}) == sluice::publish_result::ok);
+  owned::watched = &sluice::detail::bus_access::core(bus);
+  owned::inside_frame = owned::destroyed = 0;
+  REQUIRE(bus.poll() == 8);
+  owned::watched = nullptr;
+  CHECK(calls == 8);
+  CHECK(inside_handler == 8);
+  CHECK(owned::destroyed == 8);
+  CHECK(owned::inside_frame == 0);
 }

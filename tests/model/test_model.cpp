@@ -102,13 +102,17 @@ struct tracking_result {
 // A dispatcher calls a handler twice; another thread resets its subscription
 // and then marks it reset; a third subscribes and unsubscribes another
 // handler (new arrays while the first is read). The handler must never see
-// the mark, nor run after its captured state is gone.
-tracking_result check_tracking(unsigned mutations, sluice_model::strategy how) {
+// the mark, nor run after its captured state is gone. `queued`: the two
+// events are published first and one poll delivers them, in one run of
+// their type (one frame, the array announced once: run_frame).
+tracking_result check_tracking(unsigned mutations, sluice_model::strategy how,
+                               bool queued = false) {
   tracking_result res;
   for (std::uint64_t seed = 1; seed <= schedules; ++seed) {
     sluice::bus bus{sluice::bus_options{}.with_lanes(1)};
     std::atomic<bool> reset_returned{false};
     std::atomic<bool> bad_call{false};
+    std::atomic<bool> entered{false};  // the handler was called once
     auto alive = std::make_shared<std::atomic<bool>>(true);
     struct guard {  // marks `alive` false when the handler object is destroyed
       std::shared_ptr<std::atomic<bool>> alive;
@@ -120,7 +124,8 @@ tracking_result check_tracking(unsigned mutations, sluice_model::strategy how) {
       }
     };
     sluice::subscription sub =
-        bus.subscribe<ev>([g = guard(alive), &reset_returned, &bad_call](const ev&) {
+        bus.subscribe<ev>([g = guard(alive), &reset_returned, &bad_call, &entered](const ev&) {
+          entered = true;
           // Copies first: after the schedule point nothing of this handler
           // object is touched, so that the positive control (where reset()
           // destroys it while it runs) finds the bug without a use after free.
@@ -132,11 +137,21 @@ tracking_result check_tracking(unsigned mutations, sluice_model::strategy how) {
           if (returned->load() || !flag->load()) *bad = true;
         });
     std::vector<std::function<void()>> threads;
-    threads.emplace_back([&bus] {
-      (void)bus.dispatch(ev{1});
-      (void)bus.dispatch(ev{2});
-    });
-    threads.emplace_back([&sub, &reset_returned] {
+    if (queued) {
+      sluice::producer p = bus.make_producer();
+      REQUIRE(p.publish(ev{1}) == sluice::publish_result::ok);
+      REQUIRE(p.publish(ev{2}) == sluice::publish_result::ok);
+      threads.emplace_back([&bus] { (void)bus.poll(); });
+    } else {
+      threads.emplace_back([&bus] {
+        (void)bus.dispatch(ev{1});
+        (void)bus.dispatch(ev{2});
+      });
+    }
+    threads.emplace_back([&sub, &reset_returned, &entered, queued] {
+      // Queued, the poll takes many steps before the first call: the reset
+      // waits for it, so that schedules explore resets during the run.
+      while (queued && !entered.load()) SLUICE_SCHEDULE_POINT();
       sub.reset();
       reset_returned = true;
     });
@@ -259,6 +274,26 @@ TEST_CASE("model: reset() never returns while its handler runs", "[model][tracki
     CHECK(r.after_reset == 0);
     CHECK(r.kept == 0);
   }
+}
+
+TEST_CASE("model: reset() never returns while its handler runs, events drained in one run",
+          "[model][tracking]") {
+  test::watchdog wd(std::chrono::seconds(240), "model tracking, queued");
+  for (auto how : {sluice_model::strategy::every_point, sluice_model::strategy::sticky}) {
+    const tracking_result r = check_tracking(0, how, true);
+    INFO("first bad seed " << r.first_bad_seed);
+    CHECK(r.after_reset == 0);
+    CHECK(r.kept == 0);
+  }
+}
+
+TEST_CASE(
+    "model (positive control): a reset() that does not wait is caught, events drained in "
+    "one run",
+    "[model][tracking][control]") {
+  test::watchdog wd(std::chrono::seconds(240), "model tracking control, queued");
+  const tracking_result r = check_tracking(1u << 2, sluice_model::strategy::every_point, true);
+  CHECK(r.after_reset > 0);
 }
 
 TEST_CASE("model (positive control): a reset() that does not wait is caught",

@@ -343,20 +343,33 @@ class bus_core {
       if (!discard && !run_staged && at >= l.not_durable_end) {
         // A run of this type's events without stages: one frame and one
         // announcement of the subscriber array for the run (delivery.hpp).
-        run_frame frame(this, r, s);
-        for (;;) {
-          envelope& ev = batch[l.batch_pos - 1];  // taken: this call's to settle
-          g.current = &ev;
-          const std::size_t calls = frame.call(failures_, ev.event(), ev.meta());
-          g.current = nullptr;
-          g.t.count(calls != 0 ? fate::delivered : fate::unrouted, calls);
-          ev.reset();
-          ++g.settled;
-          if (b != nullptr && b->spent()) return g.settled;
-          if (l.batch_pos == l.batch_end || g.settled >= max || batch[l.batch_pos].ops() != run_ops)
-            break;
-          ++l.batch_pos;
+        // The run's events are destroyed after its frame is closed, as they
+        // were after each event's own frame: an event's destructor never
+        // runs inside a handler frame. (A thread that ends in a handler
+        // leaves the run's earlier events to be destroyed when the batch
+        // slot is reused, or with the lane.)
+        bool spent = false;
+        {
+          run_frame frame(this, r, s);
+          for (;;) {
+            envelope& ev = batch[l.batch_pos - 1];  // taken: this call's to settle
+            g.current = &ev;
+            const std::size_t calls = frame.call(failures_, ev.event(), ev.meta());
+            g.current = nullptr;
+            g.t.count(calls != 0 ? fate::delivered : fate::unrouted, calls);
+            ++g.settled;
+            if (b != nullptr && b->spent()) {
+              spent = true;
+              break;
+            }
+            if (l.batch_pos == l.batch_end || g.settled >= max ||
+                batch[l.batch_pos].ops() != run_ops)
+              break;
+            ++l.batch_pos;
+          }
         }
+        for (std::size_t k = at; k < l.batch_pos; ++k) batch[k].reset();
+        if (spent) break;
         continue;
       }
       if (discard) {

@@ -120,6 +120,7 @@ class run_frame {
   // The caller checked s.depth < SLUICE_MAX_DEPTH.
   run_frame(const void* owner, registry& r, reader_slot& s) noexcept
       : r_(r), s_(s), d_(s.depth), asym_(asymmetric_mode()) {
+    SLUICE_ASSERT(d_ < SLUICE_MAX_DEPTH, "a run frame opened too deep");
     s.depth = d_ + 1;
     s.bus[d_] = owner;
   }

@@ -89,13 +89,15 @@ struct stamp_words {
 
 static_assert(sizeof(metadata) == 32 && offsetof(metadata, sequence) == 0 &&
                   offsetof(metadata, timestamp) == 8 && offsetof(metadata, key) == 16 &&
-                  offsetof(metadata, producer) == 24 && offsetof(metadata, bridged) < 32,
+                  offsetof(metadata, producer) == 24,
               "sluice: stamp_words mirrors the layout of metadata");
+static_assert(sizeof(stamp_words) == sizeof(metadata) && std::is_trivially_copyable_v<stamp_words>,
+              "sluice: stamp_words is copied into a metadata byte for byte");
 
 // The last word of a metadata with these fields (computed once per producer).
 inline std::uint64_t metadata_tail(std::uint32_t producer, bool has_key, bool replayed,
                                    bool bridged) noexcept {
-  unsigned char bytes[sizeof(metadata)] = {};
+  alignas(metadata) unsigned char bytes[sizeof(metadata)] = {};
   auto* m = ::new (static_cast<void*>(bytes)) metadata;
   m->producer = producer;
   m->has_key = has_key;

@@ -109,7 +109,8 @@ SLUICE_NOINLINE inline fence_mode decide_fence_mode() noexcept {
   return SLUICE_LIKELY(m != fence_mode::unknown) ? m : decide_fence_mode();
 }
 
-// True when readers may announce without a fence. Read once per delivery;
+// True when readers may announce without a fence. Read once per delivery
+// (once per run of one type, for a drainer: run_frame);
 // decided before this thread's first delivery (acquire_slot).
 [[nodiscard]] inline bool asymmetric_mode() noexcept {
   return process().fence.load(std::memory_order_relaxed) == fence_mode::asymmetric;
