@@ -108,6 +108,19 @@ inline std::uint64_t metadata_tail(std::uint32_t producer, bool has_key, bool re
   return w;
 }
 
+// Writes w over a metadata's 32 bytes with two 16-byte stores.
+inline void store_words(unsigned char* out, const stamp_words& w) noexcept {
+#if defined(__GNUC__)
+  using half = std::uint64_t __attribute__((vector_size(16)));
+  const half lo = {w.sequence, static_cast<std::uint64_t>(w.timestamp)};
+  const half hi = {w.key, w.tail};
+  std::memcpy(out, &lo, sizeof lo);
+  std::memcpy(out + sizeof lo, &hi, sizeof hi);
+#else
+  std::memcpy(out, &w, sizeof w);
+#endif
+}
+
 // Movable, default-constructible (moodycamel needs both); empty when ops_ is null.
 class envelope {
  public:
@@ -122,16 +135,7 @@ class envelope {
       : ops_(nullptr) {
     using E = std::decay_t<Event>;
     ::new (static_cast<void*>(&meta_)) metadata;
-    unsigned char* const out = reinterpret_cast<unsigned char*>(&meta_);
-#if defined(__GNUC__)
-    using half = std::uint64_t __attribute__((vector_size(16)));
-    const half lo = {w.sequence, static_cast<std::uint64_t>(w.timestamp)};
-    const half hi = {w.key, w.tail};
-    std::memcpy(out, &lo, sizeof lo);
-    std::memcpy(out + sizeof lo, &hi, sizeof hi);
-#else
-    std::memcpy(out, &w, sizeof w);
-#endif
+    store_words(reinterpret_cast<unsigned char*>(&meta_), w);
     if constexpr (stored_inline<E>) {
       ::new (static_cast<void*>(buf_)) E(std::forward<Event>(e));
     } else {
@@ -141,9 +145,7 @@ class envelope {
     ops_ = ops_for<E>::ops();
   }
 
-  envelope(envelope&& o) noexcept : ops_(o.ops_) {
-    take(o);
-  }
+  envelope(envelope&& o) noexcept : ops_(o.ops_) { take(o); }
   envelope& operator=(envelope&& o) noexcept {
     if (this != &o) {
       reset();
@@ -154,18 +156,14 @@ class envelope {
   }
   envelope(const envelope&) = delete;
   envelope& operator=(const envelope&) = delete;
-  ~envelope() {
-    reset();
-  }
+  ~envelope() { reset(); }
 
   void reset() noexcept {
     if (ops_ != nullptr && !ops_->trivial) ops_->destroy(buf_);
     ops_ = nullptr;
   }
 
-  [[nodiscard]] std::uint32_t type() const noexcept {
-    return ops_->type;
-  }
+  [[nodiscard]] std::uint32_t type() const noexcept { return ops_->type; }
   // The event's address (for the type's handlers, which launder it).
   [[nodiscard]] const void* event() const noexcept {
     if (SLUICE_LIKELY(!ops_->boxed)) return buf_;
@@ -173,12 +171,8 @@ class envelope {
     std::memcpy(&p, buf_, sizeof p);
     return p;
   }
-  [[nodiscard]] const envelope_ops* ops() const noexcept {
-    return ops_;
-  }
-  [[nodiscard]] const metadata& meta() const noexcept {
-    return meta_;
-  }
+  [[nodiscard]] const envelope_ops* ops() const noexcept { return ops_; }
+  [[nodiscard]] const metadata& meta() const noexcept { return meta_; }
 
  private:
   void take(envelope& o) noexcept {
