@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <new>
 #include <sluice/sluice.hpp>
+#include <sluice/storage.hpp>
 #include <string>
 #include <thread>
 #include <vector>
@@ -286,4 +287,54 @@ TEST_CASE("dispatcher: dispatch allocates nothing, and subscribe under failure c
   CHECK(calls == static_cast<int>(subs.size()));
   subs.clear();
   CHECK(counted_handler::live.load() == 0);
+}
+
+namespace {
+// Larger than a recorder's smallest buffer (4096 bytes, plus 4096 of slack):
+// recording it makes the buffer grow.
+struct huge_record {
+  std::uint64_t id;
+  unsigned char bytes[12000];
+};
+}  // namespace
+
+TEST_CASE("recorder: a record there is no memory for is refused, and nothing recorded is lost",
+          "[alloc][oom]") {
+  auto types = std::make_shared<sluice::codecs>();
+  types->add<small_event>("small");
+  types->add<huge_record>("huge");
+  auto ring = std::make_unique<sluice::memory_sink>(100);
+  auto* r = ring.get();
+  sluice::record_options ro;
+  ro.buffer_bytes = 4096;
+  ro.sync = sluice::sync_policy::never;
+  // The writer holds what it is given until flush(): it calls the sink (which
+  // allocates) only then, never while allocations fail below.
+  ro.linger = std::chrono::hours(1);
+  sluice::recorder rec(std::move(ring), types, ro);
+  for (std::uint64_t i = 0; i < 10; ++i) REQUIRE(rec.write(small_event{i, 0}));
+  REQUIRE(rec.flush().ok());
+  REQUIRE(rec.write(small_event{10, 0}));  // waits in the buffer, which must keep it
+  auto h = std::make_unique<huge_record>();
+  h->id = 7;
+  bool written = true;
+  {
+    fail_scope fail(0);
+    written = rec.write(*h);
+  }
+  CHECK_FALSE(written);
+  CHECK(rec.stats().rejected == 1);
+  // With memory again, the same record goes in, after what came before it.
+  CHECK(rec.write(*h));
+  CHECK(rec.write(small_event{11, 0}));
+  REQUIRE(rec.flush().ok());
+  const sluice::recorder_stats st = rec.stats();
+  CHECK(st.recorded == 13);
+  CHECK(st.written == 13);
+  CHECK(st.failed == 0);
+  const auto ev = r->events();
+  REQUIRE(ev.size() == 13);
+  for (std::size_t i = 0; i < 11; ++i) CHECK(types->decode<small_event>(ev[i].view())->a == i);
+  CHECK(ev[11].type == "huge");
+  CHECK(types->decode<small_event>(ev[12].view())->a == 11);
 }

@@ -66,6 +66,32 @@ struct text_codec {
   }
 };
 
+// A codec of one's own that says its size, and the same codec without.
+struct pair_ev {
+  std::uint32_t a = 0;
+  std::uint16_t b = 0;
+};
+struct sized_codec {
+  static constexpr std::size_t encoded_size = 6;
+  void encode(const pair_ev& e, sluice::byte_writer& out) const {
+    out.put(e.a);
+    out.put(e.b);
+  }
+  void encode_to(const pair_ev& e, unsigned char* out) const noexcept {
+    sluice::storage::store_le(out, e.a);
+    sluice::storage::store_le(out + 4, e.b);
+  }
+  sluice::decoded<pair_ev> decode(sluice::byte_view in, std::uint32_t) const {
+    sluice::byte_reader r(in);
+    pair_ev e;
+    if (!r.get(e.a) || !r.get(e.b) || !r.done()) return sluice::decode_failure("bad pair");
+    return e;
+  }
+};
+struct unsized_codec : sized_codec {
+  static constexpr int encoded_size = 6;  // not a std::size_t: not taken as a size
+};
+
 std::shared_ptr<sluice::codecs> make_types() {
   auto t = std::make_shared<sluice::codecs>();
   t->add<small_ev>("small");
@@ -165,6 +191,118 @@ TEST_CASE("crc32c: known value, hardware and table agree on every length", "[sto
     const std::size_t half = n / 2;
     REQUIRE(sluice::detail::crc32c(sluice::detail::crc32c(buf.data(), half), buf.data() + half,
                                    n - half) == sluice::detail::crc32c(buf.data(), n));
+  }
+}
+
+TEST_CASE("crc32c_x4: four checksums at once equal four single ones, whatever the lengths",
+          "[storage]") {
+  std::mt19937 rng(11);
+  std::vector<unsigned char> buf(4 * 300);
+  for (auto& b : buf) b = static_cast<unsigned char>(rng());
+  for (int round = 0; round < 2000; ++round) {
+    const unsigned char* p[4];
+    std::size_t n[4];
+    for (int k = 0; k < 4; ++k) {
+      // Equal lengths half the time (a batch of one type), any otherwise.
+      n[k] = round % 2 == 0 && k > 0 ? n[0] : rng() % 300;
+      p[k] = buf.data() + 300 * k + (rng() % 4);
+      if (n[k] + static_cast<std::size_t>(p[k] - buf.data()) > buf.size()) n[k] = 0;
+    }
+    std::uint32_t out[4];
+    sluice::detail::crc32c_x4(p, n, out);
+    for (int k = 0; k < 4; ++k) REQUIRE(out[k] == sluice::detail::crc32c_portable(0, p[k], n[k]));
+  }
+}
+
+TEST_CASE(
+    "record_batch: seal numbers and checksums as seal_record does, and records without a "
+    "time get the batch's in whichever way the sink reads them",
+    "[storage]") {
+  // Records of several lengths, every third without a time.
+  auto make = [](std::size_t count, std::vector<unsigned char>& bytes, std::size_t& largest) {
+    bytes.clear();
+    largest = 0;
+    for (std::size_t i = 0; i < count; ++i) {
+      const std::size_t payload = (i * 7) % 23;
+      const std::size_t head = sluice::storage::frame_size + sluice::storage::body_fixed + 4;
+      const std::size_t start = bytes.size();
+      bytes.resize(start + head + payload, static_cast<unsigned char>(i));
+      sluice::metadata m{};
+      m.key = i;
+      m.has_key = i % 2 == 0;
+      sluice::storage::begin_record(bytes.data() + start, i % 3 == 0 ? 0 : 1000 + i, m, 1, "tick");
+      sluice::storage::set_length(bytes.data() + start,
+                                  head - sluice::storage::frame_size + payload);
+      largest = std::max(largest, head - sluice::storage::frame_size + payload);
+    }
+  };
+  auto times = [](const unsigned char* p, std::size_t size) {
+    std::vector<std::int64_t> out;
+    for (const unsigned char* end = p + size; p < end;
+         p += sluice::storage::frame_size + sluice::storage::load_le<std::uint32_t>(p))
+      out.push_back(sluice::storage::load_le<std::int64_t>(p + sluice::storage::frame_size + 8));
+    return out;
+  };
+  for (std::size_t count = 0; count <= 11; ++count) {
+    std::vector<unsigned char> bytes, expected;
+    std::size_t largest = 0;
+    make(count, bytes, largest);
+    // The reference: times filled, then each record sealed on its own.
+    expected = bytes;
+    std::vector<std::int64_t> want_times;
+    {
+      unsigned char* p = expected.data();
+      for (std::size_t i = 0; i < count; ++i) {
+        unsigned char* t = p + sluice::storage::frame_size + 8;
+        if (sluice::storage::load_le<std::int64_t>(t) == 0)
+          sluice::storage::store_le<std::int64_t>(t, 777);
+        want_times.push_back(sluice::storage::load_le<std::int64_t>(t));
+        sluice::storage::seal_record(p, 40 + i);
+        p += sluice::storage::frame_size + sluice::storage::load_le<std::uint32_t>(p);
+      }
+    }
+    INFO("records: " << count);
+    {
+      std::vector<unsigned char> b = bytes;
+      sluice::record_batch batch(b.data(), b.size(), count);
+      REQUIRE(batch.largest() == largest);  // found by a pass
+      batch.set_time_of_unstamped(777);
+      batch.seal(40);
+      REQUIRE(b == expected);
+      REQUIRE(times(batch.data(), batch.bytes()) == want_times);
+    }
+    {
+      // number() fills the times in its pass; for_each then sees them.
+      std::vector<unsigned char> b = bytes;
+      sluice::record_batch batch(b, count);
+      batch.set_time_of_unstamped(777);
+      batch.number(40);
+      std::vector<std::int64_t> seen;
+      std::vector<std::uint64_t> offsets;
+      batch.for_each([&](const sluice::stored_event& e) {
+        seen.push_back(e.time_ns);
+        offsets.push_back(e.offset);
+      });
+      REQUIRE(seen == want_times);
+      for (std::size_t i = 0; i < offsets.size(); ++i) REQUIRE(offsets[i] == 40 + i);
+    }
+    {
+      // A sink that only reads (data() or for_each) sees the times too.
+      std::vector<unsigned char> b = bytes, c = bytes;
+      sluice::record_batch read(b.data(), b.size(), count), each(c.data(), c.size(), count);
+      read.set_time_of_unstamped(777);
+      each.set_time_of_unstamped(777);
+      REQUIRE(times(read.data(), read.bytes()) == want_times);
+      std::vector<std::int64_t> seen;
+      each.for_each([&](const sluice::stored_event& e) { seen.push_back(e.time_ns); });
+      REQUIRE(seen == want_times);
+      // Without a batch time, records keep time 0.
+      std::vector<unsigned char> d = bytes;
+      sluice::record_batch plain(d.data(), d.size(), count);
+      plain.set_largest(largest);
+      REQUIRE(plain.largest() == largest);
+      REQUIRE(times(plain.data(), plain.bytes()) == times(bytes.data(), bytes.size()));
+    }
   }
 }
 
@@ -631,6 +769,54 @@ TEST_CASE("store stage: stores what passed the filters before it", "[storage]") 
     REQUIRE(o->qty == 1);
     REQUIRE(e.has_key);
     REQUIRE(e.key == o->id);  // the stage sees the metadata
+  }
+}
+
+TEST_CASE(
+    "codecs of one size write straight into the recorder's buffer; the bytes are the "
+    "same as through a byte_writer",
+    "[storage]") {
+  auto sized = std::make_shared<sluice::codecs>();
+  sized->add<pair_ev>("pair", 1, sized_codec{});
+  sized->add<order>("order");                                       // memcpy
+  sized->add<small_ev>("small", 1, sluice::fields(&small_ev::id));  // fields()
+  sized->add<text_ev>("text", 2, text_codec{});
+  REQUIRE(sized->find<pair_ev>()->encode_fixed != nullptr);
+  REQUIRE(sized->find<pair_ev>()->fixed_size == 6);
+  REQUIRE(sized->find<order>()->fixed_size == sizeof(order));
+  REQUIRE(sized->find<small_ev>()->fixed_size == sizeof(std::uint32_t));
+  REQUIRE(sized->find<text_ev>()->encode_fixed == nullptr);
+  auto unsized = std::make_shared<sluice::codecs>();
+  unsized->add<pair_ev>("pair", 1, unsized_codec{});
+  REQUIRE(unsized->find<pair_ev>()->encode_fixed == nullptr);
+
+  // The same events through both: the same records, and they decode.
+  auto record = [](std::shared_ptr<sluice::codecs> types) {
+    auto ring = std::make_unique<sluice::memory_sink>(100);
+    auto* r = ring.get();
+    sluice::recorder rec(std::move(ring), types);
+    for (std::uint32_t i = 0; i < 20; ++i) {
+      sluice::metadata m{};
+      m.timestamp = 0;
+      m.key = i;
+      m.has_key = i % 2 == 1;
+      REQUIRE(rec.write(pair_ev{i * 1000, static_cast<std::uint16_t>(i)}, m));
+    }
+    REQUIRE(rec.flush().ok());
+    return r->events();
+  };
+  const auto a = record(sized);
+  const auto b = record(unsized);
+  REQUIRE(a.size() == 20);
+  REQUIRE(b.size() == 20);
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    REQUIRE(a[i].payload == b[i].payload);
+    REQUIRE(a[i].key == b[i].key);
+    REQUIRE(a[i].has_key == b[i].has_key);
+    const auto d = sized->decode<pair_ev>(a[i].view());
+    REQUIRE(d);
+    REQUIRE(d->a == i * 1000);
+    REQUIRE(d->b == i);
   }
 }
 

@@ -20,6 +20,12 @@
 //   types.add<shot>("shot", 1, sluice::fields(&shot::x, &shot::y, &shot::kind));
 //   types.add<note>("note", 2, note_codec{});   // a codec of one's own
 //
+// A codec whose payloads all have one size may say so, as the memcpy and
+// fields() codecs do: `static constexpr std::size_t encoded_size` and
+// `void encode_to(const T&, unsigned char* out) const noexcept`, which writes
+// exactly encoded_size bytes. The recorder then writes the payload straight
+// into its buffer instead of going through a byte_writer.
+//
 // Decoding errors are values (sluice::decoded holds an event or an error),
 // never undefined behaviour: the memcpy codec checks the size and version, and
 // a throwing codec is caught and reported as an error.
@@ -166,6 +172,12 @@ struct memcpy_codec {
   using version_set_by_add = void;  // codecs::add sets `version`
   std::uint32_t version = 1;
   void encode(const T& v, byte_writer& out) const { out.append(&v, sizeof(T)); }
+  // Every event encodes to the same bytes count (what the recorder's fast
+  // path needs, see codecs::add).
+  static constexpr std::size_t encoded_size = sizeof(T);
+  void encode_to(const T& v, unsigned char* out) const noexcept {
+    std::memcpy(out, static_cast<const void*>(&v), sizeof(T));
+  }
   decoded<T> decode(byte_view in, std::uint32_t v) const noexcept {
     if (v != version)
       return decode_failure("sluice: stored with another version; give a codec that reads it",
@@ -198,6 +210,15 @@ struct fields_codec {
 
   void encode(const T& v, byte_writer& out) const {
     std::apply([&](auto... m) { (out.append(&(v.*m), sizeof(v.*m)), ...); }, members);
+  }
+  static constexpr std::size_t encoded_size = size;
+  void encode_to(const T& v, unsigned char* out) const noexcept {
+    std::apply(
+        [&](auto... m) {
+          ((std::memcpy(out, static_cast<const void*>(&(v.*m)), sizeof(v.*m)), out += sizeof(v.*m)),
+           ...);
+        },
+        members);
   }
   decoded<T> decode(byte_view in, std::uint32_t v) const noexcept {
     if (v != version)
@@ -245,6 +266,11 @@ struct codec_entry {
   std::shared_ptr<void> codec;
   // Appends the payload of the event at `ev`.
   void (*encode)(const void* codec, const void* ev, byte_writer& out) = nullptr;
+  // For codecs whose every payload is fixed_size bytes (encoded_size and
+  // encode_to, see codecs::add): writes the payload of `ev` at `out`;
+  // otherwise nullptr.
+  void (*encode_fixed)(const void* codec, const void* ev, unsigned char* out) noexcept = nullptr;
+  std::size_t fixed_size = 0;
   // Decodes and publishes through `p` with the stored key, without waiting
   // (`would_block`: the lane is full, drain and try again); false with `err`
   // set when the payload could not be decoded.
@@ -255,6 +281,19 @@ struct codec_entry {
 };
 
 namespace detail {
+// A codec whose payloads all have one size says so with
+//   static constexpr std::size_t encoded_size;  // > 0
+//   void encode_to(const T&, unsigned char* out) const noexcept;  // writes encoded_size bytes
+template <class C, class T, class = void>
+struct fixed_size_codec : std::false_type {};
+template <class C, class T>
+struct fixed_size_codec<
+    C, T,
+    std::enable_if_t<std::is_same_v<decltype(C::encoded_size), const std::size_t>&& noexcept(
+        std::declval<const C&>().encode_to(std::declval<const T&>(),
+                                           std::declval<unsigned char*>()))>>
+    : std::bool_constant<(C::encoded_size > 0)> {};
+
 template <class C, class = void>
 struct version_set_by_add : std::false_type {};
 template <class C>
@@ -332,6 +371,12 @@ class codecs {
     e->encode = [](const void* c, const void* ev, byte_writer& out) {
       static_cast<const C*>(c)->encode(*std::launder(static_cast<const T*>(ev)), out);
     };
+    if constexpr (detail::fixed_size_codec<C, T>::value) {
+      e->fixed_size = C::encoded_size;
+      e->encode_fixed = [](const void* c, const void* ev, unsigned char* out) noexcept {
+        static_cast<const C*>(c)->encode_to(*std::launder(static_cast<const T*>(ev)), out);
+      };
+    }
     e->publish = [](const void* c, const stored_event& se, producer& p, publish_result& r,
                     bool& would_block, decode_error& err) -> bool {
       decoded<T> d = detail::run_decode<T>(*static_cast<const C*>(c), se.payload, se.version);

@@ -82,6 +82,33 @@ __attribute__((target("sse4.2"))) inline std::uint32_t crc32c_sse42(std::uint32_
   return ~c32;
 }
 
+// Four CRCs at once (each from 0): the crc32 instruction takes three cycles
+// before its result can be used again, so four independent records keep it
+// busy where one record would leave it idle two cycles in three.
+__attribute__((target("sse4.2"))) inline void crc32c_x4_sse42(const unsigned char* const p[4],
+                                                              const std::size_t n[4],
+                                                              std::uint32_t out[4]) noexcept {
+  std::size_t common = n[0];
+  for (int k = 1; k < 4; ++k) common = n[k] < common ? n[k] : common;
+  common &= ~std::size_t{7};
+  std::uint64_t c0 = 0xFFFFFFFFU, c1 = 0xFFFFFFFFU, c2 = 0xFFFFFFFFU, c3 = 0xFFFFFFFFU;
+  for (std::size_t i = 0; i < common; i += 8) {
+    std::uint64_t v0 = 0, v1 = 0, v2 = 0, v3 = 0;
+    std::memcpy(&v0, p[0] + i, 8);
+    std::memcpy(&v1, p[1] + i, 8);
+    std::memcpy(&v2, p[2] + i, 8);
+    std::memcpy(&v3, p[3] + i, 8);
+    c0 = _mm_crc32_u64(c0, v0);
+    c1 = _mm_crc32_u64(c1, v1);
+    c2 = _mm_crc32_u64(c2, v2);
+    c3 = _mm_crc32_u64(c3, v3);
+  }
+  const std::uint64_t c[4] = {c0, c1, c2, c3};
+  // The rest of each: crc32c_sse42 continues from a finished value.
+  for (int k = 0; k < 4; ++k)
+    out[k] = crc32c_sse42(~static_cast<std::uint32_t>(c[k]), p[k] + common, n[k] - common);
+}
+
 inline bool crc32c_hardware() noexcept {
   static const bool has = __builtin_cpu_supports("sse4.2") != 0;
   return has;
@@ -97,6 +124,18 @@ inline std::uint32_t crc32c(std::uint32_t crc, const void* data, std::size_t n) 
 
 inline std::uint32_t crc32c(const void* data, std::size_t n) noexcept {
   return crc32c(0, data, n);
+}
+
+// out[k] = crc32c(p[k], n[k]) for k < 4.
+inline void crc32c_x4(const unsigned char* const p[4], const std::size_t n[4],
+                      std::uint32_t out[4]) noexcept {
+#if SLUICE_CRC32C_X86
+  if (crc32c_hardware()) {
+    crc32c_x4_sse42(p, n, out);
+    return;
+  }
+#endif
+  for (int k = 0; k < 4; ++k) out[k] = crc32c_portable(0, p[k], n[k]);
 }
 
 }  // namespace detail

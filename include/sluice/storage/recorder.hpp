@@ -48,6 +48,7 @@
 #include "../config.hpp"
 #include "../detail/core.hpp"
 #include "../detail/envelope.hpp"
+#include "byte_buffer.hpp"
 #include "codec.hpp"
 #include "error.hpp"
 #include "file_log.hpp"
@@ -155,8 +156,16 @@ class recorder final : public detail::recorder_hook {
     }
     // Lengths are 32-bit on disk; 2 GiB bounds what one record may hold.
     max_record_ = std::min<std::size_t>(sink_->max_record(), std::size_t{1} << 31);
-    open_.reserve(opts_.buffer_bytes + 4096);
-    spare_.reserve(opts_.buffer_bytes + 4096);
+    if (!open_.reserve(opts_.buffer_bytes + 4096) || !spare_.reserve(opts_.buffer_bytes + 4096)) {
+      error_ = "sluice: no memory for the recorder's buffers";
+      closed_ = true;
+      close_done_ = true;
+#if SLUICE_HAS_EXCEPTIONS
+      throw std::bad_alloc();
+#else
+      return;
+#endif
+    }
     last_sync_ = std::chrono::steady_clock::now();
     writer_running_ = true;
     writer_ = std::thread([this] { write_loop(); });
@@ -337,17 +346,6 @@ class recorder final : public detail::recorder_hook {
     return r;
   }
 
-  // Gives records without a time the time of this append.
-  static void fill_times(std::vector<unsigned char>& bytes, std::int64_t now) noexcept {
-    unsigned char* p = bytes.data();
-    unsigned char* end = p + bytes.size();
-    while (p < end) {
-      unsigned char* t = p + storage::frame_size + 8;
-      if (storage::load_le<std::int64_t>(t) == 0) storage::store_le<std::int64_t>(t, now);
-      p += storage::frame_size + storage::load_le<std::uint32_t>(p);
-    }
-  }
-
   // Whether an event of this type and metadata is to be stored at all.
   [[nodiscard]] bool recordable(std::uint32_t type, const metadata& m) const noexcept {
     return origin_recorded(m) && types_ != nullptr && types_->find(type) != nullptr;
@@ -380,28 +378,10 @@ class recorder final : public detail::recorder_hook {
       ++stats_.dropped;
       return false;
     }
-    const std::size_t start = open_.size();
-    const std::size_t head = storage::frame_size + storage::body_fixed + c->name.size();
-    bool ok = true;
-#if SLUICE_HAS_EXCEPTIONS
-    try {
-#endif
-      open_.resize(start + head);
-      storage::begin_record(open_.data() + start, time_ns, m, c->version, c->name);
-      byte_writer out(open_);
-      c->encode(c->codec.get(), ev, out);
-#if SLUICE_HAS_EXCEPTIONS
-    } catch (...) {
-      ok = false;
-    }
-#endif
-    const std::size_t body = open_.size() - start - storage::frame_size;
-    if (!ok || body > max_record_) {  // larger records would read as damage
-      open_.resize(start);
+    if (encode(*c, ev, m, time_ns) == nullptr) {
       ++stats_.rejected;
       return false;
     }
-    storage::set_length(open_.data() + start, body);
     ++open_count_;
     ++seq_;
     ++stats_.recorded;
@@ -415,6 +395,58 @@ class recorder final : public detail::recorder_hook {
       wake_.notify_all();
     }
     return true;
+  }
+
+  // Appends the record of `ev` to the open buffer and returns where it
+  // starts; nullptr (and the buffer as it was) when the codec failed, the
+  // record is larger than the sink takes, or there is no memory for it.
+  // mutex_ held.
+  unsigned char* encode(const codec_entry& c, const void* ev, const metadata& m,
+                        std::int64_t time_ns) noexcept {
+    const std::size_t head = storage::frame_size + storage::body_fixed + c.name.size();
+    if (c.encode_fixed != nullptr) {
+      // Straight into the buffer.
+      const std::size_t body = head - storage::frame_size + c.fixed_size;
+      if (body > max_record_) return nullptr;  // larger records would read as damage
+      unsigned char* p = open_.grow(storage::frame_size + body);
+      if (p == nullptr) return nullptr;
+      storage::begin_record(p, time_ns, m, c.version, c.name);
+      c.encode_fixed(c.codec.get(), ev, p + head);
+      storage::set_length(p, body);
+      note_body(body);
+      return p;
+    }
+    // Through the codec's byte_writer, into a scratch vector.
+    scratch_.clear();
+#if SLUICE_HAS_EXCEPTIONS
+    try {
+#endif
+      byte_writer out(scratch_);
+      c.encode(c.codec.get(), ev, out);
+#if SLUICE_HAS_EXCEPTIONS
+    } catch (...) {
+      release_scratch();
+      return nullptr;
+    }
+#endif
+    const std::size_t payload = scratch_.size();
+    const bool fits = payload <= max_record_ && head - storage::frame_size + payload <= max_record_;
+    unsigned char* p = fits ? open_.grow(head + payload) : nullptr;
+    if (p != nullptr) {
+      storage::begin_record(p, time_ns, m, c.version, c.name);
+      if (payload != 0) std::memcpy(p + head, scratch_.data(), payload);
+      storage::set_length(p, head - storage::frame_size + payload);
+      note_body(head - storage::frame_size + payload);
+    }
+    release_scratch();
+    return p;
+  }
+  void note_body(std::size_t body) noexcept {
+    if (body > open_largest_) open_largest_ = body;
+  }
+  // A very large event's bytes are not kept around.
+  void release_scratch() noexcept {
+    if (scratch_.capacity() > opts_.buffer_bytes) std::vector<unsigned char>().swap(scratch_);
   }
 
   storage_error wait_for(bool durable, bool report_lost = true) {
@@ -609,6 +641,8 @@ class recorder final : public detail::recorder_hook {
       if (open_count_ == 0 && closed_ && !sync_wanted_) break;
       // Take the whole buffer: every lane's records since the last append.
       open_.swap(spare_);
+      const std::size_t largest = open_largest_;
+      open_largest_ = 0;
       const std::size_t n = open_count_;
       open_count_ = 0;
       const std::uint64_t upto = seq_;
@@ -620,8 +654,9 @@ class recorder final : public detail::recorder_hook {
       storage_error append_error;
       std::size_t stored = 0;
       if (n != 0) {
-        fill_times(spare_, detail::wall_ns());
-        record_batch b(spare_, n);
+        record_batch b(spare_.data(), spare_.size(), n);
+        b.set_largest(largest);
+        b.set_time_of_unstamped(detail::wall_ns());
         append_error = guarded([&] { return sink_->append(b); });
         stored = append_error ? b.stored() : n;
       }
@@ -691,11 +726,13 @@ class recorder final : public detail::recorder_hook {
   std::atomic<std::uint64_t> unrecorded_{0};
 
   mutable std::mutex mutex_;
-  std::condition_variable wake_;      // the writer waits here
-  std::condition_variable room_;      // delivering threads wait here for room
-  std::condition_variable done_;      // flush/sync callers wait here
-  std::vector<unsigned char> open_;   // being filled
-  std::vector<unsigned char> spare_;  // being written (writer only)
+  std::condition_variable wake_;        // the writer waits here
+  std::condition_variable room_;        // delivering threads wait here for room
+  std::condition_variable done_;        // flush/sync callers wait here
+  detail::byte_buffer open_;            // being filled
+  detail::byte_buffer spare_;           // being written (writer only)
+  std::size_t open_largest_ = 0;        // the largest record body in open_
+  std::vector<unsigned char> scratch_;  // codecs without a fixed size encode here
   std::size_t open_count_ = 0;
   std::uint64_t seq_ = 0;          // records put so far
   std::uint64_t written_seq_ = 0;  // records the writer has handled

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "../config.hpp"
+#include "crc32c.hpp"
 #include "error.hpp"
 #include "format.hpp"
 
@@ -24,22 +25,56 @@ inline namespace SLUICE_ABI {
 class record_batch {
  public:
   record_batch(std::vector<unsigned char>& bytes, std::size_t count) noexcept
-      : bytes_(&bytes), count_(count) {}
+      : data_(bytes.data()), bytes_(bytes.size()), count_(count) {}
+  record_batch(unsigned char* data, std::size_t bytes, std::size_t count) noexcept
+      : data_(data), bytes_(bytes), count_(count) {}
 
   [[nodiscard]] std::size_t size() const noexcept { return count_; }
   [[nodiscard]] bool empty() const noexcept { return count_ == 0; }
-  [[nodiscard]] const unsigned char* data() const noexcept { return bytes_->data(); }
-  [[nodiscard]] std::size_t bytes() const noexcept { return bytes_->size(); }
+  [[nodiscard]] const unsigned char* data() const noexcept {
+    stamp_pending();
+    return data_;
+  }
+  [[nodiscard]] std::size_t bytes() const noexcept { return bytes_; }
 
-  // Numbers the records first_offset, first_offset + 1, ... and checksums them.
+  // What the batch's maker knows, so that the sink need not find it out with
+  // a pass of its own over the bytes. (The recorder sets both.)
+  // The largest record body in the batch (exactly that).
+  void set_largest(std::size_t body) noexcept { largest_ = body; }
+  // The time records without one (time 0) get, given when they are sealed,
+  // numbered or read, in the same pass.
+  void set_time_of_unstamped(std::int64_t time_ns) noexcept {
+    unstamped_time_ = time_ns;
+    stamp_pending_ = time_ns != 0;
+  }
+
+  // Numbers the records first_offset, first_offset + 1, ... and checksums
+  // them, four records at a time.
   void seal(std::uint64_t first_offset) noexcept {
-    unsigned char* p = bytes_->data();
-    unsigned char* end = p + bytes_->size();
+    unsigned char* p = data_;
+    unsigned char* end = p + bytes_;
     std::uint64_t off = first_offset;
+    const unsigned char* body[4];
+    std::size_t len[4];
+    unsigned char* at[4];
+    int k = 0;
     while (p < end) {
-      storage::seal_record(p, off++);
-      p += storage::frame_size + storage::load_le<std::uint32_t>(p);
+      const std::uint32_t n = storage::load_le<std::uint32_t>(p);
+      prepare(p, off++);
+      at[k] = p;
+      body[k] = p + storage::frame_size;
+      len[k] = n;
+      if (++k == 4) {
+        std::uint32_t crc[4];
+        detail::crc32c_x4(body, len, crc);
+        for (int i = 0; i < 4; ++i) storage::store_le<std::uint32_t>(at[i] + 4, crc[i]);
+        k = 0;
+      }
+      p += storage::frame_size + n;
     }
+    for (int i = 0; i < k; ++i)
+      storage::store_le<std::uint32_t>(at[i] + 4, detail::crc32c(body[i], len[i]));
+    stamp_pending_ = false;
   }
 
   // How many of the batch's records the sink stored (the first ones): all of
@@ -52,9 +87,8 @@ class record_batch {
   [[nodiscard]] std::size_t records_within(std::size_t bytes, std::size_t& used) const noexcept {
     std::size_t n = 0;
     used = 0;
-    const unsigned char* p = bytes_->data();
     while (n < count_) {
-      const std::size_t next = storage::frame_size + storage::load_le<std::uint32_t>(p + used);
+      const std::size_t next = storage::frame_size + storage::load_le<std::uint32_t>(data_ + used);
       if (used + next > bytes) break;
       used += next;
       ++n;
@@ -64,9 +98,10 @@ class record_batch {
 
   // The largest record body in the batch.
   [[nodiscard]] std::size_t largest() const noexcept {
+    if (largest_ != unknown) return largest_;
     std::size_t most = 0;
-    const unsigned char* p = bytes_->data();
-    const unsigned char* end = p + bytes_->size();
+    const unsigned char* p = data_;
+    const unsigned char* end = p + bytes_;
     while (p < end) {
       const std::uint32_t body = storage::load_le<std::uint32_t>(p);
       most = body > most ? body : most;
@@ -78,20 +113,22 @@ class record_batch {
   // Numbers the records without checksumming them: for sinks that keep no
   // checksum (memory, text).
   void number(std::uint64_t first_offset) noexcept {
-    unsigned char* p = bytes_->data();
-    unsigned char* end = p + bytes_->size();
+    unsigned char* p = data_;
+    unsigned char* end = p + bytes_;
     std::uint64_t off = first_offset;
     while (p < end) {
-      storage::store_le<std::uint64_t>(p + storage::frame_size, off++);
+      prepare(p, off++);
       p += storage::frame_size + storage::load_le<std::uint32_t>(p);
     }
+    stamp_pending_ = false;
   }
 
   // Calls f(const stored_event&) for each record, in order.
   template <class F>
   void for_each(F&& f) const {
-    const unsigned char* p = bytes_->data();
-    const unsigned char* end = p + bytes_->size();
+    stamp_pending();
+    const unsigned char* p = data_;
+    const unsigned char* end = p + bytes_;
     stored_event e;
     while (p < end) {
       const std::uint32_t body = storage::load_le<std::uint32_t>(p);
@@ -102,9 +139,36 @@ class record_batch {
   }
 
  private:
-  std::vector<unsigned char>* bytes_;
+  static constexpr std::size_t unknown = ~std::size_t{0};
+
+  // Numbers one record, and gives it the batch's time if it has none.
+  void prepare(unsigned char* p, std::uint64_t offset) const noexcept {
+    storage::store_le<std::uint64_t>(p + storage::frame_size, offset);
+    if (stamp_pending_) stamp(p);
+  }
+  void stamp(unsigned char* p) const noexcept {
+    unsigned char* t = p + storage::frame_size + 8;
+    if (storage::load_le<std::int64_t>(t) == 0) storage::store_le<std::int64_t>(t, unstamped_time_);
+  }
+  // Gives the records without a time the batch's time, unless done already.
+  void stamp_pending() const noexcept {
+    if (!stamp_pending_) return;
+    unsigned char* p = data_;
+    unsigned char* end = p + bytes_;
+    while (p < end) {
+      stamp(p);
+      p += storage::frame_size + storage::load_le<std::uint32_t>(p);
+    }
+    stamp_pending_ = false;
+  }
+
+  unsigned char* data_;
+  std::size_t bytes_;
   std::size_t count_;
   std::size_t stored_ = 0;
+  std::size_t largest_ = unknown;
+  std::int64_t unstamped_time_ = 0;
+  mutable bool stamp_pending_ = false;
 };
 
 class sink {
