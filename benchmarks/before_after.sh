@@ -10,7 +10,8 @@
 # The commit's sources are checked out in a temporary worktree; both sides are
 # compiled with the `bench` preset's command line for each binary (-j1), and
 # each binary runs SLUICE_BA_ROUNDS times (default 3) per side, alternating,
-# each run with 3 repetitions (medians). Needs python3. Output: a markdown
+# each run with 3 repetitions (medians); SLUICE_BA_FILTER, if set, is passed
+# as --benchmark_filter. Needs python3. Output: a markdown
 # table on stdout, JSON files in build/bench/before_after/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,7 +45,8 @@ for b in $benches; do
       bin=$out/bench_${b}_before
       [ "$side" = after ] && bin=build/bench/benchmarks/bench_$b
       echo "=== $b $side round $r" >&2
-      "$bin" --benchmark_repetitions=3 --benchmark_report_aggregates_only=true \
+      "$bin" ${SLUICE_BA_FILTER:+--benchmark_filter="$SLUICE_BA_FILTER"} \
+        --benchmark_repetitions=3 --benchmark_report_aggregates_only=true \
         --benchmark_format=json --benchmark_out="$out/${b}_${side}_$r.json" \
         --benchmark_out_format=json >/dev/null
     done
@@ -72,6 +74,12 @@ pairs = [
     ("latency/sluice_defaults", "latency/moodycamel", "p99"),
     ("poll_empty/sluice/lanes:1", "poll_empty/moodycamel", "ns"),
     ("poll_empty/sluice/lanes:4", "poll_empty/moodycamel", "ns"),
+    ("storage/append/recorder/sync:never", "storage/append/raw_write", "rate"),
+    ("storage/append/recorder/sync:never", "storage/append/raw_write/chunk:4MiB", "rate"),
+    ("storage/bus/memory_sink/stamp:0", "storage/bus/none/stamp:0", "ns"),
+    ("storage/bus/file_log/stamp:0", "storage/bus/none/stamp:0", "ns"),
+    ("storage/bus/memory_sink/stamp:1", "storage/bus/none/stamp:1", "ns"),
+    ("storage/bus/file_log/stamp:1", "storage/bus/none/stamp:1", "ns"),
 ]
 def fig(e, m):
     if m == "rate":

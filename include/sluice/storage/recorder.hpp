@@ -416,7 +416,14 @@ class recorder final : public detail::recorder_hook {
       note_body(body);
       return p;
     }
-    // Through the codec's byte_writer, into a scratch vector.
+    return encode_through_writer(c, ev, m, time_ns, head);
+  }
+  // Codecs without a fixed size: through their byte_writer, into a scratch
+  // vector. (Out of line: the fixed-size path above stays small enough to be
+  // inlined into put.)
+  SLUICE_NOINLINE unsigned char* encode_through_writer(const codec_entry& c, const void* ev,
+                                                       const metadata& m, std::int64_t time_ns,
+                                                       std::size_t head) noexcept {
     scratch_.clear();
 #if SLUICE_HAS_EXCEPTIONS
     try {
