@@ -64,6 +64,38 @@ void operator delete[](void* p, std::size_t) noexcept {
 void operator delete(void* p, const std::nothrow_t&) noexcept {
   std::free(p);
 }
+// The over-aligned forms (cache-line aligned cells, slots and registries).
+void* operator new(std::size_t n, std::align_val_t al) {
+  g_allocs.fetch_add(1, std::memory_order_relaxed);
+  if (allocation_fails()) throw std::bad_alloc();
+  const auto a = static_cast<std::size_t>(al);
+  if (void* p = std::aligned_alloc(a, (n + a - 1) / a * a)) return p;
+  throw std::bad_alloc();
+}
+void* operator new(std::size_t n, std::align_val_t al, const std::nothrow_t&) noexcept {
+  g_allocs.fetch_add(1, std::memory_order_relaxed);
+  if (allocation_fails()) return nullptr;
+  const auto a = static_cast<std::size_t>(al);
+  return std::aligned_alloc(a, (n + a - 1) / a * a);
+}
+void* operator new[](std::size_t n, std::align_val_t al) {
+  return operator new(n, al);
+}
+void operator delete(void* p, std::align_val_t) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept {
+  std::free(p);
+}
+void operator delete[](void* p, std::align_val_t) noexcept {
+  std::free(p);
+}
+void operator delete[](void* p, std::size_t, std::align_val_t) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept {
+  std::free(p);
+}
 
 TEST_CASE("queued publish and poll allocate nothing in steady state", "[alloc]") {
   sluice::bus bus{sluice::bus_options{}.with_lanes(2).with_lane_capacity(1024)};
@@ -337,4 +369,36 @@ TEST_CASE("recorder: a record there is no memory for is refused, and nothing rec
   for (std::size_t i = 0; i < 11; ++i) CHECK(types->decode<small_event>(ev[i].view())->a == i);
   CHECK(ev[11].type == "huge");
   CHECK(types->decode<small_event>(ev[12].view())->a == 11);
+}
+
+namespace {
+struct derived_event {
+  std::uint64_t a;
+};
+}  // namespace
+
+TEST_CASE("a transform's output is counted exactly when there is no memory for a count cell",
+          "[alloc][oom]") {
+  sluice::bus b;
+  b.stages<small_event>().transform([](const small_event& e) { return derived_event{e.a}; });
+  long calls = 0;
+  auto sub = b.subscribe<derived_event>([&](const derived_event&) { ++calls; });
+  auto warm = b.subscribe<big_event>([](const big_event&) {});
+  (void)b.dispatch(big_event{});  // this thread's tracking slot exists before allocations fail
+  sluice::detail::registry* r =
+      sluice::detail::bus_access::core(b).find_reg(sluice::detail::type_index<derived_event>());
+  REQUIRE(r != nullptr);
+  {
+    fail_scope fail(0);
+    for (std::uint64_t i = 0; i < 3; ++i) CHECK(b.dispatch(small_event{i, 0}) == 0);
+  }
+  CHECK(r->derived_cells.load() == nullptr);  // counted in the registry's atomics instead
+  for (std::uint64_t i = 0; i < 2; ++i) (void)b.dispatch(small_event{i, 0});
+  CHECK(r->derived_cells.load() != nullptr);
+  const sluice::type_stats st = b.stats<derived_event>();
+  CHECK(calls == 5);
+  CHECK(st.published == 5);
+  CHECK(st.delivered == 5);
+  CHECK(st.handler_calls == 5);
+  CHECK(st.balanced());
 }

@@ -773,7 +773,7 @@ TEST_CASE("store stage: stores what passed the filters before it", "[storage]") 
 }
 
 TEST_CASE(
-    "codecs of one size write straight into the recorder's buffer; the bytes are the "
+    "codecs of one size write straight into the recorder's buffer, and the bytes are the "
     "same as through a byte_writer",
     "[storage]") {
   auto sized = std::make_shared<sluice::codecs>();

@@ -151,7 +151,14 @@ struct stage_fns {
       out = fate::filtered;
       return true;
     }
-    ru.derived.fetch_add(1, std::memory_order_relaxed);
+    // Counted in this thread's cell (no locked instruction), or, without
+    // memory for one, in the registry's atomics.
+    derived_cell* cell = derived_cell_for(ru, *ctx.slot);
+    if (cell != nullptr) {
+      counter_cell::bump(cell->made);
+    } else {
+      ru.derived.fetch_add(1, std::memory_order_relaxed);
+    }
     // A thread that ends in U's handler (a forced unwind) still settles U:
     // it was handed over, as the input is (drain_guard).
     struct settle_on_unwind {
@@ -164,7 +171,11 @@ struct stage_fns {
     std::size_t calls = 0;
     const fate fu = ctx.core->process(ru, &*made, m, *ctx.slot, 0, ctx.hops + 1, calls);
     unwind.done = true;
-    detail::settle(ru, fu, calls);
+    if (cell != nullptr) {
+      detail::settle(*cell, fu, calls);
+    } else {
+      detail::settle(ru, fu, calls);
+    }
     out = fate::transformed;
     return true;
   }

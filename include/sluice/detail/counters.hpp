@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <new>
 
 #include "../stats.hpp"
 #include "registry.hpp"
@@ -73,6 +74,15 @@ inline type_stats stats_of(const registry* r) {
   st.dead_lettered = r->dead_lettered.load(std::memory_order_relaxed);
   st.transformed = r->transformed.load(std::memory_order_relaxed);
   st.published += r->derived.load(std::memory_order_relaxed);
+  for (const derived_cell* d = r->derived_cells.load(std::memory_order_acquire); d != nullptr;
+       d = d->next) {
+    st.published += d->made.load(std::memory_order_relaxed);
+    st.delivered += d->delivered.load(std::memory_order_relaxed);
+    st.unrouted += d->unrouted.load(std::memory_order_relaxed);
+    st.filtered += d->filtered.load(std::memory_order_relaxed);
+    st.transformed += d->transformed.load(std::memory_order_relaxed);
+    st.handler_calls += d->handler_calls.load(std::memory_order_relaxed);
+  }
   return st;
 }
 
@@ -102,6 +112,78 @@ inline void settle(registry& r, fate f, std::size_t calls) noexcept {
   t.r = &r;
   t.count(f, calls);
   t.flush();
+}
+
+// ---- counts of events that transforms make ----------------------------------------
+
+// A thread's last few derived cells, by registry number (0: empty). Trivially
+// destructible: a thread that exits leaves nothing to clean up (its slot, and
+// so its cells, go to the next thread that takes the slot).
+struct derived_cache {
+  static constexpr unsigned ways = 4;
+  std::uint64_t number[ways] = {};
+  derived_cell* cell[ways] = {};
+  unsigned next = 0;
+};
+
+SLUICE_API inline derived_cache& my_derived_cache() noexcept {
+  static thread_local derived_cache c;
+  return c;
+}
+
+// The cell of slot `s` in r (found on r's list, or made and linked); nullptr
+// when there is no memory for one. Only the thread holding `s` calls it.
+SLUICE_NOINLINE inline derived_cell* find_derived_cell(registry& r, const reader_slot& s,
+                                                       derived_cache& c) noexcept {
+  derived_cell* found = nullptr;
+  for (derived_cell* d = r.derived_cells.load(std::memory_order_acquire); d != nullptr;
+       d = d->next) {
+    if (d->slot == &s) {
+      found = d;
+      break;
+    }
+  }
+  if (found == nullptr) {
+    found = new (std::nothrow) derived_cell;
+    if (found == nullptr) return nullptr;
+    found->slot = &s;
+    derived_cell* head = r.derived_cells.load(std::memory_order_relaxed);
+    do {
+      found->next = head;
+    } while (!r.derived_cells.compare_exchange_weak(head, found, std::memory_order_release,
+                                                    std::memory_order_relaxed));
+  }
+  const unsigned w = c.next++ % derived_cache::ways;
+  c.number[w] = r.number;
+  c.cell[w] = found;
+  return found;
+}
+
+// The calling thread's cell for events made of r's type (its slot is `s`).
+[[nodiscard]] inline derived_cell* derived_cell_for(registry& r, const reader_slot& s) noexcept {
+  derived_cache& c = my_derived_cache();
+  for (unsigned w = 0; w < derived_cache::ways; ++w)
+    if (c.number[w] == r.number && c.cell[w]->slot == &s) return c.cell[w];
+  return find_derived_cell(r, s, c);
+}
+
+// Counts a derived event's end in its cell (the caller holds the cell's slot).
+inline void settle(derived_cell& d, fate f, std::size_t calls) noexcept {
+  switch (f) {
+    case fate::delivered:
+      counter_cell::bump(d.delivered);
+      break;
+    case fate::unrouted:
+      counter_cell::bump(d.unrouted);
+      break;
+    case fate::filtered:
+      counter_cell::bump(d.filtered);
+      break;
+    case fate::transformed:
+      counter_cell::bump(d.transformed);
+      break;
+  }
+  if (calls != 0) counter_cell::bump(d.handler_calls, calls);
 }
 
 }  // namespace detail

@@ -122,8 +122,34 @@ struct alignas(SLUICE_CACHE_LINE) counter_cell {
   }
 };
 
+// How the events that transforms made of one type ended, counted by the
+// threads that made them: one cell per tracking slot (so per delivering
+// thread, and reused by the thread that takes the slot over after one exits),
+// written only by the slot's holder with a relaxed load and store, never a
+// locked instruction; summed when the type's stats are read.
+struct alignas(SLUICE_CACHE_LINE) derived_cell {
+  std::atomic<std::uint64_t> made{0};
+  std::atomic<std::uint64_t> delivered{0};
+  std::atomic<std::uint64_t> unrouted{0};
+  std::atomic<std::uint64_t> filtered{0};
+  std::atomic<std::uint64_t> transformed{0};
+  std::atomic<std::uint64_t> handler_calls{0};
+  const reader_slot* slot = nullptr;  // whose cell it is
+  derived_cell* next = nullptr;       // immutable once the cell is linked
+};
+
+// Registries are numbered once per process (never reused, unlike their
+// addresses): a thread's cache of derived cells is keyed by the number.
+SLUICE_API inline std::atomic<std::uint64_t>& registry_numbers() noexcept {
+  static std::atomic<std::uint64_t> n{0};
+  return n;
+}
+
 struct alignas(SLUICE_CACHE_LINE) registry {
-  registry(std::uint32_t t, std::uint64_t bus_epoch) : type(t), epoch(bus_epoch) {}
+  registry(std::uint32_t t, std::uint64_t bus_epoch)
+      : type(t),
+        epoch(bus_epoch),
+        number(registry_numbers().fetch_add(1, std::memory_order_relaxed) + 1) {}
   registry(const registry&) = delete;
   registry& operator=(const registry&) = delete;
 
@@ -157,10 +183,17 @@ struct alignas(SLUICE_CACHE_LINE) registry {
       delete c;
       c = next;
     }
+    derived_cell* d = derived_cells.load(std::memory_order_relaxed);
+    while (d != nullptr) {
+      derived_cell* next = d->next;
+      delete d;
+      d = next;
+    }
   }
 
   const std::uint32_t type;
-  const std::uint64_t epoch;  // process().forks when the bus was made (fork: see reset)
+  const std::uint64_t epoch;   // process().forks when the bus was made (fork: see reset)
+  const std::uint64_t number;  // unique in the process (registry_numbers)
   std::atomic<const sub_array*> current{nullptr};
   // Closes so far (see sub_array::closes_seen): a reader that reads it
   // unchanged after announcing a node knows the node is open without reading
@@ -177,6 +210,10 @@ struct alignas(SLUICE_CACHE_LINE) registry {
   std::atomic<std::uint64_t> dead_lettered{0};
   std::atomic<std::uint64_t> transformed{0};  // left as another type's event
   std::atomic<std::uint64_t> derived{0};      // made by a transform of another type
+  // The same counts for events transforms made, kept per delivering thread
+  // (derived_cell); the atomics above take them only when no cell could be
+  // made (no memory) or a thread ends inside a handler.
+  std::atomic<derived_cell*> derived_cells{nullptr};
 
   // Processing layer: set before the bus starts, read-only afterwards.
   std::atomic<const stage_chain*> chain{nullptr};
