@@ -1281,3 +1281,37 @@ TEST_CASE("recorder: events that came through a bridge are stored only when aske
     CHECK(rec->stats().unrecorded == 0);  // left out by choice, not for want of a codec
   }
 }
+
+TEST_CASE("loss ledger: append and sync losses are counted once, in order, until acknowledged",
+          "[storage]") {
+  sluice::detail::loss_ledger l;
+  l.lose(3, 4, false, 0);  // two appends failed (records 3-4, then 7)
+  l.lose(7, 7, false, 0);
+  REQUIRE(l.unacknowledged() == 3);
+  // Then the sync of records 1-9 failed: 1, 2, 5, 6, 8 and 9 are newly lost.
+  REQUIRE(l.lose_unsynced(1, 9) == 6);
+  REQUIRE(l.unacknowledged() == 9);
+  std::uint64_t first = 0;
+  REQUIRE(l.unacknowledged_in(0, 9, false, first) == 3);  // a flush sees append losses
+  REQUIRE(first == 3);
+  REQUIRE(l.unacknowledged_in(0, 9, true, first) == 9);  // a sync sees both
+  REQUIRE(first == 1);
+  REQUIRE(l.unacknowledged_in(4, 6, true, first) == 2);
+  REQUIRE(first == 5);
+  REQUIRE(l.any_in(7, 7));
+  REQUIRE_FALSE(l.any_in(10, 20));
+  // Adjacent append losses after the last sync merge; across it they do not.
+  l.lose(10, 11, false, 9);
+  l.lose(12, 12, false, 9);
+  REQUIRE(l.ranges() == 6);  // 1-2, 3-4, 5-6, 7, 8-9, 10-12
+  REQUIRE(l.unacknowledged() == 12);
+  REQUIRE(l.acknowledge() == 12);
+  REQUIRE(l.unacknowledged() == 0);
+  REQUIRE(l.unacknowledged_in(0, 20, true, first) == 0);
+  REQUIRE(l.any_in(7, 7));  // acknowledged, still known until pruned
+  l.prune(9);               // up to the last sync
+  REQUIRE(l.any_in(10, 12));
+  REQUIRE_FALSE(l.any_in(1, 9));
+  l.prune(12);
+  REQUIRE(l.ranges() == 0);
+}

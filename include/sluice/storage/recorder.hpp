@@ -53,87 +53,12 @@
 #include "error.hpp"
 #include "file_log.hpp"
 #include "format.hpp"
+#include "loss_ledger.hpp"
+#include "record_options.hpp"
 #include "sink.hpp"
 
 namespace sluice {
 inline namespace SLUICE_ABI {
-
-// When the writer syncs on its own. An explicit sync(), and close(), always
-// sync, whatever the policy.
-enum class sync_policy : std::uint8_t {
-  never,        // never on its own: the operating system writes when it likes
-  interval,     // at most every sync_interval while records arrive
-  every_batch,  // after every append: a record is durable within one batch's time
-};
-
-enum class full_behaviour : std::uint8_t {
-  block,  // the delivering thread waits for room (backpressure into the lanes)
-  drop,   // the record is dropped and counted; delivery goes on
-};
-
-struct record_options {
-  // Bytes the delivering threads may gather before the writer takes them (two
-  // such buffers exist: one filling, one being written). One record may go
-  // beyond it.
-  std::size_t buffer_bytes = std::size_t{4} << 20;
-  full_behaviour when_full = full_behaviour::block;
-  sync_policy sync = sync_policy::every_batch;
-  std::chrono::milliseconds sync_interval{100};
-  // With sync_policy never or interval: how long the writer lets records
-  // gather before it writes them (fewer, larger appends). 0: at once.
-  // every_batch always writes at once.
-  std::chrono::microseconds linger{1000};
-  // Waits, on the delivering thread, until each batch is durable before its
-  // events are delivered: true write-ahead logging, at a sync per batch.
-  // Events whose records could not be made durable (an append or sync
-  // failed, the codec threw, the record was too large, the recorder was
-  // closed) are not delivered: the lane batch they came in is the unit (a
-  // dispatched event, or one through a store stage, is its own). Needs
-  // when_full = block.
-  bool durable_before_delivery = false;
-  // Also store events that a replay published (metadata::replayed).
-  bool record_replayed = false;
-  // Also store events that came through a bridge (metadata::bridged). Off by
-  // default: the stream they came from keeps them, and a recorder under an
-  // outbound bridge would send them back where they came from.
-  bool record_bridged = false;
-  // Called on the writer thread for each sink error. Must not throw, call
-  // close(), or wait for the bus (publish under the block policy).  Records
-  // it makes while the buffer is full are dropped, not waited for.
-  std::function<void(const storage_error&)> on_error;
-
-  [[nodiscard]] const char* validate() const noexcept {
-    if (buffer_bytes < 4096 || buffer_bytes > (std::size_t{1} << 30))
-      return "sluice: record_options::buffer_bytes must be between 4096 and 2^30";
-    if (sync == sync_policy::interval && sync_interval.count() <= 0)
-      return "sluice: record_options::sync_interval must be positive";
-    if (linger.count() < 0 || linger > std::chrono::hours(1))
-      return "sluice: record_options::linger must be between 0 and 1 hour";
-    if (when_full != full_behaviour::block && when_full != full_behaviour::drop)
-      return "sluice: record_options::when_full is not a full_behaviour value";
-    if (durable_before_delivery && when_full == full_behaviour::drop)
-      return "sluice: record_options::durable_before_delivery needs when_full = block (a "
-             "write-ahead log does not drop records)";
-    return nullptr;
-  }
-};
-
-struct recorder_stats {
-  std::uint64_t recorded = 0;    // put in the buffer
-  std::uint64_t written = 0;     // appended to the sink
-  std::uint64_t synced = 0;      // known durable (covered by a successful sync)
-  std::uint64_t dropped = 0;     // buffer full (drop), or recorder closed
-  std::uint64_t unrecorded = 0;  // no codec for the type
-  std::uint64_t rejected = 0;    // the codec threw, or the record was larger than the sink takes
-  std::uint64_t failed = 0;      // recorded, but the sink's append failed: lost
-  std::uint64_t unsynced = 0;    // written, but a sync of them failed: durability unknown (lost)
-  std::uint64_t bytes = 0;       // bytes appended to the sink
-  std::uint64_t batches = 0;     // appends
-  std::uint64_t syncs = 0;       // successful syncs
-  std::uint64_t append_failures = 0;  // appends that failed (wholly or in part)
-  std::uint64_t sync_failures = 0;    // syncs that failed
-  std::uint64_t unacknowledged = 0;   // lost records not yet acknowledged (acknowledge_losses)
-};
 
 class recorder final : public detail::recorder_hook {
  public:
@@ -211,13 +136,7 @@ class recorder final : public detail::recorder_hook {
   // them. Returns how many records they were.
   std::uint64_t acknowledge_losses() {
     std::lock_guard<std::mutex> lock(mutex_);
-    std::uint64_t n = 0;
-    for (lost_range& l : lost_) {
-      if (l.acknowledged) continue;
-      l.acknowledged = true;
-      n += l.hi - l.lo + 1;
-    }
-    lost_acknowledged_ += n;
+    const std::uint64_t n = losses_.acknowledge();
     prune_losses();
     return n;
   }
@@ -244,7 +163,7 @@ class recorder final : public detail::recorder_hook {
       stats_.synced = stats_.written - stats_.unsynced;
       synced_seq_ = written_seq_;
     } else {
-      stats_.unsynced += lose_unsynced(synced_seq_ + 1, written_seq_);
+      stats_.unsynced += losses_.lose_unsynced(synced_seq_ + 1, written_seq_);
       synced_seq_ = written_seq_;
     }
     close_done_ = true;
@@ -262,7 +181,7 @@ class recorder final : public detail::recorder_hook {
     std::lock_guard<std::mutex> lock(mutex_);
     recorder_stats st = stats_;
     st.unrecorded = unrecorded_.load(std::memory_order_relaxed);
-    st.unacknowledged = lost_total_ - lost_acknowledged_;
+    st.unacknowledged = losses_.unacknowledged();
     return st;
   }
   // The last sink error (ok when none).
@@ -497,64 +416,13 @@ class recorder final : public detail::recorder_hook {
 #endif
   }
 
-  // Records [lo, hi] are lost; `sync`: by a failed sync (else an append).
-  // mutex_ held.
-  void lose(std::uint64_t lo, std::uint64_t hi, bool sync) {
-    if (hi < lo) return;
-    lost_total_ += hi - lo + 1;
-    // Merged only within the batches since the last sync: lose_unsynced()
-    // relies on every range that reaches past the last sync starting after it.
-    if (!lost_.empty() && lost_.back().sync == sync && !lost_.back().acknowledged &&
-        lost_.back().hi + 1 == lo && lost_.back().lo > synced_seq_) {
-      lost_.back().hi = hi;
-    } else {
-      lost_.push_back({lo, hi, sync, false});
-    }
-  }
-
-  // Records [lo, hi] whose sync failed; those already lost by a failed append
-  // are not counted twice. Returns how many are newly lost. mutex_ held.
-  std::uint64_t lose_unsynced(std::uint64_t lo, std::uint64_t hi) {
-    if (hi < lo) return 0;
-    // Ranges at or after lo are append losses of batches since the last sync
-    // (sync losses end where the last sync ended): take them off the end and
-    // put them back between the new ranges, so that the list stays sorted.
-    std::vector<lost_range> tail;
-    while (!lost_.empty() && lost_.back().lo >= lo) {
-      tail.push_back(lost_.back());
-      lost_.pop_back();
-    }
-    std::uint64_t at = lo, added = 0;
-    for (auto it = tail.rbegin(); it != tail.rend(); ++it) {
-      if (it->lo > at) {
-        lost_.push_back({at, it->lo - 1, true, false});
-        added += it->lo - at;
-      }
-      lost_.push_back(*it);
-      at = it->hi + 1;
-    }
-    if (at <= hi) {
-      lost_.push_back({at, hi, true, false});
-      added += hi - at + 1;
-    }
-    lost_total_ += added;
-    return added;
-  }
-
   // An error when a record in (from, through] that is not acknowledged is
   // lost (`durable`: by a failed append or sync; else by a failed append).
   // mutex_ held.
   storage_error loss_since(std::uint64_t from, std::uint64_t through, bool durable) {
     prune_losses();
-    std::uint64_t n = 0, first = 0;
-    for (const lost_range& l : lost_) {
-      if (l.acknowledged || (!durable && l.sync)) continue;
-      const std::uint64_t lo = std::max(l.lo, from + 1);
-      const std::uint64_t hi = std::min(l.hi, through);
-      if (hi < lo) continue;
-      if (n == 0) first = lo;
-      n += hi - lo + 1;
-    }
+    std::uint64_t first = 0;
+    const std::uint64_t n = losses_.unacknowledged_in(from, through, durable, first);
     if (n == 0) return {};
     storage_error e = last_loss_error_;
     if (e.ok()) e.code = storage_errc::io;
@@ -583,9 +451,7 @@ class recorder final : public detail::recorder_hook {
     done_.wait(lock, [&] { return sync_tried_ >= mine || !writer_running_; });
     if (sync_tried_ < mine) return false;
     // Acknowledged or not: a lost record is not durable.
-    for (const lost_range& l : lost_)
-      if (l.lo <= mine && l.hi >= first) return false;
-    return true;
+    return !losses_.any_in(first, mine);
   }
 
   // Forgets acknowledged losses that nobody needs any more: not while a
@@ -593,11 +459,7 @@ class recorder final : public detail::recorder_hook {
   // not those after the last sync (a failed sync must not count a failed
   // append's records twice). mutex_ held.
   void prune_losses() {
-    if (durable_waiters_ != 0) return;
-    lost_.erase(
-        std::remove_if(lost_.begin(), lost_.end(),
-                       [&](const lost_range& l) { return l.acknowledged && l.hi <= synced_seq_; }),
-        lost_.end());
+    if (durable_waiters_ == 0) losses_.prune(synced_seq_);
   }
 
   void report(const storage_error& e) noexcept {
@@ -695,7 +557,7 @@ class recorder final : public detail::recorder_hook {
           stats_.failed += n - stored;
           ++stats_.append_failures;
           last_loss_error_ = append_error;
-          lose(first + stored, upto, false);
+          losses_.lose(first + stored, upto, false, synced_seq_);
         }
       }
       written_seq_ = upto;
@@ -711,7 +573,7 @@ class recorder final : public detail::recorder_hook {
           // durability: lost, as far as acknowledgements go.
           ++stats_.sync_failures;
           last_loss_error_ = sync_error;
-          stats_.unsynced += lose_unsynced(synced_seq_ + 1, upto);
+          stats_.unsynced += losses_.lose_unsynced(synced_seq_ + 1, upto);
           synced_seq_ = upto;  // each record is lost once, not again by a later sync
           unsynced = false;
         }
@@ -741,20 +603,11 @@ class recorder final : public detail::recorder_hook {
   std::size_t open_largest_ = 0;        // the largest record body in open_
   std::vector<unsigned char> scratch_;  // codecs without a fixed size encode here
   std::size_t open_count_ = 0;
-  std::uint64_t seq_ = 0;          // records put so far
-  std::uint64_t written_seq_ = 0;  // records the writer has handled
-  std::uint64_t sync_tried_ = 0;   // records covered by the last sync attempt
-  std::uint64_t synced_seq_ = 0;   // records up to here: durable or known lost
-  // Lost records (by seq), in order; each range is acknowledged by the
-  // program (acknowledge_losses) as a whole, and forgotten later.
-  struct lost_range {
-    std::uint64_t lo, hi;
-    bool sync;          // by a failed sync (else by a failed append)
-    bool acknowledged;  // the program has seen it: flush/sync no longer fail for it
-  };
-  std::vector<lost_range> lost_;
-  std::uint64_t lost_total_ = 0;
-  std::uint64_t lost_acknowledged_ = 0;
+  std::uint64_t seq_ = 0;            // records put so far
+  std::uint64_t written_seq_ = 0;    // records the writer has handled
+  std::uint64_t sync_tried_ = 0;     // records covered by the last sync attempt
+  std::uint64_t synced_seq_ = 0;     // records up to here: durable or known lost
+  detail::loss_ledger losses_;       // lost records (by seq) and their acknowledgement
   std::size_t durable_waiters_ = 0;  // write-ahead deliveries waiting for a sync
   bool close_done_ = false;          // close() has closed the sink
   storage_error last_loss_error_;
