@@ -16,6 +16,8 @@
 //     afterwards, untimed, so nothing waits for the disk. recorder_rolling:
 //     the same with segment_bytes = 8 MiB, so each roll syncs the segment it
 //     closes (file_log::roll), as a long-running sync_policy::never log does.
+//     recorder_write_n256: the same events through recorder.write_n(), 256 at
+//     a time (one lock per call).
 //  2. storage/commit: sync_policy::every_batch (group commit), 1 and 4
 //     producer threads writing N events between them, then flush() (which
 //     returns once the last batch is synced). Counters: events per fdatasync
@@ -224,10 +226,21 @@ struct log_fixture {
 };
 
 // recorder.write() of events first .. first + n - 1 from `threads` threads
-// (this one when 1). Returns how many were refused.
-std::size_t produce(sluice::recorder& rec, std::size_t n, std::size_t threads) {
-  const auto run = [&rec](std::size_t first, std::size_t count) {
+// (this one when 1), or recorder.write_n() of `bulk` events at a time.
+// Returns how many were refused.
+std::size_t produce(sluice::recorder& rec, std::size_t n, std::size_t threads,
+                    std::size_t bulk = 0) {
+  const auto run = [&rec, bulk](std::size_t first, std::size_t count) {
     std::size_t refused = 0;
+    if (bulk != 0) {
+      std::vector<event> es(bulk);
+      for (std::size_t at = 0; at < count; at += bulk) {
+        const std::size_t k = std::min(bulk, count - at);
+        for (std::size_t i = 0; i < k; ++i) es[i].a = first + at + i;
+        refused += k - rec.write_n(es.data(), k);
+      }
+      return refused;
+    }
     event e{};
     for (std::size_t i = 0; i < count; ++i) {
       e.a = first + i;
@@ -317,7 +330,7 @@ void add_stats(sluice::recorder_stats& to, const sluice::recorder_stats& s) {
 }
 
 void BM_append_recorder(benchmark::State& state, sluice::sync_policy policy, std::size_t threads,
-                        std::size_t segment_bytes) {
+                        std::size_t segment_bytes, std::size_t bulk = 0) {
   const std::size_t n = k_append_events;
   std::size_t refused = 0;
   bool failed = false;
@@ -333,7 +346,7 @@ void BM_append_recorder(benchmark::State& state, sluice::sync_policy policy, std
       }
       const std::int64_t c0 = process_cpu_ns();
       state.ResumeTiming();
-      refused += produce(*f.rec, n, threads);
+      refused += produce(*f.rec, n, threads, bulk);
       failed |= static_cast<bool>(f.rec->flush());
       state.PauseTiming();
       cpu += process_cpu_ns() - c0;
@@ -635,6 +648,8 @@ void register_benchmarks() {
   // 1. append, sync_policy::never
   reg("storage/append/recorder/sync:never",
       [](benchmark::State& s) { BM_append_recorder(s, sync_policy::never, 1, big_segment); });
+  reg("storage/append/recorder_write_n256/sync:never",
+      [](benchmark::State& s) { BM_append_recorder(s, sync_policy::never, 1, big_segment, 256); });
   reg("storage/append/raw_write",
       [](benchmark::State& s) { BM_append_raw(s, sync_policy::never, 1); });
   reg("storage/append/raw_write/chunk:4MiB",

@@ -92,6 +92,46 @@ struct unsized_codec : sized_codec {
   static constexpr int encoded_size = 6;  // not a std::size_t: not taken as a size
 };
 
+// Three members with padding after the last: stored with fields().
+struct multi_ev {
+  std::uint32_t a = 0;
+  std::uint16_t b = 0;
+  std::uint8_t c = 0;
+};
+// The same codec without encode_to: the byte_writer path.
+template <class T, class Inner>
+struct via_writer {
+  Inner inner{};
+  std::uint32_t version = 1;
+  using version_set_by_add = void;
+  void encode(const T& e, sluice::byte_writer& out) const { inner.encode(e, out); }
+  auto decode(sluice::byte_view in, std::uint32_t v) const { return inner.decode(in, v); }
+};
+// Derived from memcpy_codec, with an encode of its own (the id only).
+struct id_only_codec : sluice::memcpy_codec<order> {
+  void encode(const order& o, sluice::byte_writer& out) const { out.put(o.id); }
+  sluice::decoded<order> decode(sluice::byte_view in, std::uint32_t) const {
+    sluice::byte_reader r(in);
+    order o{};
+    if (!r.get(o.id) || !r.done()) return sluice::decode_failure("bad id");
+    return o;
+  }
+};
+// Keeps every byte it is given (numbered from 0, the writer's time zeroed).
+class capture_sink final : public sluice::sink {
+ public:
+  sluice::storage_error append(sluice::record_batch& b) override {
+    b.number(0);
+    const std::size_t at = bytes.size();
+    bytes.insert(bytes.end(), b.data(), b.data() + b.bytes());
+    for (std::size_t p = at; p < bytes.size();
+         p += sluice::storage::frame_size + sluice::storage::load_le<std::uint32_t>(&bytes[p]))
+      sluice::storage::store_le<std::int64_t>(&bytes[p + sluice::storage::frame_size + 8], 0);
+    return {};
+  }
+  std::vector<unsigned char> bytes;
+};
+
 std::shared_ptr<sluice::codecs> make_types() {
   auto t = std::make_shared<sluice::codecs>();
   t->add<small_ev>("small");
@@ -197,7 +237,7 @@ TEST_CASE("crc32c: known value, hardware and table agree on every length", "[sto
 TEST_CASE("crc32c_x4: four checksums at once equal four single ones, whatever the lengths",
           "[storage]") {
   std::mt19937 rng(11);
-  std::vector<unsigned char> buf(4 * 300);
+  std::vector<unsigned char> buf(4 * 300 + 8);
   for (auto& b : buf) b = static_cast<unsigned char>(rng());
   for (int round = 0; round < 2000; ++round) {
     const unsigned char* p[4];
@@ -205,8 +245,7 @@ TEST_CASE("crc32c_x4: four checksums at once equal four single ones, whatever th
     for (int k = 0; k < 4; ++k) {
       // Equal lengths half the time (a batch of one type), any otherwise.
       n[k] = round % 2 == 0 && k > 0 ? n[0] : rng() % 300;
-      p[k] = buf.data() + 300 * k + (rng() % 4);
-      if (n[k] + static_cast<std::size_t>(p[k] - buf.data()) > buf.size()) n[k] = 0;
+      p[k] = buf.data() + 300 * k + (rng() % 4);  // n < 300: within the buffer
     }
     std::uint32_t out[4];
     sluice::detail::crc32c_x4(p, n, out);
@@ -790,34 +829,133 @@ TEST_CASE(
   unsized->add<pair_ev>("pair", 1, unsized_codec{});
   REQUIRE(unsized->find<pair_ev>()->encode_fixed == nullptr);
 
-  // The same events through both: the same records, and they decode.
-  auto record = [](std::shared_ptr<sluice::codecs> types) {
-    auto ring = std::make_unique<sluice::memory_sink>(100);
+  // A codec derived from memcpy_codec with an encode of its own is not taken
+  // for one of fixed size: its own encode writes the record.
+  auto own = std::make_shared<sluice::codecs>();
+  own->add<order>("order", 1, id_only_codec{});
+  REQUIRE(own->find<order>()->encode_fixed == nullptr);
+  {
+    auto ring = std::make_unique<sluice::memory_sink>(4);
     auto* r = ring.get();
-    sluice::recorder rec(std::move(ring), types);
+    sluice::recorder rec(std::move(ring), own);
+    REQUIRE(rec.write(order{77, 1, 2}));
+    REQUIRE(rec.flush().ok());
+    REQUIRE(r->events().at(0).payload.size() == sizeof(std::uint64_t));
+  }
+
+  // Each kind of fixed-size codec, and the same codec through the
+  // byte_writer path: whole records equal byte for byte (the writer's time
+  // aside).
+  auto records = [](std::shared_ptr<sluice::codecs> types, auto write_all) {
+    auto sink = std::make_unique<capture_sink>();
+    auto* c = sink.get();
+    sluice::recorder rec(std::move(sink), types);
+    write_all(rec);
+    REQUIRE(rec.flush().ok());
+    REQUIRE(rec.stats().recorded == 20);
+    return c->bytes;
+  };
+  auto direct = std::make_shared<sluice::codecs>();
+  direct->add<pair_ev>("pair", 1, sized_codec{});
+  direct->add<order>("order");
+  direct->add<multi_ev>("multi", 2, sluice::fields(&multi_ev::a, &multi_ev::b, &multi_ev::c));
+  auto through = std::make_shared<sluice::codecs>();
+  through->add<pair_ev>("pair", 1, unsized_codec{});
+  through->add<order>("order", 1, via_writer<order, sluice::memcpy_codec<order>>{});
+  through->add<multi_ev>(
+      "multi", 2,
+      via_writer<multi_ev, decltype(sluice::fields(&multi_ev::a, &multi_ev::b, &multi_ev::c))>{
+          sluice::fields(&multi_ev::a, &multi_ev::b, &multi_ev::c)});
+  REQUIRE(direct->find<multi_ev>()->fixed_size == 7);
+  REQUIRE(through->find<multi_ev>()->encode_fixed == nullptr);
+  REQUIRE(through->find<order>()->encode_fixed == nullptr);
+  auto write_all = [](sluice::recorder& rec) {
     for (std::uint32_t i = 0; i < 20; ++i) {
       sluice::metadata m{};
-      m.timestamp = 0;
       m.key = i;
       m.has_key = i % 2 == 1;
-      REQUIRE(rec.write(pair_ev{i * 1000, static_cast<std::uint16_t>(i)}, m));
+      m.producer = i;
+      switch (i % 3) {
+        case 0:
+          REQUIRE(rec.write(pair_ev{i * 1000, static_cast<std::uint16_t>(i)}, m));
+          break;
+        case 1:
+          REQUIRE(rec.write(order{i, -static_cast<std::int64_t>(i), 3}, m));
+          break;
+        default:
+          REQUIRE(rec.write(
+              multi_ev{i, static_cast<std::uint16_t>(i + 1), static_cast<std::uint8_t>(i + 2)}, m));
+      }
+    }
+  };
+  const std::vector<unsigned char> a = records(direct, write_all);
+  const std::vector<unsigned char> b = records(through, write_all);
+  REQUIRE(!a.empty());
+  REQUIRE(a == b);
+  // And they decode.
+  std::uint32_t i = 0;
+  for (std::size_t p = 0; p < a.size(); ++i) {
+    const auto body = sluice::storage::load_le<std::uint32_t>(&a[p]);
+    sluice::stored_event e;
+    sluice::storage::read_body(&a[p + sluice::storage::frame_size], body, e);
+    REQUIRE(e.offset == i);
+    REQUIRE(e.producer == i);
+    if (i % 3 == 2) {
+      const auto d = direct->decode<multi_ev>(e);
+      REQUIRE(d);
+      REQUIRE(d->a == i);
+      REQUIRE(d->b == i + 1);
+      REQUIRE(d->c == i + 2);
+    }
+    p += sluice::storage::frame_size + body;
+  }
+  REQUIRE(i == 20);
+}
+
+TEST_CASE(
+    "write_n records a run of events in order, as write() one by one would, and says how "
+    "many it recorded",
+    "[storage]") {
+  std::vector<order> orders(3000);
+  for (std::size_t i = 0; i < orders.size(); ++i)
+    orders[i] = order{i, static_cast<std::int64_t>(i) * 3, 7};
+  auto record = [&](bool bulk) {
+    auto ring = std::make_unique<sluice::memory_sink>(orders.size());
+    auto* r = ring.get();
+    sluice::recorder rec(std::move(ring), make_types());
+    sluice::metadata m{};
+    m.key = 9;
+    m.has_key = true;
+    if (bulk) {
+      REQUIRE(rec.write_n(orders.data(), 1000, m) == 1000);  // several writer passes apart
+      REQUIRE(rec.write_n(orders.data() + 1000, 2000, m) == 2000);
+      REQUIRE(rec.write_n(orders.data(), 0, m) == 0);
+    } else {
+      for (const order& o : orders) REQUIRE(rec.write(o, m));
     }
     REQUIRE(rec.flush().ok());
+    REQUIRE(rec.stats().recorded == orders.size());
     return r->events();
   };
-  const auto a = record(sized);
-  const auto b = record(unsized);
-  REQUIRE(a.size() == 20);
-  REQUIRE(b.size() == 20);
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    REQUIRE(a[i].payload == b[i].payload);
-    REQUIRE(a[i].key == b[i].key);
-    REQUIRE(a[i].has_key == b[i].has_key);
-    const auto d = sized->decode<pair_ev>(a[i].view());
-    REQUIRE(d);
-    REQUIRE(d->a == i * 1000);
-    REQUIRE(d->b == i);
+  const auto bulk = record(true);
+  const auto one_by_one = record(false);
+  REQUIRE(bulk.size() == orders.size());
+  REQUIRE(one_by_one.size() == orders.size());
+  for (std::size_t i = 0; i < bulk.size(); ++i) {
+    REQUIRE(bulk[i].offset == i);
+    REQUIRE(bulk[i].payload == one_by_one[i].payload);
+    REQUIRE(bulk[i].key == 9);
+    REQUIRE(make_types()->decode<order>(bulk[i].view())->id == i);
   }
+  // What is not recorded is counted as write() counts it.
+  sluice::recorder closed(std::make_unique<sluice::memory_sink>(10), make_types());
+  REQUIRE(closed.close().ok());
+  REQUIRE(closed.write_n(orders.data(), 5) == 0);
+  REQUIRE(closed.stats().dropped == 5);
+  sluice::recorder no_codec(std::make_unique<sluice::memory_sink>(10), make_types());
+  const unstored u[3] = {};
+  REQUIRE(no_codec.write_n(u, 3) == 0);
+  REQUIRE(no_codec.stats().unrecorded == 3);
 }
 
 TEST_CASE("memory ring keeps the last N records", "[storage]") {

@@ -116,25 +116,10 @@ inline void settle(registry& r, fate f, std::size_t calls) noexcept {
 
 // ---- counts of events that transforms make ----------------------------------------
 
-// A thread's last few derived cells, by registry number (0: empty). Trivially
-// destructible: a thread that exits leaves nothing to clean up (its slot, and
-// so its cells, go to the next thread that takes the slot).
-struct derived_cache {
-  static constexpr unsigned ways = 4;
-  std::uint64_t number[ways] = {};
-  derived_cell* cell[ways] = {};
-  unsigned next = 0;
-};
-
-SLUICE_API inline derived_cache& my_derived_cache() noexcept {
-  static thread_local derived_cache c;
-  return c;
-}
-
-// The cell of slot `s` in r (found on r's list, or made and linked); nullptr
-// when there is no memory for one. Only the thread holding `s` calls it.
-SLUICE_NOINLINE inline derived_cell* find_derived_cell(registry& r, const reader_slot& s,
-                                                       derived_cache& c) noexcept {
+// The cell of slot `s` in r (found on r's list, or made and linked), kept in
+// the slot's cache; nullptr when there is no memory for one. Only the thread
+// holding `s` calls it.
+SLUICE_NOINLINE inline derived_cell* find_derived_cell(registry& r, reader_slot& s) noexcept {
   derived_cell* found = nullptr;
   for (derived_cell* d = r.derived_cells.load(std::memory_order_acquire); d != nullptr;
        d = d->next) {
@@ -153,18 +138,17 @@ SLUICE_NOINLINE inline derived_cell* find_derived_cell(registry& r, const reader
     } while (!r.derived_cells.compare_exchange_weak(head, found, std::memory_order_release,
                                                     std::memory_order_relaxed));
   }
-  const unsigned w = c.next++ % derived_cache::ways;
-  c.number[w] = r.number;
-  c.cell[w] = found;
+  const unsigned w = s.derived_next++ % reader_slot::derived_ways;
+  s.derived_number[w] = r.number;
+  s.derived[w] = found;
   return found;
 }
 
 // The calling thread's cell for events made of r's type (its slot is `s`).
-[[nodiscard]] inline derived_cell* derived_cell_for(registry& r, const reader_slot& s) noexcept {
-  derived_cache& c = my_derived_cache();
-  for (unsigned w = 0; w < derived_cache::ways; ++w)
-    if (c.number[w] == r.number && c.cell[w]->slot == &s) return c.cell[w];
-  return find_derived_cell(r, s, c);
+[[nodiscard]] inline derived_cell* derived_cell_for(registry& r, reader_slot& s) noexcept {
+  for (unsigned w = 0; w < reader_slot::derived_ways; ++w)
+    if (s.derived_number[w] == r.number) return s.derived[w];
+  return find_derived_cell(r, s);
 }
 
 // Counts a derived event's end in its cell (the caller holds the cell's slot).

@@ -1,7 +1,8 @@
 // sluice — the state sluice keeps once per process, and once per thread.
 //
-// Type identities, the handler-tracking slots, the fence mode, channel names
-// and the list of buses that fork() must know about are one per process, even
+// Type identities, the handler-tracking slots, the fence mode, channel names,
+// the numbering of registries (registry.hpp) and the list of buses that
+// fork() must know about are one per process, even
 // when sluice is compiled into several shared libraries (plugins) built with
 // -fvisibility=hidden: the accessors below are SLUICE_API (exported), so the
 // dynamic linker merges every library's copy into one (ELF unique symbols;
@@ -28,6 +29,8 @@ namespace sluice {
 inline namespace SLUICE_ABI {
 namespace detail {
 
+struct derived_cell;  // registry.hpp
+
 // What a delivering thread announces (see tracking.hpp): one per thread that
 // ever delivered, reused after the thread exits, never freed.
 struct alignas(SLUICE_CACHE_LINE) reader_slot {
@@ -37,6 +40,14 @@ struct alignas(SLUICE_CACHE_LINE) reader_slot {
   std::atomic<bool> in_use{false};
   reader_slot* next = nullptr;  // immutable once the slot is linked
   unsigned depth = 0;           // owner thread only
+  // Owner thread only: the slot's last few count cells for events that
+  // transforms make, by registry number (0: empty); see counters.hpp. They
+  // stay valid for the next thread that takes the slot (the cells are the
+  // slot's), and a registry's number is never reused.
+  static constexpr unsigned derived_ways = 4;
+  std::uint64_t derived_number[derived_ways] = {};
+  derived_cell* derived[derived_ways] = {};
+  unsigned derived_next = 0;
 };
 
 // How the reader side of handler tracking is fenced (tracking.hpp).

@@ -53,6 +53,7 @@
 #include "../errors.hpp"
 #include "../event.hpp"
 #include "../producer.hpp"
+#include "byte_buffer.hpp"
 #include "format.hpp"
 
 #if SLUICE_HAS_EXCEPTIONS
@@ -67,10 +68,24 @@ inline namespace SLUICE_ABI {
 class byte_writer {
  public:
   explicit byte_writer(std::vector<unsigned char>& out) noexcept : out_(&out) {}
+  // Into a recorder's buffer: growing it never throws; when there is no
+  // memory, the bytes are not appended and failed() says so.
+  explicit byte_writer(detail::byte_buffer& out) noexcept : buf_(&out) {}
   void append(const void* p, std::size_t n) {
     const auto* b = static_cast<const unsigned char*>(p);
+    if (buf_ != nullptr) {
+      unsigned char* to = failed_ ? nullptr : buf_->grow(n);
+      if (to == nullptr) {
+        failed_ = true;
+        return;
+      }
+      if (n != 0) std::memcpy(to, b, n);
+      return;
+    }
     out_->insert(out_->end(), b, b + n);
   }
+  // Whether an append found no memory (a byte_buffer's writer only).
+  [[nodiscard]] bool failed() const noexcept { return failed_; }
   void append(std::string_view s) { append(s.data(), s.size()); }
   template <class Int>
   void put(Int v) {
@@ -81,7 +96,9 @@ class byte_writer {
   }
 
  private:
-  std::vector<unsigned char>* out_;
+  std::vector<unsigned char>* out_ = nullptr;
+  detail::byte_buffer* buf_ = nullptr;
+  bool failed_ = false;
 };
 
 // Reads encoded bytes without ever reading past the end: every getter returns
@@ -284,15 +301,31 @@ namespace detail {
 // A codec whose payloads all have one size says so with
 //   static constexpr std::size_t encoded_size;  // > 0
 //   void encode_to(const T&, unsigned char* out) const noexcept;  // writes encoded_size bytes
+// encode and encode_to must be declared in the same class: a codec that
+// derives from one of fixed size and writes its own encode is not taken for
+// one (its encode_to would write the base's layout). Sizes beyond 2^30 are
+// not taken either (no record is that large).
+template <class M>
+struct member_class {};
+template <class R, class K, class... A>
+struct member_class<R (K::*)(A...) const> {
+  using type = K;
+};
+template <class R, class K, class... A>
+struct member_class<R (K::*)(A...) const noexcept> {
+  using type = K;
+};
 template <class C, class T, class = void>
 struct fixed_size_codec : std::false_type {};
 template <class C, class T>
 struct fixed_size_codec<
     C, T,
     std::enable_if_t<std::is_same_v<decltype(C::encoded_size), const std::size_t>&& noexcept(
-        std::declval<const C&>().encode_to(std::declval<const T&>(),
-                                           std::declval<unsigned char*>()))>>
-    : std::bool_constant<(C::encoded_size > 0)> {};
+                         std::declval<const C&>().encode_to(std::declval<const T&>(),
+                                                            std::declval<unsigned char*>())) &&
+                     std::is_same_v<typename member_class<decltype(&C::encode)>::type,
+                                    typename member_class<decltype(&C::encode_to)>::type>>>
+    : std::bool_constant<(C::encoded_size > 0 && C::encoded_size <= (std::size_t{1} << 30))> {};
 
 template <class C, class = void>
 struct version_set_by_add : std::false_type {};

@@ -99,9 +99,11 @@ template <class T>
 // ---- records -------------------------------------------------------------------
 
 // Writes a frame and body header at p (frame_size + body_fixed + name bytes);
-// the length and checksum are filled in by finish_record.
+// the length is set by set_length, the checksum (0 until then) by
+// seal_record.
 inline void begin_record(unsigned char* p, std::int64_t time_ns, const metadata& m,
                          std::uint32_t version, std::string_view name) noexcept {
+  store_le<std::uint32_t>(p + 4, 0);
   unsigned char* b = p + frame_size;
   store_le<std::uint64_t>(b, 0);
   store_le<std::int64_t>(b + 8, time_ns);

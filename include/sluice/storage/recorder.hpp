@@ -117,6 +117,20 @@ class recorder final : public detail::recorder_hook {
     std::unique_lock<std::mutex> lock(mutex_);
     return put(lock, detail::type_index<T>(), &e, m, t);
   }
+  // Records events[0], ..., events[n - 1], in that order, each with `m`,
+  // taking the recorder's lock once rather than per event. Returns how many
+  // were recorded (each one that was not is counted as write() would count
+  // it). Not atomic: when the buffer is full and the recorder waits for
+  // room, other threads' records may come between them.
+  template <class T>
+  std::size_t write_n(const T* events, std::size_t n, const metadata& m = {}) {
+    const std::int64_t t = time_of(m);
+    std::size_t recorded = 0;
+    std::unique_lock<std::mutex> lock(mutex_);
+    for (std::size_t i = 0; i < n; ++i)
+      recorded += put(lock, detail::type_index<T>(), events + i, m, t) ? 1 : 0;
+    return recorded;
+  }
 
   // Returns when everything recorded so far has been handed to the sink; an
   // error when a record recorded before the call (and not acknowledged with
@@ -337,42 +351,40 @@ class recorder final : public detail::recorder_hook {
     }
     return encode_through_writer(c, ev, m, time_ns, head);
   }
-  // Codecs without a fixed size: through their byte_writer, into a scratch
-  // vector. (Out of line: the fixed-size path above stays small enough to be
-  // inlined into put.)
+  // Codecs without a fixed size: through their byte_writer, straight into
+  // the buffer. (Out of line: the fixed-size path above stays small enough
+  // to be inlined into put.)
   SLUICE_NOINLINE unsigned char* encode_through_writer(const codec_entry& c, const void* ev,
                                                        const metadata& m, std::int64_t time_ns,
                                                        std::size_t head) noexcept {
-    scratch_.clear();
+    const std::size_t start = open_.size();
+    unsigned char* p = open_.grow(head);
+    if (p == nullptr) return nullptr;
+    storage::begin_record(p, time_ns, m, c.version, c.name);
+    bool ok = true;
 #if SLUICE_HAS_EXCEPTIONS
     try {
 #endif
-      byte_writer out(scratch_);
+      byte_writer out(open_);
       c.encode(c.codec.get(), ev, out);
+      ok = !out.failed();  // no memory for the payload
 #if SLUICE_HAS_EXCEPTIONS
     } catch (...) {
-      release_scratch();
-      return nullptr;
+      ok = false;
     }
 #endif
-    const std::size_t payload = scratch_.size();
-    const bool fits = payload <= max_record_ && head - storage::frame_size + payload <= max_record_;
-    unsigned char* p = fits ? open_.grow(head + payload) : nullptr;
-    if (p != nullptr) {
-      storage::begin_record(p, time_ns, m, c.version, c.name);
-      if (payload != 0) std::memcpy(p + head, scratch_.data(), payload);
-      storage::set_length(p, head - storage::frame_size + payload);
-      note_body(head - storage::frame_size + payload);
+    const std::size_t body = open_.size() - start - storage::frame_size;
+    if (!ok || body > max_record_) {  // larger records would read as damage
+      open_.shrink_to(start);
+      return nullptr;
     }
-    release_scratch();
+    p = open_.data() + start;  // the buffer may have moved
+    storage::set_length(p, body);
+    note_body(body);
     return p;
   }
   void note_body(std::size_t body) noexcept {
     if (body > open_largest_) open_largest_ = body;
-  }
-  // A very large event's bytes are not kept around.
-  void release_scratch() noexcept {
-    if (scratch_.capacity() > opts_.buffer_bytes) std::vector<unsigned char>().swap(scratch_);
   }
 
   storage_error wait_for(bool durable, bool report_lost = true) {
@@ -595,13 +607,12 @@ class recorder final : public detail::recorder_hook {
   std::atomic<std::uint64_t> unrecorded_{0};
 
   mutable std::mutex mutex_;
-  std::condition_variable wake_;        // the writer waits here
-  std::condition_variable room_;        // delivering threads wait here for room
-  std::condition_variable done_;        // flush/sync callers wait here
-  detail::byte_buffer open_;            // being filled
-  detail::byte_buffer spare_;           // being written (writer only)
-  std::size_t open_largest_ = 0;        // the largest record body in open_
-  std::vector<unsigned char> scratch_;  // codecs without a fixed size encode here
+  std::condition_variable wake_;  // the writer waits here
+  std::condition_variable room_;  // delivering threads wait here for room
+  std::condition_variable done_;  // flush/sync callers wait here
+  detail::byte_buffer open_;      // being filled
+  detail::byte_buffer spare_;     // being written (writer only)
+  std::size_t open_largest_ = 0;  // the largest record body in open_
   std::size_t open_count_ = 0;
   std::uint64_t seq_ = 0;            // records put so far
   std::uint64_t written_seq_ = 0;    // records the writer has handled

@@ -22,6 +22,12 @@
 namespace sluice {
 inline namespace SLUICE_ABI {
 
+// A batch refers to bytes it does not own: those of `bytes` as they are when
+// the batch is made (a vector changed afterwards leaves the batch pointing at
+// what it held). Records without a time get the batch's time when the sink
+// first seals, numbers or reads them: data() and for_each() may write into
+// the bytes, so a sink calls them on its own (the writer's) thread, not from
+// several threads at once.
 class record_batch {
  public:
   record_batch(std::vector<unsigned char>& bytes, std::size_t count) noexcept
