@@ -42,10 +42,10 @@ struct record_options {
   // Waits, on the delivering thread, until each batch is durable before its
   // events are delivered: true write-ahead logging, at a sync per batch.
   // Events whose records could not be made durable (an append or sync
-  // failed, the codec threw, the record was too large, the recorder was
-  // closed) are not delivered: the lane batch they came in is the unit (a
-  // dispatched event, or one through a store stage, is its own). Needs
-  // when_full = block.
+  // failed, the codec threw, the record was too large or found no memory,
+  // the recorder was closed) are not delivered: the lane batch they came in
+  // is the unit (a dispatched event, or one through a store stage, is its
+  // own). Needs when_full = block.
   bool durable_before_delivery = false;
   // Also store events that a replay published (metadata::replayed).
   bool record_replayed = false;
@@ -80,7 +80,8 @@ struct recorder_stats {
   std::uint64_t synced = 0;      // known durable (covered by a successful sync)
   std::uint64_t dropped = 0;     // buffer full (drop), or recorder closed
   std::uint64_t unrecorded = 0;  // no codec for the type
-  std::uint64_t rejected = 0;    // the codec threw, or the record was larger than the sink takes
+  std::uint64_t rejected = 0;    // the codec threw, the record was larger than the sink takes,
+                                 // or there was no memory for it
   std::uint64_t failed = 0;      // recorded, but the sink's append failed: lost
   std::uint64_t unsynced = 0;    // written, but a sync of them failed: durability unknown (lost)
   std::uint64_t bytes = 0;       // bytes appended to the sink

@@ -63,8 +63,9 @@ inline namespace SLUICE_ABI {
 class recorder final : public detail::recorder_hook {
  public:
   // Starts the writer thread. Invalid options: the constructor throws
-  // std::invalid_argument (without exceptions: valid() is false and every
-  // record is counted as dropped).
+  // std::invalid_argument; no memory for the two buffers: std::bad_alloc
+  // (without exceptions: valid() is false, error() says why, and every record
+  // is counted as dropped).
   recorder(std::unique_ptr<sink> s, std::shared_ptr<const codecs> types, record_options o = {})
       : sink_(std::move(s)), types_(std::move(types)), opts_(std::move(o)) {
     error_ = opts_.validate();
