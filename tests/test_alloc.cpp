@@ -442,3 +442,27 @@ TEST_CASE("a transform's output is counted exactly when there is no memory for a
   CHECK(st.handler_calls == 5);
   CHECK(st.balanced());
 }
+
+TEST_CASE("recorder: no memory for its buffers is a clear error, not a half-made recorder",
+          "[alloc][oom]") {
+  auto types = std::make_shared<sluice::codecs>();
+  types->add<small_event>("small");
+  auto ring = std::make_unique<sluice::memory_sink>(10);
+  sluice::record_options ro;
+  bool threw = false;
+  {
+    fail_scope fail(0);
+    try {
+      sluice::recorder rec(std::move(ring), types, ro);
+    } catch (const std::bad_alloc&) {
+      threw = true;
+    }
+  }
+  CHECK(threw);
+  // With memory, the same options make a working recorder.
+  sluice::recorder rec(std::make_unique<sluice::memory_sink>(10), types, ro);
+  CHECK(rec.valid());
+  CHECK(rec.write(small_event{1, 2}));
+  CHECK(rec.flush().ok());
+  CHECK(rec.stats().written == 1);
+}

@@ -172,6 +172,49 @@ TEST_CASE("a handler that calls pthread_exit ends only its own thread (dispatch)
   CHECK(later == 1);
 }
 
+namespace {
+struct cause {
+  int n;
+};
+struct effect {
+  int n;
+};
+void* dispatch_cause_and_exit(void* p) {
+  static_cast<dispatch_args*>(p)->bus->dispatch(cause{1});
+  return nullptr;  // not reached: the output's handler ends the thread
+}
+}  // namespace
+
+TEST_CASE(
+    "a thread that ends in the handler of a transform's output leaves the output's counts "
+    "balanced",
+    "[failures][thread_exit]") {
+  test::watchdog wd(std::chrono::seconds(30), "pthread_exit in a transform's output handler");
+  sluice::bus bus;
+  bus.stages<cause>().transform([](const cause& c) { return effect{c.n}; });
+  std::atomic<int> calls{0};
+  auto sub = bus.subscribe<effect>([&](const effect& e) {
+    ++calls;
+    if (e.n == 1) pthread_exit(nullptr);
+  });
+  dispatch_args args{&bus};
+  pthread_t t;
+  REQUIRE(pthread_create(&t, nullptr, &dispatch_cause_and_exit, &args) == 0);
+  REQUIRE(pthread_join(t, nullptr) == 0);
+  // Made in the thread's count cell, ended by the unwind in the shared counts.
+  sluice::type_stats st = bus.stats<effect>();
+  CHECK(st.published == 1);
+  CHECK(st.delivered == 1);
+  CHECK(st.handler_calls == 1);
+  CHECK(st.balanced());
+  CHECK(bus.dispatch(cause{2}) == 0);  // dispatch counts only the input's own handlers
+  st = bus.stats<effect>();
+  CHECK(calls.load() == 2);
+  CHECK(st.published == 2);
+  CHECK(st.delivered == 2);
+  CHECK(st.balanced());
+}
+
 TEST_CASE("a worker whose handler calls pthread_exit leaves its batch to the others",
           "[failures][thread_exit]") {
   test::watchdog wd(std::chrono::seconds(30), "pthread_exit in a worker");

@@ -16,6 +16,23 @@ namespace sluice {
 inline namespace SLUICE_ABI {
 namespace detail {
 
+// The counter of `c` (a tally or a derived_cell) that an event with fate `f`
+// ends in.
+template <class Counts>
+auto& end_count(Counts& c, fate f) noexcept {
+  switch (f) {
+    case fate::delivered:
+      return c.delivered;
+    case fate::unrouted:
+      return c.unrouted;
+    case fate::filtered:
+      return c.filtered;
+    case fate::transformed:
+      break;
+  }
+  return c.transformed;
+}
+
 // A drainer's counts for the current run of one type: one atomic add per
 // run and counter, not per event.
 struct tally {
@@ -28,20 +45,7 @@ struct tally {
     r = &next;
   }
   void count(fate f, std::size_t handler_calls) noexcept {
-    switch (f) {
-      case fate::delivered:
-        ++delivered;
-        break;
-      case fate::unrouted:
-        ++unrouted;
-        break;
-      case fate::filtered:
-        ++filtered;
-        break;
-      case fate::transformed:
-        ++transformed;
-        break;
-    }
+    ++end_count(*this, f);
     calls += handler_calls;
   }
   void flush() noexcept {
@@ -153,20 +157,7 @@ SLUICE_NOINLINE inline derived_cell* find_derived_cell(registry& r, reader_slot&
 
 // Counts a derived event's end in its cell (the caller holds the cell's slot).
 inline void settle(derived_cell& d, fate f, std::size_t calls) noexcept {
-  switch (f) {
-    case fate::delivered:
-      counter_cell::bump(d.delivered);
-      break;
-    case fate::unrouted:
-      counter_cell::bump(d.unrouted);
-      break;
-    case fate::filtered:
-      counter_cell::bump(d.filtered);
-      break;
-    case fate::transformed:
-      counter_cell::bump(d.transformed);
-      break;
-  }
+  counter_cell::bump(end_count(d, f));
   if (calls != 0) counter_cell::bump(d.handler_calls, calls);
 }
 
