@@ -28,4 +28,4 @@ sluice_need() {
 }
 
 sluice_core_packages="cmake ninja-build g++ libconcurrentqueue-dev libfmt-dev"
-sluice_test_packages="$sluice_core_packages catch2 pkg-config libnats-dev nats-server"
+sluice_test_packages="$sluice_core_packages catch2 pkg-config libnats-dev nats-server prometheus"

@@ -15,6 +15,7 @@
 #include <list>
 #include <memory>
 #include <optional>
+#include <sluice/metrics/prometheus.hpp>
 #include <sluice/sluice.hpp>
 #include <sluice/storage.hpp>
 #include <sluice/storage/json_sink.hpp>
@@ -261,6 +262,23 @@ void storage_calls(const std::string& dir) {
   expect(log->flush().ok() && log->sync().ok() && log->close().ok(), "file_log close");
   expect(err.describe().empty() && std::string(sluice::to_string(err.code)) == "ok", "describe");
 }
+void metrics_calls() {
+  sluice::bus bus;
+  auto types = std::make_shared<sluice::codecs>();
+  expect(types->add<order>("order") == nullptr, "metrics codecs");
+  auto rec = std::make_shared<sluice::recorder>(std::make_unique<sluice::memory_sink>(4), types);
+  sluice::prometheus_exporter prom("app");
+  prom.add(bus, "main").type<order>("order").type<paid>("paid");
+  prom.add(*rec, "log");
+  expect(bus.publish(order{1, 2}) == sluice::publish_result::ok && bus.stop(), "metrics bus");
+  std::string text;
+  prom.render_to(text);
+  expect(text.find("app_events_published_total{bus=\"main\",type=\"order\"} 1\n") !=
+                 std::string::npos &&
+             prom.render() == text && prom.error() == nullptr,
+         "metrics render");
+  expect(prom.remove(bus) && prom.remove(*rec) && prom.render().empty(), "metrics remove");
+}
 }  // namespace
 
 int main() {
@@ -271,6 +289,7 @@ int main() {
   std::filesystem::remove_all(dir, ec);
   core_calls();
   storage_calls(dir);
+  metrics_calls();
   std::filesystem::remove_all(dir, ec);
   if (failures != 0) return 1;
   std::puts("every_call: ok");

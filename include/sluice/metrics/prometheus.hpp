@@ -1,0 +1,448 @@
+// sluice — a bus's counters and gauges, and a recorder's, in the Prometheus
+// text exposition format (version 0.0.4), for a /metrics endpoint.
+//
+//   sluice::prometheus_exporter prom;
+//   prom.add(bus, "shop").type<order_placed>("order_placed").type<payment>("payment");
+//   prom.add(recorder, "orders");
+//   std::string text = prom.render();   // serve it as text/plain; version=0.0.4
+//
+// Every metric name starts with the exporter's prefix ("sluice" unless given)
+// and follows Prometheus conventions: counters end in _total, a unit is named
+// (_bytes), labels carry the bus, the type, the lane and the recorder. The
+// names, and what each means, are listed in docs/monitoring.md.
+//
+// Contracts:
+//  - reading: render() reads the counters as bus::stats() does, without
+//    stopping anything; during a run each value is read on its own (not one
+//    atomic snapshot), after stop() they are exact;
+//  - threads: add, remove and render may run on any threads at once;
+//  - lifetime: the exporter keeps references. Remove a bus or a recorder
+//    (or destroy the exporter) before destroying it;
+//  - bad input: an empty name, a prefix that is not a Prometheus metric name,
+//    or a bus, type or recorder name given twice (Prometheus would refuse the
+//    duplicate series) throws std::invalid_argument; without exceptions the
+//    call changes nothing and error() says why;
+//  - cost: nothing on the event path; render() allocates its string.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "../bus.hpp"
+#include "../config.hpp"
+#include "../stats.hpp"
+#include "../storage/record_options.hpp"
+
+#if SLUICE_HAS_EXCEPTIONS
+#include <stdexcept>
+#endif
+
+namespace sluice {
+inline namespace SLUICE_ABI {
+
+class prometheus_exporter;
+
+// The types of one bus that an exporter reports (from prometheus_exporter::add).
+class prometheus_bus {
+ public:
+  // Reports Event's counters with the label type="name". Returns *this.
+  template <class Event>
+  prometheus_bus& type(std::string name);
+
+ private:
+  friend class prometheus_exporter;
+  struct watched_type {
+    std::string name;
+    type_stats (*read)(const bus&);
+  };
+  prometheus_bus(prometheus_exporter* owner, const bus* b, std::string name)
+      : owner_(owner), bus_(b), name_(std::move(name)) {}
+
+  prometheus_exporter* owner_;  // nullptr: the builder a refused add() returns
+  const bus* bus_;
+  std::string name_;
+  std::vector<watched_type> types_;
+};
+
+class prometheus_exporter {
+ public:
+  // `prefix` starts every metric name; it must match [a-zA-Z_][a-zA-Z0-9_]*.
+  explicit prometheus_exporter(std::string prefix = "sluice") {
+    if (!metric_name(prefix)) {
+      refuse("sluice: a Prometheus metric prefix must match [a-zA-Z_][a-zA-Z0-9_]*");
+      prefix = "sluice";
+    }
+    prefix_ = std::move(prefix);
+  }
+  prometheus_exporter(const prometheus_exporter&) = delete;
+  prometheus_exporter& operator=(const prometheus_exporter&) = delete;
+
+  // Reports b's lanes and worker count with the label bus="name", and the
+  // types then named with type<Event>(). A refused call (see above) returns
+  // a builder whose types are reported nowhere.
+  prometheus_bus& add(const bus& b, std::string name) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const char* why = nullptr;
+    if (name.empty()) why = "sluice: a bus needs a non-empty name in the exporter";
+    for (const auto& w : buses_) {
+      if (w->bus_ == &b) why = "sluice: this bus is already in the exporter";
+      if (w->name_ == name) why = "sluice: two buses with one name in the exporter";
+    }
+    if (why != nullptr) {
+      refuse(why);
+      return refused_;
+    }
+    buses_.push_back(
+        std::unique_ptr<prometheus_bus>(new prometheus_bus(this, &b, std::move(name))));
+    return *buses_.back();
+  }
+
+  // Reports a recorder's counters (anything whose stats() returns a
+  // sluice::recorder_stats) with the label recorder="name".
+  template <class Recorder>
+  void add(const Recorder& r, std::string name) {
+    static_assert(std::is_same_v<decltype(r.stats()), recorder_stats>,
+                  "sluice: the exporter reports a bus, or a recorder (stats() returning "
+                  "sluice::recorder_stats)");
+    std::lock_guard<std::mutex> lock(mutex_);
+    const char* why = nullptr;
+    if (name.empty()) why = "sluice: a recorder needs a non-empty name in the exporter";
+    for (const auto& w : recorders_) {
+      if (w.object == &r) why = "sluice: this recorder is already in the exporter";
+      if (w.name == name) why = "sluice: two recorders with one name in the exporter";
+    }
+    if (why != nullptr) {
+      refuse(why);
+      return;
+    }
+    recorders_.push_back(watched_recorder{std::move(name), &r, [](const void* o) {
+                                            return static_cast<const Recorder*>(o)->stats();
+                                          }});
+  }
+
+  // Stops reporting b (or a recorder). Returns whether it was reported. The
+  // builder add(b, ...) returned goes with it.
+  bool remove(const bus& b) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto it = buses_.begin(); it != buses_.end(); ++it) {
+      if ((*it)->bus_ != &b) continue;
+      buses_.erase(it);
+      return true;
+    }
+    return false;
+  }
+  template <class Recorder>
+  bool remove(const Recorder& r) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto it = recorders_.begin(); it != recorders_.end(); ++it) {
+      if (it->object != &r) continue;
+      recorders_.erase(it);
+      return true;
+    }
+    return false;
+  }
+
+  // The last refusal's reason (nullptr when nothing was refused).
+  [[nodiscard]] const char* error() const noexcept { return error_; }
+
+  // Every reported metric, one family after another (each family's samples
+  // together, as the format requires), ending with a newline.
+  [[nodiscard]] std::string render() const {
+    std::string out;
+    render_to(out);
+    return out;
+  }
+  void render_to(std::string& out) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    out.clear();
+    render_types(out);
+    render_lanes(out);
+    render_recorders(out);
+  }
+
+ private:
+  friend class prometheus_bus;
+
+  struct watched_recorder {
+    std::string name;
+    const void* object;
+    recorder_stats (*read)(const void*);
+  };
+
+  // One family: its name after the prefix, type, help text.
+  struct family {
+    const char* name;
+    const char* kind;
+    const char* help;
+  };
+  // A family whose value is one field of a statistics struct S.
+  template <class S, class T>
+  struct field_family {
+    family f;
+    T S::*value;
+  };
+
+  static bool metric_name(const std::string& s) noexcept {
+    if (s.empty()) return false;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+      const char c = s[i];
+      const bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+      if (!alpha && !(i > 0 && c >= '0' && c <= '9')) return false;
+    }
+    return true;
+  }
+
+  void refuse(const char* why) {
+    error_ = why;
+#if SLUICE_HAS_EXCEPTIONS
+    throw std::invalid_argument(why);
+#endif
+  }
+
+  // "# HELP name help" and "# TYPE name kind".
+  void header(std::string& out, const family& f) const {
+    const char* what[2][2] = {{"# HELP ", f.help}, {"# TYPE ", f.kind}};
+    for (const auto& w : what) {
+      out += w[0];
+      out += prefix_;
+      out += '_';
+      out += f.name;
+      out += ' ';
+      out += w[1];
+      out += '\n';
+    }
+  }
+
+  // A label value with \, " and newline escaped.
+  static void label(std::string& out, const char* key, const std::string& value, bool first) {
+    if (!first) out += ',';
+    out += key;
+    out += "=\"";
+    for (const char c : value) {
+      if (c == '\\') {
+        out += "\\\\";
+      } else if (c == '"') {
+        out += "\\\"";
+      } else if (c == '\n') {
+        out += "\\n";
+      } else {
+        out += c;
+      }
+    }
+    out += '"';
+  }
+
+  void sample_start(std::string& out, const family& f) const {
+    out += prefix_;
+    out += '_';
+    out += f.name;
+    out += '{';
+  }
+  static void sample_end(std::string& out, std::uint64_t v) {
+    out += "} ";
+    out += std::to_string(v);
+    out += '\n';
+  }
+
+  void render_types(std::string& out) const {
+    struct by_type {
+      family f;
+      std::uint64_t (*value)(const type_stats&);
+    };
+    static const by_type plain[] = {
+        {{"events_published_total", "counter",
+          "Events accepted by publish (those dropped by drop_newest included), or made by a "
+          "transform stage."},
+         [](const type_stats& s) { return s.published; }},
+        {{"events_rejected_total", "counter",
+          "Events refused by publish (lane full, or the bus stopped): never accepted."},
+         [](const type_stats& s) { return s.rejected; }},
+        {{"events_in_flight", "gauge",
+          "Events accepted and not yet settled (queued or being delivered); 0 after stop()."},
+         [](const type_stats& s) {
+           const std::uint64_t settled = s.settled();
+           return s.published > settled ? s.published - settled : std::uint64_t{0};
+         }},
+        {{"handler_calls_total", "counter", "Handler calls made for queued events."},
+         [](const type_stats& s) { return s.handler_calls; }},
+        {{"handler_failures_total", "counter",
+          "Failed handler calls (thrown, failed outcome, nested too deep)."},
+         [](const type_stats& s) { return s.failed; }},
+    };
+    struct fate {
+      const char* name;
+      std::uint64_t (*value)(const type_stats&);
+    };
+    static const fate fates[] = {
+        {"delivered", [](const type_stats& s) { return s.delivered; }},
+        {"filtered", [](const type_stats& s) { return s.filtered; }},
+        {"transformed", [](const type_stats& s) { return s.transformed; }},
+        {"dropped", [](const type_stats& s) { return s.dropped; }},
+        {"unrouted", [](const type_stats& s) { return s.unrouted; }},
+        {"dead_lettered", [](const type_stats& s) { return s.dead_lettered; }},
+        {"discarded", [](const type_stats& s) { return s.discarded; }},
+    };
+    static const family settled{
+        "events_settled_total", "counter",
+        "Accepted events that reached their end, by fate; summed over fates it equals "
+        "events_published_total once the bus is stopped."};
+
+    // Read each type once, then write family by family.
+    std::vector<type_stats> read;
+    for (const auto& b : buses_)
+      for (const auto& t : b->types_) read.push_back(t.read(*b->bus_));
+    if (read.empty()) return;
+    auto each = [&](auto&& fn) {
+      std::size_t i = 0;
+      for (const auto& b : buses_)
+        for (const auto& t : b->types_) fn(*b, t, read[i++]);
+    };
+    for (const by_type& p : plain) {
+      header(out, p.f);
+      each(
+          [&](const prometheus_bus& b, const prometheus_bus::watched_type& t, const type_stats& s) {
+            sample_start(out, p.f);
+            label(out, "bus", b.name_, true);
+            label(out, "type", t.name, false);
+            sample_end(out, p.value(s));
+          });
+    }
+    header(out, settled);
+    each([&](const prometheus_bus& b, const prometheus_bus::watched_type& t, const type_stats& s) {
+      for (const fate& f : fates) {
+        sample_start(out, settled);
+        label(out, "bus", b.name_, true);
+        label(out, "type", t.name, false);
+        label(out, "fate", f.name, false);
+        sample_end(out, f.value(s));
+      }
+    });
+  }
+
+  void render_lanes(std::string& out) const {
+    if (buses_.empty()) return;
+    static const family workers{"workers", "gauge", "Worker threads the bus runs (0 when polled)."};
+    header(out, workers);
+    for (const auto& b : buses_) {
+      sample_start(out, workers);
+      label(out, "bus", b->name_, true);
+      sample_end(out, b->bus_->workers());
+    }
+    static const field_family<lane_stats, std::size_t> lanes[] = {
+        {{"lane_depth", "gauge", "Events queued in the lane now (not those being delivered)."},
+         &lane_stats::depth},
+        {{"lane_high_water", "gauge", "Most events ever queued in the lane at once."},
+         &lane_stats::high_water},
+        {{"lane_capacity", "gauge", "The lane's exact bound, in events."}, &lane_stats::capacity},
+    };
+    // Read each lane once.
+    std::vector<lane_stats> read;
+    for (const auto& b : buses_)
+      for (std::size_t i = 0; i < b->bus_->lane_count(); ++i) read.push_back(b->bus_->lane(i));
+    for (const auto& l : lanes) {
+      header(out, l.f);
+      std::size_t k = 0;
+      for (const auto& b : buses_) {
+        for (std::size_t i = 0; i < b->bus_->lane_count(); ++i) {
+          sample_start(out, l.f);
+          label(out, "bus", b->name_, true);
+          label(out, "lane", std::to_string(i), false);
+          sample_end(out, read[k++].*l.value);
+        }
+      }
+    }
+  }
+
+  void render_recorders(std::string& out) const {
+    if (recorders_.empty()) return;
+    static const field_family<recorder_stats, std::uint64_t> fields[] = {
+        {{"recorder_recorded_records_total", "counter", "Records put in the recorder's buffer."},
+         &recorder_stats::recorded},
+        {{"recorder_written_records_total", "counter", "Records appended to the sink."},
+         &recorder_stats::written},
+        {{"recorder_synced_records_total", "counter",
+          "Records known durable (covered by a successful sync)."},
+         &recorder_stats::synced},
+        {{"recorder_unrecorded_events_total", "counter",
+          "Events not recorded because their type has no codec."},
+         &recorder_stats::unrecorded},
+        {{"recorder_written_bytes_total", "counter", "Bytes appended to the sink."},
+         &recorder_stats::bytes},
+        {{"recorder_appends_total", "counter", "Appends to the sink (batches)."},
+         &recorder_stats::batches},
+        {{"recorder_syncs_total", "counter", "Successful syncs."}, &recorder_stats::syncs},
+        {{"recorder_append_failures_total", "counter", "Appends that failed, wholly or in part."},
+         &recorder_stats::append_failures},
+        {{"recorder_sync_failures_total", "counter", "Syncs that failed."},
+         &recorder_stats::sync_failures},
+        {{"recorder_unacknowledged_losses", "gauge",
+          "Lost records not yet acknowledged with acknowledge_losses()."},
+         &recorder_stats::unacknowledged},
+    };
+    struct reason {
+      const char* name;
+      std::uint64_t recorder_stats::*value;
+    };
+    static const reason reasons[] = {
+        {"dropped", &recorder_stats::dropped},
+        {"rejected", &recorder_stats::rejected},
+        {"append_failed", &recorder_stats::failed},
+        {"sync_failed", &recorder_stats::unsynced},
+    };
+    static const family lost{"recorder_lost_records_total", "counter",
+                             "Records lost, by reason: buffer full or recorder closed (dropped), "
+                             "refused by the codec or sink (rejected), append failed, sync failed "
+                             "(durability unknown)."};
+    std::vector<recorder_stats> read;
+    for (const auto& r : recorders_) read.push_back(r.read(r.object));
+    for (const auto& f : fields) {
+      header(out, f.f);
+      for (std::size_t i = 0; i < recorders_.size(); ++i) {
+        sample_start(out, f.f);
+        label(out, "recorder", recorders_[i].name, true);
+        sample_end(out, read[i].*f.value);
+      }
+    }
+    header(out, lost);
+    for (std::size_t i = 0; i < recorders_.size(); ++i) {
+      for (const reason& r : reasons) {
+        sample_start(out, lost);
+        label(out, "recorder", recorders_[i].name, true);
+        label(out, "reason", r.name, false);
+        sample_end(out, read[i].*r.value);
+      }
+    }
+  }
+
+  mutable std::mutex mutex_;
+  std::string prefix_;
+  std::vector<std::unique_ptr<prometheus_bus>> buses_;
+  std::vector<watched_recorder> recorders_;
+  prometheus_bus refused_{nullptr, nullptr, std::string()};  // what a refused add() returns
+  const char* error_ = nullptr;
+};
+
+template <class Event>
+prometheus_bus& prometheus_bus::type(std::string name) {
+  if (owner_ == nullptr) return *this;  // a refused add()
+  std::lock_guard<std::mutex> lock(owner_->mutex_);
+  const char* why = nullptr;
+  if (name.empty()) why = "sluice: a type needs a non-empty name in the exporter";
+  for (const auto& t : types_)
+    if (t.name == name) why = "sluice: two types with one name on a bus in the exporter";
+  if (why != nullptr) {
+    owner_->refuse(why);
+    return *this;
+  }
+  types_.push_back(watched_type{std::move(name), [](const bus& b) { return b.stats<Event>(); }});
+  return *this;
+}
+
+}  // namespace SLUICE_ABI
+}  // namespace sluice
