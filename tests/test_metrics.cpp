@@ -73,7 +73,7 @@ double value(const parsed& p, const std::string& key) {
 // one group.
 void check_grouped(const std::string& text) {
   std::istringstream in(text);
-  std::string line, current;
+  std::string line, current, kind;
   std::set<std::string> seen_help, seen_type;
   while (std::getline(in, line)) {
     if (line.rfind("# HELP ", 0) == 0) {
@@ -83,13 +83,20 @@ void check_grouped(const std::string& text) {
     }
     if (line.rfind("# TYPE ", 0) == 0) {
       current = line.substr(7, line.find(' ', 7) - 7);
+      kind = line.substr(line.rfind(' ') + 1);
       REQUIRE(seen_type.insert(current).second);
       REQUIRE(seen_help.count(current) == 1);
       continue;
     }
     INFO(line);
     REQUIRE(!current.empty());
-    REQUIRE(line.compare(0, current.size() + 1, current + "{") == 0);
+    if (kind == "histogram") {
+      const std::string rest = line.substr(0, line.find('{'));
+      REQUIRE(
+          (rest == current + "_bucket" || rest == current + "_sum" || rest == current + "_count"));
+    } else {
+      REQUIRE(line.compare(0, current.size() + 1, current + "{") == 0);
+    }
   }
   REQUIRE(seen_help == seen_type);
 }
@@ -258,6 +265,26 @@ TEST_CASE("metrics: a recorder's counters", "[metrics]") {
   REQUIRE(value(p, "sluice_recorder_lost_records_total{recorder=\"orders\",reason=\"dropped\"}") ==
           0);
   REQUIRE(p.kinds.at("sluice_recorder_unacknowledged_losses") == "gauge");
+  // The sync durations: one sample per sync the writer made, cumulative
+  // buckets that never go down, +Inf equal to the count.
+  const sluice::duration_histogram h = rec->sync_durations();
+  REQUIRE(h.count() >= 1);
+  // (close() found everything synced, so every sync counted was the writer's.)
+  REQUIRE(h.count() == s.syncs + s.sync_failures);
+  REQUIRE(p.kinds.at("sluice_recorder_sync_duration_seconds") == "histogram");
+  const std::string bucket =
+      "sluice_recorder_sync_duration_seconds_bucket{recorder=\"orders\",le=\"";
+  double last = 0;
+  for (const char* le : {"1e-06", "1e-05", "0.0001", "0.001", "0.01", "0.1", "1", "10", "100"}) {
+    const double v = value(p, bucket + le + "\"}");
+    REQUIRE(v >= last);
+    last = v;
+  }
+  REQUIRE(value(p, bucket + "+Inf\"}") == static_cast<double>(h.count()));
+  REQUIRE(value(p, "sluice_recorder_sync_duration_seconds_count{recorder=\"orders\"}") ==
+          static_cast<double>(h.count()));
+  REQUIRE(value(p, "sluice_recorder_sync_duration_seconds_sum{recorder=\"orders\"}") ==
+          Approx(static_cast<double>(h.sum()) / 1e9).margin(1e-9));
 }
 
 TEST_CASE("metrics: rendered while producers publish, counters never go back", "[metrics]") {

@@ -27,6 +27,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -38,6 +39,7 @@
 #include "../config.hpp"
 #include "../stats.hpp"
 #include "../storage/record_options.hpp"
+#include "histogram.hpp"
 
 #if SLUICE_HAS_EXCEPTIONS
 #include <stdexcept>
@@ -121,9 +123,14 @@ class prometheus_exporter {
       refuse(why);
       return;
     }
-    recorders_.push_back(watched_recorder{std::move(name), &r, [](const void* o) {
-                                            return static_cast<const Recorder*>(o)->stats();
-                                          }});
+    watched_recorder w{std::move(name), &r,
+                       [](const void* o) { return static_cast<const Recorder*>(o)->stats(); },
+                       nullptr};
+    if constexpr (has_sync_durations<Recorder>::value)
+      w.sync_durations = [](const void* o) {
+        return static_cast<const Recorder*>(o)->sync_durations();
+      };
+    recorders_.push_back(std::move(w));
   }
 
   // Stops reporting b (or a recorder). Returns whether it was reported. The
@@ -169,12 +176,6 @@ class prometheus_exporter {
  private:
   friend class prometheus_bus;
 
-  struct watched_recorder {
-    std::string name;
-    const void* object;
-    recorder_stats (*read)(const void*);
-  };
-
   // One family: its name after the prefix, type, help text.
   struct family {
     const char* name;
@@ -187,6 +188,52 @@ class prometheus_exporter {
     family f;
     T S::*value;
   };
+
+  struct watched_recorder {
+    std::string name;
+    const void* object;
+    recorder_stats (*read)(const void*);
+    duration_histogram (*sync_durations)(const void*);  // nullptr: it keeps none
+  };
+  template <class R, class = void>
+  struct has_sync_durations : std::false_type {};
+  template <class R>
+  struct has_sync_durations<
+      R, std::enable_if_t<std::is_same_v<decltype(std::declval<const R&>().sync_durations()),
+                                         duration_histogram>>> : std::true_type {};
+
+  // A histogram of durations in ns as a Prometheus histogram in seconds:
+  // cumulative buckets at 1, 2.5 and 5 times each power of ten from 1 us to
+  // 100 s, then +Inf; a bucket counts the values surely <= its bound (see
+  // duration_histogram::count_at_most). `labels` come before `le`.
+  void histogram_samples(std::string& out, const family& f, const std::string& labels,
+                         const duration_histogram& h) const {
+    struct bound {
+      const char* le;
+      std::uint64_t ns;
+    };
+    static const bound bounds[] = {
+        {"1e-06", 1000},       {"2.5e-06", 2500},           {"5e-06", 5000},
+        {"1e-05", 10000},      {"2.5e-05", 25000},          {"5e-05", 50000},
+        {"0.0001", 100000},    {"0.00025", 250000},         {"0.0005", 500000},
+        {"0.001", 1000000},    {"0.0025", 2500000},         {"0.005", 5000000},
+        {"0.01", 10000000},    {"0.025", 25000000},         {"0.05", 50000000},
+        {"0.1", 100000000},    {"0.25", 250000000},         {"0.5", 500000000},
+        {"1", 1000000000},     {"2.5", 2500000000},         {"5", 5000000000},
+        {"10", 10000000000},   {"25", 25000000000},         {"50", 50000000000},
+        {"100", 100000000000}, {"+Inf", ~std::uint64_t{0}},
+    };
+    const std::string name = prefix_ + '_' + f.name;
+    for (const bound& b : bounds) {
+      out += name + "_bucket{" + labels + ",le=\"" + b.le + "\"} ";
+      out += std::to_string(b.ns == ~std::uint64_t{0} ? h.count() : h.count_at_most(b.ns));
+      out += '\n';
+    }
+    char sum[40];
+    std::snprintf(sum, sizeof sum, "%.9f", static_cast<double>(h.sum()) / 1e9);
+    out += name + "_sum{" + labels + "} " + sum + '\n';
+    out += name + "_count{" + labels + "} " + std::to_string(h.count()) + '\n';
+  }
 
   static bool metric_name(const std::string& s) noexcept {
     if (s.empty()) return false;
@@ -417,6 +464,18 @@ class prometheus_exporter {
         label(out, "reason", r.name, false);
         sample_end(out, read[i].*r.value);
       }
+    }
+    static const family sync_duration{"recorder_sync_duration_seconds", "histogram",
+                                      "How long the recorder's syncs took, failed ones included."};
+    bool any = false;
+    for (const auto& r : recorders_) any = any || r.sync_durations != nullptr;
+    if (!any) return;
+    header(out, sync_duration);
+    for (const auto& r : recorders_) {
+      if (r.sync_durations == nullptr) continue;
+      std::string labels;
+      label(labels, "recorder", r.name, true);
+      histogram_samples(out, sync_duration, labels, r.sync_durations(r.object));
     }
   }
 

@@ -48,6 +48,7 @@
 #include "../config.hpp"
 #include "../detail/core.hpp"
 #include "../detail/envelope.hpp"
+#include "../metrics/histogram.hpp"
 #include "byte_buffer.hpp"
 #include "codec.hpp"
 #include "error.hpp"
@@ -190,6 +191,13 @@ class recorder final : public detail::recorder_hook {
     if (e) report(e);
     if (lost) return lost;
     return e;
+  }
+
+  // How long the writer's syncs took (ns), failed ones included; not the
+  // sync done by close(). A copy, taken under the recorder's lock.
+  [[nodiscard]] duration_histogram sync_durations() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return sync_ns_;
   }
 
   [[nodiscard]] recorder_stats stats() const {
@@ -552,10 +560,14 @@ class recorder final : public detail::recorder_hook {
         want_sync = true;
       storage_error sync_error;
       bool synced = false;
+      std::uint64_t sync_took = 0;
       if (want_sync) {
         sync_error = guarded([&] { return sink_->sync(); });
         synced = !sync_error;
         last_sync_ = now;
+        sync_took = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                                   std::chrono::steady_clock::now() - now)
+                                                   .count());
       }
       if (append_error) report(append_error);
       if (sync_error) report(sync_error);
@@ -576,6 +588,7 @@ class recorder final : public detail::recorder_hook {
       written_seq_ = upto;
       if (want_sync) {
         sync_tried_ = upto;
+        sync_ns_.record(sync_took);
         if (synced) {
           ++stats_.syncs;
           stats_.synced = stats_.written - stats_.unsynced;  // not those lost before
@@ -633,6 +646,7 @@ class recorder final : public detail::recorder_hook {
   std::thread::id writer_id_;
   std::chrono::steady_clock::time_point last_sync_;
   recorder_stats stats_;
+  duration_histogram sync_ns_;  // the writer's syncs, under mutex_
   std::thread writer_;
 };
 
