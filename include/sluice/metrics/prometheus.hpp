@@ -159,7 +159,9 @@ class prometheus_exporter {
   [[nodiscard]] const char* error() const noexcept { return error_; }
 
   // Every reported metric, one family after another (each family's samples
-  // together, as the format requires), ending with a newline.
+  // together, as the format requires), ending with a newline; empty when
+  // nothing is reported. render_to() replaces `out`'s contents, reusing its
+  // memory (a server that renders every scrape into one string).
   [[nodiscard]] std::string render() const {
     std::string out;
     render_to(out);
