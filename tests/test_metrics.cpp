@@ -20,6 +20,8 @@
 #include <thread>
 #include <vector>
 
+#include "support.hpp"
+
 namespace {
 
 struct order {
@@ -136,6 +138,7 @@ TEST_CASE("metrics: a bus's counters and lanes, by bus, type and lane", "[metric
                         value(before, "sluice_lane_depth{bus=\"shop\",lane=\"1\"}");
   REQUIRE(queued == 4);
   REQUIRE(value(before, "sluice_workers{bus=\"shop\"}") == 0);
+  REQUIRE(value(before, "sluice_workers_parked{bus=\"shop\"}") == 0);
 
   REQUIRE(b.stop());
   const std::string text = prom.render();
@@ -174,6 +177,20 @@ TEST_CASE("metrics: a bus's counters and lanes, by bus, type and lane", "[metric
   REQUIRE(p.publish(order{9}) != sluice::publish_result::ok);
   REQUIRE(value(parse(prom.render()),
                 "sluice_events_rejected_total{bus=\"shop\",type=\"order\"}") == 1);
+}
+
+TEST_CASE("metrics: workers, and the workers parked while there is nothing to do", "[metrics]") {
+  sluice::bus b;
+  sluice::prometheus_exporter prom;
+  prom.add(b, "idle");
+  REQUIRE(b.run(2));
+  // Both workers park once their idle spin ends (waited for, not timed).
+  REQUIRE(test::wait_until([&] { return b.parked_workers() == 2; }));
+  const parsed p = parse(prom.render());
+  REQUIRE(value(p, "sluice_workers{bus=\"idle\"}") == 2);
+  REQUIRE(value(p, "sluice_workers_parked{bus=\"idle\"}") == 2);
+  REQUIRE(b.stop());
+  REQUIRE(value(parse(prom.render()), "sluice_workers{bus=\"idle\"}") == 0);
 }
 
 TEST_CASE("metrics: label values are escaped, the prefix is the caller's", "[metrics]") {

@@ -386,6 +386,10 @@ class bus {
   [[nodiscard]] std::size_t workers() const noexcept {
     return worker_count_.load(std::memory_order_relaxed);
   }
+  // Workers parked (asleep, waiting for events) right now, or about to park.
+  [[nodiscard]] std::size_t parked_workers() const noexcept {
+    return core_.parked_workers();
+  }
 
   // ---- observing -------------------------------------------------------------
 

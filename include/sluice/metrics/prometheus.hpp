@@ -376,12 +376,22 @@ class prometheus_exporter {
 
   void render_lanes(std::string& out) const {
     if (buses_.empty()) return;
-    static const family workers{"workers", "gauge", "Worker threads the bus runs (0 when polled)."};
-    header(out, workers);
-    for (const auto& b : buses_) {
-      sample_start(out, workers);
-      label(out, "bus", b->name_, true);
-      sample_end(out, b->bus_->workers());
+    struct by_bus {
+      family f;
+      std::size_t (bus::*value)() const noexcept;
+    };
+    static const by_bus whole[] = {
+        {{"workers", "gauge", "Worker threads the bus runs (0 when polled)."}, &bus::workers},
+        {{"workers_parked", "gauge", "Workers asleep waiting for events now (or about to be)."},
+         &bus::parked_workers},
+    };
+    for (const by_bus& w : whole) {
+      header(out, w.f);
+      for (const auto& b : buses_) {
+        sample_start(out, w.f);
+        label(out, "bus", b->name_, true);
+        sample_end(out, ((*b->bus_).*w.value)());
+      }
     }
     static const field_family<lane_stats, std::size_t> lanes[] = {
         {{"lane_depth", "gauge", "Events queued in the lane now (not those being delivered)."},
