@@ -3,6 +3,7 @@
 // since the test framework needs exceptions.
 #include <atomic>
 #include <cstdio>
+#include <sluice/metrics/prometheus.hpp>
 #include <sluice/sluice.hpp>
 #include <sluice/storage.hpp>
 
@@ -129,6 +130,33 @@ int main() {
     EXPECT(good_calls == 2);
     EXPECT(observed == 1);
     EXPECT(d.failures<reading>() == 1);
+  }
+
+  {
+    // The exporter without exceptions: a refused call changes nothing, says
+    // so, and error() says why.
+    sluice::bus b;
+    sluice::prometheus_exporter bad_prefix("1x");
+    EXPECT(bad_prefix.error() != nullptr);
+    sluice::prometheus_exporter prom;
+    EXPECT(prom.error() == nullptr);
+    sluice::prometheus_bus shop = prom.add(b, "shop");
+    EXPECT(static_cast<bool>(shop));
+    shop.type<reading>("reading");
+    const std::string before = prom.render();
+    EXPECT(!prom.add(b, "again"));
+    EXPECT(prom.error() != nullptr);
+    shop.type<reading>("reading");  // a second type of that name: refused
+    shop.type<reading>("");
+    EXPECT(prom.render() == before);
+    EXPECT(before.find("sluice_events_published_total{bus=\"shop\",type=\"reading\"} 0") !=
+           std::string::npos);
+    auto types = std::make_shared<sluice::codecs>();
+    EXPECT(types->add<reading>("reading") == nullptr);
+    sluice::recorder rec(std::make_unique<sluice::memory_sink>(4), types);
+    EXPECT(prom.add(rec, "log"));
+    EXPECT(!prom.add(rec, "log2"));
+    EXPECT(prom.remove(b) && prom.remove(rec) && prom.render().empty());
   }
 
   std::printf("noexcept check: %s\n", failures == 0 ? "ok" : "FAILED");

@@ -117,6 +117,14 @@ TEST_CASE("histogram: empty, and values beyond 2^40 ns", "[histogram]") {
   REQUIRE(h->percentile(1.0) == std::uint64_t{1} << 50);
   REQUIRE(h->percentile(0.0) == 5);
   REQUIRE(h->count_at_most(std::uint64_t{1} << 45) == 1);
+  // The sum stays at 2^64 - 1 instead of wrapping.
+  h->record(~std::uint64_t{0});
+  REQUIRE(h->sum() == ~std::uint64_t{0});
+  auto other = std::make_unique<duration_histogram>();
+  other->record(7);
+  other->merge(*h);
+  REQUIRE(other->sum() == ~std::uint64_t{0});
+  REQUIRE(other->count() == 4);
   h->clear();
   REQUIRE(h->count() == 0);
   REQUIRE(h->clamped() == 0);

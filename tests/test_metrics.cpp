@@ -4,8 +4,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -184,11 +186,11 @@ TEST_CASE("metrics: workers, and the workers parked while there is nothing to do
   sluice::prometheus_exporter prom;
   prom.add(b, "idle");
   REQUIRE(b.run(2));
-  // Both workers park once their idle spin ends (waited for, not timed).
-  REQUIRE(test::wait_until([&] { return b.parked_workers() == 2; }));
-  const parsed p = parse(prom.render());
-  REQUIRE(value(p, "sluice_workers{bus=\"idle\"}") == 2);
-  REQUIRE(value(p, "sluice_workers_parked{bus=\"idle\"}") == 2);
+  // Both workers park once their idle spin ends; waited for on the rendered
+  // value itself (a worker may wake and park again at any time).
+  const std::string parked = "sluice_workers_parked{bus=\"idle\"} 2\n";
+  REQUIRE(test::wait_until([&] { return prom.render().find(parked) != std::string::npos; }));
+  REQUIRE(value(parse(prom.render()), "sluice_workers{bus=\"idle\"}") == 2);
   REQUIRE(b.stop());
   REQUIRE(value(parse(prom.render()), "sluice_workers{bus=\"idle\"}") == 0);
 }
@@ -214,36 +216,50 @@ TEST_CASE("metrics: bad names are refused with a clear error and change nothing"
   }
   sluice::bus b, c;
   sluice::prometheus_exporter prom;
-  auto& shop = prom.add(b, "shop").type<order>("order");
+  sluice::prometheus_bus shop = prom.add(b, "shop").type<order>("order");
+  REQUIRE(shop);
   const std::string before = prom.render();
   REQUIRE_THROWS_AS(prom.add(c, ""), std::invalid_argument);
   REQUIRE_THROWS_AS(prom.add(c, "shop"), std::invalid_argument);
   REQUIRE_THROWS_AS(prom.add(b, "other"), std::invalid_argument);
   REQUIRE_THROWS_AS(shop.type<payment>("order"), std::invalid_argument);
   REQUIRE_THROWS_AS(shop.type<payment>(""), std::invalid_argument);
+  // Names must be UTF-8 (a scrape fails on anything else): a stray
+  // continuation byte, an overlong form, a surrogate, a cut sequence.
+  for (const char* bytes : {"a\x80", "\xC0\xAF", "\xED\xA0\x80", "\xE2\x82", "\xF5\x80\x80\x80"}) {
+    INFO(bytes);
+    REQUIRE_THROWS_AS(prom.add(c, bytes), std::invalid_argument);
+    REQUIRE_THROWS_AS(shop.type<payment>(bytes), std::invalid_argument);
+  }
   REQUIRE(prom.error() != nullptr);
   REQUIRE(std::string(prom.error()).find("sluice:") == 0);
   REQUIRE(prom.render() == before);
   // The same type may be named on two buses.
-  prom.add(c, "backend").type<order>("order");
-  REQUIRE(prom.render().find("type=\"order\"") != std::string::npos);
+  // Well-formed UTF-8 is taken as it is.
+  prom.add(c, "caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x9A\x80").type<order>("order");
+  REQUIRE(prom.render().find("bus=\"caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x9A\x80\",type=\"order\"") !=
+          std::string::npos);
   auto rec =
       std::make_shared<sluice::recorder>(std::make_unique<sluice::memory_sink>(8), order_codecs());
-  prom.add(*rec, "log");
+  REQUIRE(prom.add(*rec, "log"));
   REQUIRE_THROWS_AS(prom.add(*rec, "log2"), std::invalid_argument);
   REQUIRE_THROWS_AS(prom.add(*rec, ""), std::invalid_argument);
 }
 
 TEST_CASE("metrics: a removed bus or recorder is no longer reported", "[metrics]") {
-  sluice::bus b;
+  sluice::bus b, c;
   auto rec =
       std::make_shared<sluice::recorder>(std::make_unique<sluice::memory_sink>(8), order_codecs());
   sluice::prometheus_exporter prom;
   prom.add(b, "shop").type<order>("order");
   prom.add(*rec, "log");
   REQUIRE(prom.render().find("bus=\"shop\"") != std::string::npos);
+  sluice::prometheus_bus handle = prom.add(c, "other");
   REQUIRE(prom.remove(b));
   REQUIRE_FALSE(prom.remove(b));
+  // A handle to a removed bus refuses, rather than touch what is gone.
+  REQUIRE(prom.remove(c));
+  REQUIRE_THROWS_AS(handle.type<order>("order"), std::invalid_argument);
   REQUIRE(prom.render().find("bus=\"shop\"") == std::string::npos);
   REQUIRE(prom.render().find("recorder=\"log\"") != std::string::npos);
   REQUIRE(prom.remove(*rec));
@@ -291,12 +307,27 @@ TEST_CASE("metrics: a recorder's counters", "[metrics]") {
   REQUIRE(p.kinds.at("sluice_recorder_sync_duration_seconds") == "histogram");
   const std::string bucket =
       "sluice_recorder_sync_duration_seconds_bucket{recorder=\"orders\",le=\"";
-  double last = 0;
-  for (const char* le : {"1e-06", "1e-05", "0.0001", "0.001", "0.01", "0.1", "1", "10", "100"}) {
-    const double v = value(p, bucket + le + "\"}");
-    REQUIRE(v >= last);
-    last = v;
+  // Every finite `le` is a bucket's upper edge (in seconds), and its count is
+  // exactly the values <= it; counts never go down as `le` grows.
+  std::vector<std::pair<double, double>> les;
+  for (const auto& kv : p.samples) {
+    if (kv.first.rfind(bucket, 0) != 0) continue;
+    const std::string le = kv.first.substr(bucket.size(), kv.first.size() - bucket.size() - 2);
+    if (le != "+Inf") les.emplace_back(std::stod(le), kv.second);
   }
+  REQUIRE(les.size() == 25);
+  std::sort(les.begin(), les.end());
+  double last = 0;
+  for (const auto& [le, count] : les) {
+    const auto edge = static_cast<std::uint64_t>(std::llround(le * 1e9));
+    INFO("le " << le);
+    REQUIRE(sluice::duration_histogram::index_of(edge) !=
+            sluice::duration_histogram::index_of(edge + 1));
+    REQUIRE(count == static_cast<double>(h.count_at_most(edge)));
+    REQUIRE(count >= last);
+    last = count;
+  }
+  REQUIRE(les.front().first == Approx(1.007e-6));
   REQUIRE(value(p, bucket + "+Inf\"}") == static_cast<double>(h.count()));
   REQUIRE(value(p, "sluice_recorder_sync_duration_seconds_count{recorder=\"orders\"}") ==
           static_cast<double>(h.count()));
@@ -328,19 +359,20 @@ TEST_CASE("metrics: rendered while producers publish, counters never go back", "
   const std::string published = "sluice_events_published_total{bus=\"shop\",type=\"order\"}";
   const std::string delivered =
       "sluice_events_settled_total{bus=\"shop\",type=\"order\",fate=\"delivered\"}";
+  // Renders kept while the producers run, checked once they are joined (a
+  // failed check must not leave joinable threads behind).
+  std::vector<std::string> texts;
+  while (done.load() < producers || texts.size() < 10) texts.push_back(prom.render());
+  for (auto& t : ts) t.join();
   double last_published = 0, last_delivered = 0;
-  int renders = 0;
-  while (done.load() < producers || renders < 10) {
-    const std::string text = prom.render();
+  for (const std::string& text : texts) {
     check_grouped(text);
     const parsed p = parse(text);
     REQUIRE(value(p, published) >= last_published);
     REQUIRE(value(p, delivered) >= last_delivered);
     last_published = value(p, published);
     last_delivered = value(p, delivered);
-    ++renders;
   }
-  for (auto& t : ts) t.join();
   REQUIRE(b.stop());
   const parsed end = parse(prom.render());
   REQUIRE(value(end, published) == static_cast<double>(accepted.load()));
@@ -355,6 +387,14 @@ int promtool_check(const std::string& text, std::string& said) {
   char path[] = "/tmp/sluice-metrics-XXXXXX";
   const int fd = ::mkstemp(path);
   REQUIRE(fd >= 0);
+  struct remove_file {
+    const char* p;
+    int fd;
+    ~remove_file() {
+      ::close(fd);
+      std::remove(p);
+    }
+  } cleanup{path, fd};
   {
     std::ofstream f(path, std::ios::binary);
     f << text;
@@ -365,8 +405,6 @@ int promtool_check(const std::string& text, std::string& said) {
   char buf[512];
   while (std::fgets(buf, sizeof buf, pipe) != nullptr) said += buf;
   const int status = ::pclose(pipe);
-  ::close(fd);
-  std::remove(path);
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 }  // namespace
@@ -385,8 +423,9 @@ TEST_CASE("metrics: promtool accepts what the exporter renders", "[metrics]") {
   REQUIRE(b.publish(order{1}) == sluice::publish_result::ok);
   REQUIRE(b.stop());
   std::string said;
-  INFO(said);
-  REQUIRE(promtool_check(prom.render(), said) == 0);
+  const int verdict = promtool_check(prom.render(), said);
+  INFO("promtool said: " << said);
+  REQUIRE(verdict == 0);
   // The control: promtool refuses a counter without _total and a family
   // announced twice, so the check above can fail.
   std::string bad;

@@ -40,7 +40,7 @@ class duration_histogram {
     }
     ++buckets_[i];
     ++count_;
-    sum_ += v;
+    sum_ = add_saturated(sum_, v);
     if (v > max_) max_ = v;
     if (count_ == 1 || v < min_) min_ = v;
   }
@@ -52,15 +52,16 @@ class duration_histogram {
     if (count_ == 0 || o.min_ < min_) min_ = o.min_;
     if (o.max_ > max_) max_ = o.max_;
     count_ += o.count_;
-    sum_ += o.sum_;
+    sum_ = add_saturated(sum_, o.sum_);
     clamped_ += o.clamped_;
   }
 
   void clear() noexcept { *this = duration_histogram(); }
 
   [[nodiscard]] std::uint64_t count() const noexcept { return count_; }
-  // The exact sum and extremes of what was recorded (clamped values included
-  // as they were).
+  // The extremes of what was recorded, exact (clamped values included as
+  // they were), and the sum, exact up to 2^64 - 1 (584 years of ns), where
+  // it stays.
   [[nodiscard]] std::uint64_t sum() const noexcept { return sum_; }
   [[nodiscard]] std::uint64_t min() const noexcept { return count_ == 0 ? 0 : min_; }
   [[nodiscard]] std::uint64_t max() const noexcept { return max_; }
@@ -118,7 +119,7 @@ class duration_histogram {
   [[nodiscard]] static std::size_t index_of(std::uint64_t v) noexcept {
     std::uint64_t i = v;
     if (v >= exact_below) {
-      const unsigned msb = 63u - static_cast<unsigned>(__builtin_clzll(v));  // >= sub_bits + 1
+      const unsigned msb = top_bit(v);  // >= sub_bits + 1
       const unsigned shift = msb - sub_bits;
       const std::uint64_t top = v >> shift;  // in [64, 128)
       i = exact_below + (std::uint64_t{shift} - 1) * (std::uint64_t{1} << sub_bits) +
@@ -128,6 +129,19 @@ class duration_histogram {
   }
 
  private:
+  static std::uint64_t add_saturated(std::uint64_t a, std::uint64_t b) noexcept {
+    return a > ~std::uint64_t{0} - b ? ~std::uint64_t{0} : a + b;
+  }
+  // The index of v's highest set bit (v != 0).
+  static unsigned top_bit(std::uint64_t v) noexcept {
+#if defined(__GNUC__) || defined(__clang__)
+    return 63u - static_cast<unsigned>(__builtin_clzll(v));
+#else
+    unsigned b = 0;
+    while (v >>= 1) ++b;
+    return b;
+#endif
+  }
   template <class T>
   static std::size_t size_index(T i) noexcept {
     if constexpr (std::is_same_v<T, std::size_t>) {
@@ -138,7 +152,6 @@ class duration_histogram {
   }
 
  public:
-
  private:
   std::uint64_t buckets_[bucket_count] = {};
   std::uint64_t count_ = 0;

@@ -50,26 +50,25 @@ inline namespace SLUICE_ABI {
 
 class prometheus_exporter;
 
-// The types of one bus that an exporter reports (from prometheus_exporter::add).
+// A handle to one bus in an exporter (from prometheus_exporter::add), to
+// name the types it reports. A plain value: it refers to the bus by address,
+// so a remove() on another thread makes a later type() a refusal, not a
+// dangling use.
 class prometheus_bus {
  public:
-  // Reports Event's counters with the label type="name". Returns *this.
+  // Reports Event's counters on this bus with the label type="name".
+  // Returns *this, to chain.
   template <class Event>
   prometheus_bus& type(std::string name);
+  // False for the handle a refused add() returns (its type() does nothing).
+  explicit operator bool() const noexcept { return owner_ != nullptr; }
 
  private:
   friend class prometheus_exporter;
-  struct watched_type {
-    std::string name;
-    type_stats (*read)(const bus&);
-  };
-  prometheus_bus(prometheus_exporter* owner, const bus* b, std::string name)
-      : owner_(owner), bus_(b), name_(std::move(name)) {}
+  prometheus_bus(prometheus_exporter* owner, const bus* b) noexcept : owner_(owner), bus_(b) {}
 
-  prometheus_exporter* owner_;  // nullptr: the builder a refused add() returns
+  prometheus_exporter* owner_;  // nullptr: refused
   const bus* bus_;
-  std::string name_;
-  std::vector<watched_type> types_;
 };
 
 class prometheus_exporter {
@@ -85,43 +84,41 @@ class prometheus_exporter {
   prometheus_exporter(const prometheus_exporter&) = delete;
   prometheus_exporter& operator=(const prometheus_exporter&) = delete;
 
-  // Reports b's lanes and worker count with the label bus="name", and the
-  // types then named with type<Event>(). A refused call (see above) returns
-  // a builder whose types are reported nowhere.
-  prometheus_bus& add(const bus& b, std::string name) {
+  // Reports b's lanes and workers with the label bus="name", and the types
+  // then named with type<Event>(). A refused call (see above) returns a
+  // handle that is false and reports nothing.
+  prometheus_bus add(const bus& b, std::string name) {
     std::lock_guard<std::mutex> lock(mutex_);
-    const char* why = nullptr;
-    if (name.empty()) why = "sluice: a bus needs a non-empty name in the exporter";
+    const char* why = check_name(name, "bus");
     for (const auto& w : buses_) {
-      if (w->bus_ == &b) why = "sluice: this bus is already in the exporter";
-      if (w->name_ == name) why = "sluice: two buses with one name in the exporter";
+      if (w.object == &b) why = "sluice: this bus is already in the exporter";
+      if (w.name == name) why = "sluice: two buses with one name in the exporter";
     }
     if (why != nullptr) {
       refuse(why);
-      return refused_;
+      return prometheus_bus(nullptr, &b);
     }
-    buses_.push_back(
-        std::unique_ptr<prometheus_bus>(new prometheus_bus(this, &b, std::move(name))));
-    return *buses_.back();
+    buses_.push_back(watched_bus{std::move(name), &b, {}});
+    return prometheus_bus(this, &b);
   }
 
   // Reports a recorder's counters (anything whose stats() returns a
-  // sluice::recorder_stats) with the label recorder="name".
+  // sluice::recorder_stats) with the label recorder="name". False when
+  // refused (see above).
   template <class Recorder>
-  void add(const Recorder& r, std::string name) {
+  bool add(const Recorder& r, std::string name) {
     static_assert(std::is_same_v<decltype(r.stats()), recorder_stats>,
                   "sluice: the exporter reports a bus, or a recorder (stats() returning "
                   "sluice::recorder_stats)");
     std::lock_guard<std::mutex> lock(mutex_);
-    const char* why = nullptr;
-    if (name.empty()) why = "sluice: a recorder needs a non-empty name in the exporter";
+    const char* why = check_name(name, "recorder");
     for (const auto& w : recorders_) {
       if (w.object == &r) why = "sluice: this recorder is already in the exporter";
       if (w.name == name) why = "sluice: two recorders with one name in the exporter";
     }
     if (why != nullptr) {
       refuse(why);
-      return;
+      return false;
     }
     watched_recorder w{std::move(name), &r,
                        [](const void* o) { return static_cast<const Recorder*>(o)->stats(); },
@@ -131,14 +128,15 @@ class prometheus_exporter {
         return static_cast<const Recorder*>(o)->sync_durations();
       };
     recorders_.push_back(std::move(w));
+    return true;
   }
 
-  // Stops reporting b (or a recorder). Returns whether it was reported. The
-  // builder add(b, ...) returned goes with it.
+  // Stops reporting b (or a recorder). Returns whether it was reported. A
+  // handle add(b, ...) returned refuses later type() calls.
   bool remove(const bus& b) {
     std::lock_guard<std::mutex> lock(mutex_);
     for (auto it = buses_.begin(); it != buses_.end(); ++it) {
-      if ((*it)->bus_ != &b) continue;
+      if (it->object != &b) continue;
       buses_.erase(it);
       return true;
     }
@@ -155,8 +153,11 @@ class prometheus_exporter {
     return false;
   }
 
-  // The last refusal's reason (nullptr when nothing was refused).
-  [[nodiscard]] const char* error() const noexcept { return error_; }
+  // The last refusal's reason (nullptr when nothing was refused yet).
+  [[nodiscard]] const char* error() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return error_;
+  }
 
   // Every reported metric, one family after another (each family's samples
   // together, as the format requires), ending with a newline; empty when
@@ -178,6 +179,23 @@ class prometheus_exporter {
  private:
   friend class prometheus_bus;
 
+  void add_type(const bus* b, std::string name, type_stats (*read)(const bus&)) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const char* why = check_name(name, "type");
+    watched_bus* w = nullptr;
+    for (auto& x : buses_)
+      if (x.object == b) w = &x;
+    if (w == nullptr) why = "sluice: this bus is no longer in the exporter";
+    if (why == nullptr)
+      for (const auto& t : w->types)
+        if (t.name == name) why = "sluice: two types with one name on a bus in the exporter";
+    if (why != nullptr) {
+      refuse(why);
+      return;
+    }
+    w->types.push_back(watched_type{std::move(name), read});
+  }
+
   // One family: its name after the prefix, type, help text.
   struct family {
     const char* name;
@@ -191,6 +209,15 @@ class prometheus_exporter {
     T S::*value;
   };
 
+  struct watched_type {
+    std::string name;
+    type_stats (*read)(const bus&);
+  };
+  struct watched_bus {
+    std::string name;
+    const bus* object;
+    std::vector<watched_type> types;
+  };
   struct watched_recorder {
     std::string name;
     const void* object;
@@ -204,36 +231,31 @@ class prometheus_exporter {
       R, std::enable_if_t<std::is_same_v<decltype(std::declval<const R&>().sync_durations()),
                                          duration_histogram>>> : std::true_type {};
 
-  // A histogram of durations in ns as a Prometheus histogram in seconds:
-  // cumulative buckets at 1, 2.5 and 5 times each power of ten from 1 us to
-  // 100 s, then +Inf; a bucket counts the values surely <= its bound (see
-  // duration_histogram::count_at_most). `labels` come before `le`.
+  // A histogram of durations in ns as a Prometheus histogram in seconds. Its
+  // `le` bounds are the upper edges of the histogram's buckets nearest to 1,
+  // 2.5 and 5 times each power of ten from 1 us to 100 s (1000 ns lies in
+  // the bucket [1000, 1007], so the first bound is 1.007e-06), then +Inf:
+  // each `le` count is exact, values <= le, as Prometheus defines it.
+  // `labels` come before `le`.
   void histogram_samples(std::string& out, const family& f, const std::string& labels,
                          const duration_histogram& h) const {
-    struct bound {
-      const char* le;
-      std::uint64_t ns;
-    };
-    static const bound bounds[] = {
-        {"1e-06", 1000},       {"2.5e-06", 2500},           {"5e-06", 5000},
-        {"1e-05", 10000},      {"2.5e-05", 25000},          {"5e-05", 50000},
-        {"0.0001", 100000},    {"0.00025", 250000},         {"0.0005", 500000},
-        {"0.001", 1000000},    {"0.0025", 2500000},         {"0.005", 5000000},
-        {"0.01", 10000000},    {"0.025", 25000000},         {"0.05", 50000000},
-        {"0.1", 100000000},    {"0.25", 250000000},         {"0.5", 500000000},
-        {"1", 1000000000},     {"2.5", 2500000000},         {"5", 5000000000},
-        {"10", 10000000000},   {"25", 25000000000},         {"50", 50000000000},
-        {"100", 100000000000}, {"+Inf", ~std::uint64_t{0}},
-    };
+    static const std::uint64_t nominal_ns[] = {
+        1000,        2500,        5000,        10000,       25000,      50000,      100000,
+        250000,      500000,      1000000,     2500000,     5000000,    10000000,   25000000,
+        50000000,    100000000,   250000000,   500000000,   1000000000, 2500000000, 5000000000,
+        10000000000, 25000000000, 50000000000, 100000000000};
     const std::string name = prefix_ + '_' + f.name;
-    for (const bound& b : bounds) {
-      out += name + "_bucket{" + labels + ",le=\"" + b.le + "\"} ";
-      out += std::to_string(b.ns == ~std::uint64_t{0} ? h.count() : h.count_at_most(b.ns));
+    char num[40];
+    for (const std::uint64_t ns : nominal_ns) {
+      const std::uint64_t edge = duration_histogram::upper_bound(duration_histogram::index_of(ns));
+      std::snprintf(num, sizeof num, "%.12g", static_cast<double>(edge) / 1e9);
+      out += name + "_bucket{" + labels + ",le=\"" + num + "\"} ";
+      out += std::to_string(h.count_at_most(edge));
       out += '\n';
     }
-    char sum[40];
-    std::snprintf(sum, sizeof sum, "%.9f", static_cast<double>(h.sum()) / 1e9);
-    out += name + "_sum{" + labels + "} " + sum + '\n';
+    out += name + "_bucket{" + labels + ",le=\"+Inf\"} " + std::to_string(h.count()) + '\n';
+    std::snprintf(num, sizeof num, "%.9f", static_cast<double>(h.sum()) / 1e9);
+    out += name + "_sum{" + labels + "} " + num + '\n';
     out += name + "_count{" + labels + "} " + std::to_string(h.count()) + '\n';
   }
 
@@ -243,6 +265,50 @@ class prometheus_exporter {
       const char c = s[i];
       const bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
       if (!alpha && !(i > 0 && c >= '0' && c <= '9')) return false;
+    }
+    return true;
+  }
+
+  // Why `name` cannot be a label value (nullptr when it can): empty, or not
+  // UTF-8, which a scrape would reject.
+  static const char* check_name(const std::string& name, const char* what) noexcept {
+    if (name.empty())
+      return what[0] == 'b'   ? "sluice: a bus needs a non-empty name in the exporter"
+             : what[0] == 'r' ? "sluice: a recorder needs a non-empty name in the exporter"
+                              : "sluice: a type needs a non-empty name in the exporter";
+    if (!utf8(name)) return "sluice: a name in the exporter must be UTF-8";
+    return nullptr;
+  }
+  // Well-formed UTF-8: no stray continuation bytes, overlong forms or
+  // surrogates, nothing above U+10FFFF (what a Prometheus server checks).
+  static bool utf8(const std::string& s) noexcept {
+    const std::size_t n = s.size();
+    std::size_t i = 0;
+    while (i < n) {
+      const auto c = static_cast<unsigned char>(s[i]);
+      std::size_t more = 0;
+      unsigned char lo = 0x80, hi = 0xBF;  // the second byte's range
+      if (c < 0x80) {
+        more = 0;
+      } else if (c >= 0xC2 && c <= 0xDF) {
+        more = 1;
+      } else if (c >= 0xE0 && c <= 0xEF) {
+        more = 2;
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F;
+      } else if (c >= 0xF0 && c <= 0xF4) {
+        more = 3;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
+      } else {
+        return false;
+      }
+      if (more > n - i - 1) return false;
+      for (std::size_t k = 1; k <= more; ++k) {
+        const auto b = static_cast<unsigned char>(s[i + k]);
+        if (k == 1 ? (b < lo || b > hi) : (b & 0xC0) != 0x80) return false;
+      }
+      i += more + 1;
     }
     return true;
   }
@@ -345,28 +411,27 @@ class prometheus_exporter {
     // Read each type once, then write family by family.
     std::vector<type_stats> read;
     for (const auto& b : buses_)
-      for (const auto& t : b->types_) read.push_back(t.read(*b->bus_));
+      for (const auto& t : b.types) read.push_back(t.read(*b.object));
     if (read.empty()) return;
     auto each = [&](auto&& fn) {
       std::size_t i = 0;
       for (const auto& b : buses_)
-        for (const auto& t : b->types_) fn(*b, t, read[i++]);
+        for (const auto& t : b.types) fn(b, t, read[i++]);
     };
     for (const by_type& p : plain) {
       header(out, p.f);
-      each(
-          [&](const prometheus_bus& b, const prometheus_bus::watched_type& t, const type_stats& s) {
-            sample_start(out, p.f);
-            label(out, "bus", b.name_, true);
-            label(out, "type", t.name, false);
-            sample_end(out, p.value(s));
-          });
+      each([&](const watched_bus& b, const watched_type& t, const type_stats& s) {
+        sample_start(out, p.f);
+        label(out, "bus", b.name, true);
+        label(out, "type", t.name, false);
+        sample_end(out, p.value(s));
+      });
     }
     header(out, settled);
-    each([&](const prometheus_bus& b, const prometheus_bus::watched_type& t, const type_stats& s) {
+    each([&](const watched_bus& b, const watched_type& t, const type_stats& s) {
       for (const fate& f : fates) {
         sample_start(out, settled);
-        label(out, "bus", b.name_, true);
+        label(out, "bus", b.name, true);
         label(out, "type", t.name, false);
         label(out, "fate", f.name, false);
         sample_end(out, f.value(s));
@@ -389,8 +454,8 @@ class prometheus_exporter {
       header(out, w.f);
       for (const auto& b : buses_) {
         sample_start(out, w.f);
-        label(out, "bus", b->name_, true);
-        sample_end(out, ((*b->bus_).*w.value)());
+        label(out, "bus", b.name, true);
+        sample_end(out, ((*b.object).*w.value)());
       }
     }
     static const field_family<lane_stats, std::size_t> lanes[] = {
@@ -403,14 +468,14 @@ class prometheus_exporter {
     // Read each lane once.
     std::vector<lane_stats> read;
     for (const auto& b : buses_)
-      for (std::size_t i = 0; i < b->bus_->lane_count(); ++i) read.push_back(b->bus_->lane(i));
+      for (std::size_t i = 0; i < b.object->lane_count(); ++i) read.push_back(b.object->lane(i));
     for (const auto& l : lanes) {
       header(out, l.f);
       std::size_t k = 0;
       for (const auto& b : buses_) {
-        for (std::size_t i = 0; i < b->bus_->lane_count(); ++i) {
+        for (std::size_t i = 0; i < b.object->lane_count(); ++i) {
           sample_start(out, l.f);
-          label(out, "bus", b->name_, true);
+          label(out, "bus", b.name, true);
           label(out, "lane", std::to_string(i), false);
           sample_end(out, read[k++].*l.value);
         }
@@ -493,25 +558,15 @@ class prometheus_exporter {
 
   mutable std::mutex mutex_;
   std::string prefix_;
-  std::vector<std::unique_ptr<prometheus_bus>> buses_;
+  std::vector<watched_bus> buses_;
   std::vector<watched_recorder> recorders_;
-  prometheus_bus refused_{nullptr, nullptr, std::string()};  // what a refused add() returns
   const char* error_ = nullptr;
 };
 
 template <class Event>
 prometheus_bus& prometheus_bus::type(std::string name) {
-  if (owner_ == nullptr) return *this;  // a refused add()
-  std::lock_guard<std::mutex> lock(owner_->mutex_);
-  const char* why = nullptr;
-  if (name.empty()) why = "sluice: a type needs a non-empty name in the exporter";
-  for (const auto& t : types_)
-    if (t.name == name) why = "sluice: two types with one name on a bus in the exporter";
-  if (why != nullptr) {
-    owner_->refuse(why);
-    return *this;
-  }
-  types_.push_back(watched_type{std::move(name), [](const bus& b) { return b.stats<Event>(); }});
+  if (owner_ != nullptr)
+    owner_->add_type(bus_, std::move(name), [](const bus& b) { return b.stats<Event>(); });
   return *this;
 }
 
