@@ -10,7 +10,8 @@
 //   listening on http://127.0.0.1:40313/metrics
 //   published 1000 orders, 500 payments; delivered 1000 orders
 //
-// Exit codes: 0 done, 2 bad arguments, 3 the socket could not be opened.
+// Exit codes: 0 done, 1 the bus did not become idle within 60 s, 2 bad
+// arguments, 3 the socket could not be opened.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>

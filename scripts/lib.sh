@@ -28,4 +28,8 @@ sluice_need() {
 }
 
 sluice_core_packages="cmake ninja-build g++ libconcurrentqueue-dev libfmt-dev"
-sluice_test_packages="$sluice_core_packages catch2 pkg-config libnats-dev nats-server prometheus"
+sluice_test_packages="$sluice_core_packages catch2 pkg-config libnats-dev nats-server"
+# Installed by .ci/run only: Debian's prometheus package also sets up a
+# system service, which a developer's machine should not get from test.sh.
+# The tests that need it (promtool, a real scrape) run where it is found.
+sluice_ci_packages="prometheus"

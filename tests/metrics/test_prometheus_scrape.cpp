@@ -20,6 +20,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -80,19 +81,18 @@ class child {
  public:
   explicit child(std::vector<std::string> argv, const std::string& log = "") {
     int fds[2];
-    REQUIRE(::pipe(fds) == 0);
+    REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);  // no other child inherits them
     pid_ = ::fork();
     REQUIRE(pid_ >= 0);
     if (pid_ == 0) {
-      ::dup2(fds[1], 1);
+      ::dup2(fds[1], 1);  // dup2 clears close-on-exec on the copy
       if (!log.empty()) {
-        const int l = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        const int l = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (l >= 0) {
           ::dup2(l, 1);
           ::dup2(l, 2);
         }
       }
-      ::close(fds[0]);
       std::vector<char*> args;
       for (auto& s : argv) args.push_back(s.data());
       args.push_back(nullptr);
@@ -120,14 +120,29 @@ class child {
       s += c;
     }
   }
-  // SIGTERM, and waits for it. Returns its exit status (-1 if a signal ended it).
+  // True while it runs.
+  bool running() {
+    if (pid_ <= 0) return false;
+    int st = 0;
+    if (::waitpid(pid_, &st, WNOHANG) != pid_) return true;
+    pid_ = -1;
+    status_ = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return false;
+  }
+  // SIGTERM, and waits for it to end (SIGKILL after 30 s). Returns its exit
+  // status (-1 if a signal ended it).
   int stop() {
     if (pid_ <= 0) return status_;
     ::kill(pid_, SIGTERM);
-    int st = 0;
-    ::waitpid(pid_, &st, 0);
-    pid_ = -1;
-    status_ = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    for (int i = 0; i < 3000 && running(); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      int st = 0;
+      ::waitpid(pid_, &st, 0);
+      pid_ = -1;
+      status_ = -1;
+    }
     return status_;
   }
 
@@ -202,17 +217,32 @@ TEST_CASE("prometheus: a real server scrapes the example, and its counters match
           std::string::npos);
   REQUIRE(http_get(example_port, "/", body) == 404);
 
-  const int prom_port = free_port();
   {
     std::ofstream cfg(dir + "/prometheus.yml");
     cfg << "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
         << "scrape_configs:\n  - job_name: sluice\n    static_configs:\n"
         << "      - targets: ['127.0.0.1:" << example_port << "']\n";
   }
-  child prometheus({SLUICE_PROMETHEUS, "--config.file=" + dir + "/prometheus.yml",
-                    "--storage.tsdb.path=" + dir + "/data",
-                    "--web.listen-address=127.0.0.1:" + std::to_string(prom_port)},
-                   dir + "/prometheus.log");
+  // A free port may be taken by another process before Prometheus binds
+  // it: then it exits at once, and is started again on another port.
+  int prom_port = 0;
+  std::unique_ptr<child> prometheus;
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    prom_port = free_port();
+    prometheus = std::make_unique<child>(
+        std::vector<std::string>{SLUICE_PROMETHEUS, "--config.file=" + dir + "/prometheus.yml",
+                                 "--storage.tsdb.path=" + dir + "/data",
+                                 "--web.listen-address=127.0.0.1:" + std::to_string(prom_port)},
+        dir + "/prometheus.log");
+    // Up when its readiness endpoint answers; gone when it exited. (The
+    // deadline only keeps a broken install from hanging the suite.)
+    const auto ready_by = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    while (prometheus->running() && http_get(prom_port, "/-/ready", body) != 200 &&
+           std::chrono::steady_clock::now() < ready_by)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (prometheus->running()) break;
+  }
+  REQUIRE(prometheus->running());
 
   // Waits for each answer to exist (a scrape every second); the deadline
   // only keeps a broken setup from hanging the suite.
@@ -252,6 +282,6 @@ TEST_CASE("prometheus: a real server scrapes the example, and its counters match
           static_cast<double>(orders + payments));
   REQUIRE(need("sum(sluice_lane_capacity{bus=\"shop\"})") > 0);
 
-  REQUIRE(prometheus.stop() == 0);
+  REQUIRE(prometheus->stop() == 0);
   REQUIRE(example.stop() == 0);
 }
