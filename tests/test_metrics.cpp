@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -260,6 +261,13 @@ TEST_CASE("metrics: a removed bus or recorder is no longer reported", "[metrics]
   // A handle to a removed bus refuses, rather than touch what is gone.
   REQUIRE(prom.remove(c));
   REQUIRE_THROWS_AS(handle.type<order>("order"), std::invalid_argument);
+  // Also when the same bus was added again: the handle names the old
+  // registration, not the bus.
+  sluice::prometheus_bus again = prom.add(c, "other");
+  REQUIRE_THROWS_AS(handle.type<order>("order"), std::invalid_argument);
+  again.type<order>("order");
+  REQUIRE(prom.render().find("bus=\"other\",type=\"order\"") != std::string::npos);
+  REQUIRE(prom.remove(c));
   REQUIRE(prom.render().find("bus=\"shop\"") == std::string::npos);
   REQUIRE(prom.render().find("recorder=\"log\"") != std::string::npos);
   REQUIRE(prom.remove(*rec));
@@ -361,8 +369,12 @@ TEST_CASE("metrics: rendered while producers publish, counters never go back", "
       "sluice_events_settled_total{bus=\"shop\",type=\"order\",fate=\"delivered\"}";
   // Renders kept while the producers run, checked once they are joined (a
   // failed check must not leave joinable threads behind).
+  // (At most 1000 kept, one a millisecond: a slow build must not fill memory.)
   std::vector<std::string> texts;
-  while (done.load() < producers || texts.size() < 10) texts.push_back(prom.render());
+  while (done.load() < producers || texts.size() < 10) {
+    if (texts.size() < 1000) texts.push_back(prom.render());
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
   for (auto& t : ts) t.join();
   double last_published = 0, last_delivered = 0;
   for (const std::string& text : texts) {

@@ -6,8 +6,8 @@
 // Exit codes: 0 the load was sustained; 1 it was not (events dropped or
 // rejected, the producers fell behind the rate, p99 above --slo; a ramp or
 // sweep that found nothing sustained); 2 usage error (including an --out
-// file that cannot be opened); 3 the recording folder cannot be used, or
-// the report cannot be written.
+// file that cannot be opened); 3 the recording folder cannot be used, the
+// report cannot be written, or memory or threads ran out.
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -112,7 +112,7 @@ const char* const usage_text =
     "    --help, --version\n"
     "exit codes: 0 sustained; 1 not sustained (drops, rejects, producers behind the rate,\n"
     "  p99 above --slo; nothing found by --ramp or --sweep); 2 usage error; 3 recording\n"
-    "  folder unusable, or the report not written\n";
+    "  folder unusable, report not written, or out of memory or threads\n";
 
 bool parse_u64(const char* s, std::uint64_t lo, std::uint64_t hi, std::uint64_t& out) {
   if (s == nullptr || *s < '0' || *s > '9') return false;
@@ -308,9 +308,12 @@ struct result {
   bool balanced = false;
   std::vector<std::pair<double, double>> timeline;  // (second, delivered per second)
   [[nodiscard]] bool meets(std::uint64_t slo) const {
-    // The producers kept to their schedule: sending ended at most 5 % of
-    // the duration (and 250 ms) after the last intended send time.
-    const bool kept_up = cfg.rate == 0 || send_s <= cfg.duration * 1.05 + 0.25;
+    // The producers kept to their schedule: sending ended no later after
+    // the last intended send time than 5 % of the duration, plus half the
+    // duration up to 250 ms (a run of 3 s may end 0.4 s late, one of 0.1 s
+    // 55 ms: one descheduling of the host, not a bus that blocks them).
+    const bool kept_up =
+        cfg.rate == 0 || send_s <= cfg.duration * 1.05 + std::min(0.25, cfg.duration / 2);
     return balanced && delivered > 0 && dropped == 0 && rejected == 0 && kept_up &&
            (slo == 0 || p99 <= slo);
   }
@@ -412,7 +415,9 @@ bool run_typed(const config& c, int run_number, bool progress, result& r) {
   const double cpu0 = cpu_seconds();
   std::atomic<std::uint64_t> sent{0}, rejected{0};
   std::atomic<unsigned> sending{c.producers}, ready{0};
-  std::atomic<std::uint64_t> start_at{0};  // set once every producer is ready
+  std::atomic<std::uint64_t> start_at{0};               // set once every producer is ready
+  constexpr std::uint64_t abandon = ~std::uint64_t{0};  // start_at: do not send
+  std::atomic<bool> no_producer{false};
   const auto send_ns = static_cast<std::uint64_t>(c.duration * 1e9);
   // Open loop: events 0 .. total-1, event n intended at start + n / rate and
   // sent by producer n % producers, with key n % keys: one even stream at
@@ -421,55 +426,92 @@ bool run_typed(const config& c, int run_number, bool progress, result& r) {
   const double gap = c.rate > 0 ? 1e9 / c.rate : 0;
   std::atomic<std::uint64_t> last_send{0};
   std::vector<std::thread> producers;
+  // If a thread cannot be made, those made are told to give up and joined,
+  // and the run fails (no thread is left running, nothing terminates).
+  auto abandon_run = [&] {
+    start_at.store(abandon);
+    for (auto& t : producers) t.join();
+    polling.store(false);
+    if (poller.joinable()) poller.join();
+    bus.stop(sluice::stop_mode::discard);
+  };
+  try {
+    producers.reserve(c.producers);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "sluice-load: %s\n", e.what());
+    abandon_run();
+    return false;
+  }
   for (unsigned p = 0; p < c.producers; ++p) {
-    producers.emplace_back([&, p] {
-      sluice::producer prod = bus.make_producer();
-      std::uint64_t local_sent = 0, local_rejected = 0;
-      ready.fetch_add(1);
-      std::uint64_t start;
-      while ((start = start_at.load()) == 0) std::this_thread::yield();
-      while (now_ns() < start) std::this_thread::yield();
-      // Closed loop: this producer's own sequence, p, p + P, ...
-      for (std::uint64_t n = p;; n += c.producers) {
-        std::uint64_t intended;
-        if (c.rate > 0) {
-          if (n >= total) break;
-          intended = start + static_cast<std::uint64_t>(static_cast<double>(n) * gap);
-          // Sleep when far ahead, else yield until due: a producer that
-          // spun would take the core the workers need on a small machine.
-          std::uint64_t t = now_ns();
-          if (intended > t + 100000) {
-            std::this_thread::sleep_for(std::chrono::nanoseconds(intended - t - 50000));
-            t = now_ns();
-          }
-          while (t < intended) {
-            std::this_thread::yield();
-            t = now_ns();
-          }
-        } else {
-          intended = now_ns();
-          if (intended - start >= send_ns) break;
+    try {
+      producers.emplace_back([&, p] {
+        std::unique_ptr<sluice::producer> made;
+        try {
+          made.reset(new sluice::producer(bus.make_producer()));
+        } catch (const std::exception& e) {
+          std::fprintf(stderr, "sluice-load: cannot make producer %u: %s\n", p, e.what());
+          no_producer.store(true);
         }
-        event e{};
-        e.intended_ns = intended;
-        e.seq = n;
-        const sluice::publish_result pr =
-            c.keys != 0 ? prod.publish(std::move(e), n % c.keys) : prod.publish(std::move(e));
-        ++local_sent;
-        if (pr != sluice::publish_result::ok && pr != sluice::publish_result::dropped)
-          ++local_rejected;
-        if ((local_sent & 1023) == 0) sent.fetch_add(1024, std::memory_order_relaxed);
-      }
-      sent.fetch_add(local_sent & 1023, std::memory_order_relaxed);
-      rejected.fetch_add(local_rejected, std::memory_order_relaxed);
-      std::uint64_t t = now_ns(), prev = last_send.load();
-      while (t > prev && !last_send.compare_exchange_weak(prev, t)) {
-      }
-      sending.fetch_sub(1);
-    });
+        ready.fetch_add(1);
+        std::uint64_t start;
+        while ((start = start_at.load()) == 0) std::this_thread::yield();
+        if (start == abandon) {  // a producer could not be made or started
+          sending.fetch_sub(1);
+          return;
+        }
+        sluice::producer& prod = *made;
+      std::uint64_t local_sent = 0, local_rejected = 0;
+        while (now_ns() < start) std::this_thread::yield();
+        // Producer p sends events p, p + P, p + 2P, ... (P producers).
+        for (std::uint64_t n = p;; n += c.producers) {
+          std::uint64_t intended;
+          if (c.rate > 0) {
+            if (n >= total) break;
+            intended = start + static_cast<std::uint64_t>(static_cast<double>(n) * gap);
+            // Sleep when far ahead, else yield until due: a producer that
+            // spun would take the core the workers need on a small machine.
+            std::uint64_t t = now_ns();
+            if (intended > t + 100000) {
+              std::this_thread::sleep_for(std::chrono::nanoseconds(intended - t - 50000));
+              t = now_ns();
+            }
+            while (t < intended) {
+              std::this_thread::yield();
+              t = now_ns();
+            }
+          } else {
+            intended = now_ns();
+            if (intended - start >= send_ns) break;
+          }
+          event e{};
+          e.intended_ns = intended;
+          e.seq = n;
+          const sluice::publish_result pr =
+              c.keys != 0 ? prod.publish(std::move(e), n % c.keys) : prod.publish(std::move(e));
+          ++local_sent;
+          if (pr != sluice::publish_result::ok && pr != sluice::publish_result::dropped)
+            ++local_rejected;
+          if ((local_sent & 1023) == 0) sent.fetch_add(1024, std::memory_order_relaxed);
+        }
+        sent.fetch_add(local_sent & 1023, std::memory_order_relaxed);
+        rejected.fetch_add(local_rejected, std::memory_order_relaxed);
+        std::uint64_t t = now_ns(), prev = last_send.load();
+        while (t > prev && !last_send.compare_exchange_weak(prev, t)) {
+        }
+        sending.fetch_sub(1);
+      });
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "sluice-load: cannot start producer thread %u: %s\n", p, e.what());
+      abandon_run();
+      return false;
+    }
   }
   // Every producer made and waiting: they start together, 1 ms from now.
   while (ready.load() != c.producers) std::this_thread::yield();
+  if (no_producer.load()) {
+    abandon_run();
+    return false;
+  }
   const std::uint64_t start = now_ns() + 1000000;
   start_at.store(start);
 
@@ -849,12 +891,17 @@ int main(int argc, char** argv) {
     }
   }
   int best = -1;
-  if (s.o.ramp) {
-    best = ramp(s);
-  } else if (s.o.sweep) {
-    best = sweep(s);
-  } else if (s.run(s.o.base)) {
-    best = 0;
+  try {
+    if (s.o.ramp) {
+      best = ramp(s);
+    } else if (s.o.sweep) {
+      best = sweep(s);
+    } else if (s.run(s.o.base)) {
+      best = 0;
+    }
+  } catch (const std::exception& e) {  // no memory or threads for a bus, say
+    std::fprintf(stderr, "sluice-load: %s\n", e.what());
+    return exit_io;
   }
   if (s.failed_io) return exit_io;
   const std::string text = report(s, best);

@@ -91,7 +91,7 @@ TEST_CASE("sluice-load: closed loop, every event delivered and accounted", "[loa
 
 TEST_CASE("sluice-load: open loop sends exactly rate x duration, keyed, two producers", "[load]") {
   const outcome r =
-      load("--rate 20000 --duration 0.25 --producers 2 --keys 10 --event-size 64 --format json");
+      load("--rate 10000 --duration 0.5 --producers 2 --keys 10 --event-size 64 --format json");
   REQUIRE(r.code == 0);
   check_balanced(r.out);
   REQUIRE(field(r.out, "sent") == 5000);
@@ -101,7 +101,7 @@ TEST_CASE("sluice-load: open loop sends exactly rate x duration, keyed, two prod
 
 TEST_CASE("sluice-load: failures, drops, rejects and polling are counted", "[load]") {
   SECTION("half the handler calls fail") {
-    const outcome r = load("--rate 20000 --duration 0.2 --fail-rate 0.5 --format json");
+    const outcome r = load("--rate 10000 --duration 0.5 --fail-rate 0.5 --format json");
     REQUIRE(r.code == 0);
     check_balanced(r.out);
     REQUIRE(field(r.out, "failed") > 0);
@@ -125,7 +125,7 @@ TEST_CASE("sluice-load: failures, drops, rejects and polling are counted", "[loa
     REQUIRE(field(r.out, "rejected") > 0);
   }
   SECTION("no workers: one thread polls") {
-    const outcome r = load("--workers 0 --rate 10000 --duration 0.2 --format json");
+    const outcome r = load("--workers 0 --rate 4000 --duration 0.5 --format json");
     REQUIRE(r.code == 0);
     check_balanced(r.out);
     REQUIRE(field(r.out, "delivered") == 2000);
@@ -151,7 +151,7 @@ TEST_CASE("sluice-load: recording stores every event, and a folder it cannot use
           "[load]") {
   const scratch tmp("sluice_load_test_");
   const std::filesystem::path& dir = tmp.path;
-  const outcome r = load("--rate 10000 --duration 0.2 --record " + dir.string() + " --format json");
+  const outcome r = load("--rate 4000 --duration 0.5 --record " + dir.string() + " --format json");
   REQUIRE(r.code == 0);
   check_balanced(r.out);
   REQUIRE(field(r.out, "recorded") == field(r.out, "delivered"));
@@ -162,7 +162,7 @@ TEST_CASE("sluice-load: recording stores every event, and a folder it cannot use
 
 TEST_CASE("sluice-load: ramp finds a rate that meets the objective, or says none does", "[load]") {
   const outcome r = load(
-      "--ramp --slo 2s --rate 2000 --ramp-factor 10 --ramp-steps 1 --duration 0.1 "
+      "--ramp --slo 2s --rate 2000 --ramp-factor 10 --ramp-steps 1 --duration 0.5 "
       "--format json");
   const int best = static_cast<int>(top(r.out, "best"));
   REQUIRE(runs_in(r.out) >= 2);
@@ -190,7 +190,7 @@ TEST_CASE("sluice-load: ramp finds a rate that meets the objective, or says none
 TEST_CASE("sluice-load: sweep tries each configuration and recommends the smallest that meets",
           "[load]") {
   const outcome r = load(
-      "--sweep --sweep-lanes 1,2 --sweep-workers 1,2 --rate 5000 --duration 0.1 --slo 2s "
+      "--sweep --sweep-lanes 1,2 --sweep-workers 1,2 --rate 5000 --duration 0.5 --slo 2s "
       "--format json");
   REQUIRE(r.code == 0);
   REQUIRE(runs_in(r.out) == 4);
@@ -207,7 +207,7 @@ TEST_CASE("sluice-load: sweep tries each configuration and recommends the smalle
     if (w == bw) REQUIRE(field(r.out, "lanes", i) >= field(r.out, "lanes", best));
   }
   const outcome text =
-      load("--sweep --sweep-lanes 2 --sweep-workers 1 --rate 5000 --duration 0.1 --slo 2s");
+      load("--sweep --sweep-lanes 2 --sweep-workers 1 --rate 5000 --duration 0.5 --slo 2s");
   REQUIRE(text.code == 0);
   REQUIRE(text.out.find("sweep: recommended --lanes 2 --workers 1") != std::string::npos);
 }
@@ -216,7 +216,7 @@ TEST_CASE("sluice-load: CSV has a header and a row per run, and --out writes a f
   const scratch tmp("sluice_load_csv_");
   const std::filesystem::path& file = tmp.path;
   const outcome r = load(
-      "--sweep --sweep-lanes 1,2 --sweep-workers 1 --rate 5000 --duration 0.1 "
+      "--sweep --sweep-lanes 1,2 --sweep-workers 1 --rate 5000 --duration 0.5 "
       "--format csv --out " +
       file.string());
   REQUIRE(r.code == 0);

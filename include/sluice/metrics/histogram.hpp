@@ -94,7 +94,8 @@ class duration_histogram {
 
   // Values recorded that are <= bound, counting whole buckets only: a bucket
   // that straddles `bound` is left out, so the answer may fall short by the
-  // values within 1/64 below it (what a Prometheus `le` bucket shows).
+  // values within 1/64 below it. Exact when `bound` is a bucket's upper edge
+  // (upper_bound(i)), as the Prometheus exporter's `le` bounds are.
   [[nodiscard]] std::uint64_t count_at_most(std::uint64_t bound) const noexcept {
     std::uint64_t n = 0;
     for (std::size_t i = 0; i < bucket_count && upper_bound(i) <= bound; ++i) n += buckets_[i];

@@ -18,10 +18,12 @@
 //  - threads: add, remove and render may run on any threads at once;
 //  - lifetime: the exporter keeps references. Remove a bus or a recorder
 //    (or destroy the exporter) before destroying it;
-//  - bad input: an empty name, a prefix that is not a Prometheus metric name,
-//    or a bus, type or recorder name given twice (Prometheus would refuse the
-//    duplicate series) throws std::invalid_argument; without exceptions the
-//    call changes nothing and error() says why;
+//  - bad input: an empty name or one that is not well-formed UTF-8, a prefix
+//    that is not a Prometheus metric name, a bus, type or recorder name
+//    given twice (Prometheus would refuse the duplicate series), or type()
+//    on a handle whose bus was removed throws std::invalid_argument; without
+//    exceptions the call changes nothing, add() says so, and error() says
+//    why;
 //  - cost: nothing on the event path; render() allocates its string.
 #pragma once
 
@@ -50,25 +52,27 @@ inline namespace SLUICE_ABI {
 
 class prometheus_exporter;
 
-// A handle to one bus in an exporter (from prometheus_exporter::add), to
-// name the types it reports. A plain value: it refers to the bus by address,
-// so a remove() on another thread makes a later type() a refusal, not a
-// dangling use.
+// A handle to one registration of a bus in an exporter (from
+// prometheus_exporter::add), to name the types it reports. A plain value
+// that names the registration by a number the exporter never reuses: after
+// remove() (on any thread), its type() is refused, even if the same bus, or
+// another at the same address, was added again. It must not outlive its
+// exporter.
 class prometheus_bus {
  public:
   // Reports Event's counters on this bus with the label type="name".
-  // Returns *this, to chain.
+  // Returns a copy of this handle, to chain.
   template <class Event>
-  prometheus_bus& type(std::string name);
+  prometheus_bus type(std::string name) const;
   // False for the handle a refused add() returns (its type() does nothing).
   explicit operator bool() const noexcept { return owner_ != nullptr; }
 
  private:
   friend class prometheus_exporter;
-  prometheus_bus(prometheus_exporter* owner, const bus* b) noexcept : owner_(owner), bus_(b) {}
+  prometheus_bus(prometheus_exporter* owner, std::uint64_t id) noexcept : owner_(owner), id_(id) {}
 
   prometheus_exporter* owner_;  // nullptr: refused
-  const bus* bus_;
+  std::uint64_t id_;            // the registration's number
 };
 
 class prometheus_exporter {
@@ -96,10 +100,11 @@ class prometheus_exporter {
     }
     if (why != nullptr) {
       refuse(why);
-      return prometheus_bus(nullptr, &b);
+      return prometheus_bus(nullptr, 0);
     }
-    buses_.push_back(watched_bus{std::move(name), &b, {}});
-    return prometheus_bus(this, &b);
+    const std::uint64_t id = ++registrations_;
+    buses_.push_back(watched_bus{std::move(name), &b, id, {}});
+    return prometheus_bus(this, id);
   }
 
   // Reports a recorder's counters (anything whose stats() returns a
@@ -179,12 +184,12 @@ class prometheus_exporter {
  private:
   friend class prometheus_bus;
 
-  void add_type(const bus* b, std::string name, type_stats (*read)(const bus&)) {
+  void add_type(std::uint64_t id, std::string name, type_stats (*read)(const bus&)) {
     std::lock_guard<std::mutex> lock(mutex_);
     const char* why = check_name(name, "type");
     watched_bus* w = nullptr;
     for (auto& x : buses_)
-      if (x.object == b) w = &x;
+      if (x.id == id) w = &x;
     if (w == nullptr) why = "sluice: this bus is no longer in the exporter";
     if (why == nullptr)
       for (const auto& t : w->types)
@@ -216,6 +221,7 @@ class prometheus_exporter {
   struct watched_bus {
     std::string name;
     const bus* object;
+    std::uint64_t id;  // the registration's number (prometheus_bus)
     std::vector<watched_type> types;
   };
   struct watched_recorder {
@@ -559,14 +565,15 @@ class prometheus_exporter {
   mutable std::mutex mutex_;
   std::string prefix_;
   std::vector<watched_bus> buses_;
+  std::uint64_t registrations_ = 0;  // add(bus) calls that were taken
   std::vector<watched_recorder> recorders_;
   const char* error_ = nullptr;
 };
 
 template <class Event>
-prometheus_bus& prometheus_bus::type(std::string name) {
+prometheus_bus prometheus_bus::type(std::string name) const {
   if (owner_ != nullptr)
-    owner_->add_type(bus_, std::move(name), [](const bus& b) { return b.stats<Event>(); });
+    owner_->add_type(id_, std::move(name), [](const bus& b) { return b.stats<Event>(); });
   return *this;
 }
 
