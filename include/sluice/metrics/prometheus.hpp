@@ -15,7 +15,8 @@
 //  - reading: render() reads the counters as bus::stats() does, without
 //    stopping anything; during a run each value is read on its own (not one
 //    atomic snapshot), after stop() they are exact;
-//  - threads: add, remove and render may run on any threads at once;
+//  - threads: add, type, remove, render and error may run on any threads at
+//    once;
 //  - lifetime: the exporter keeps references. Remove a bus or a recorder
 //    (or destroy the exporter) before destroying it;
 //  - bad input: an empty name or one that is not well-formed UTF-8, a prefix
@@ -24,7 +25,9 @@
 //    on a handle whose bus was removed throws std::invalid_argument; without
 //    exceptions the call changes nothing, add() says so, and error() says
 //    why;
-//  - cost: nothing on the event path; render() allocates its string.
+//  - cost: nothing on a bus's event path; for a recorder, render() takes the
+//    recorder's lock twice, briefly (the lock each recorded event takes);
+//    render() allocates its string.
 #pragma once
 
 #include <cstddef>
