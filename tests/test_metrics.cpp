@@ -196,6 +196,70 @@ TEST_CASE("metrics: workers, and the workers parked while there is nothing to do
   REQUIRE(value(parse(prom.render()), "sluice_workers{bus=\"idle\"}") == 0);
 }
 
+TEST_CASE("metrics: a snapshot holds the same values as plain fields, and as JSON", "[metrics]") {
+  sluice::bus_options o;
+  o.lanes = 2;
+  o.lane_capacity = 8;
+  sluice::bus b(o);
+  auto rec =
+      std::make_shared<sluice::recorder>(std::make_unique<sluice::memory_sink>(8), order_codecs());
+  REQUIRE(b.record(rec) == nullptr);
+  sluice::prometheus_exporter prom;
+  prom.add(b, "sh\"op\n").type<order>("order").type<payment>("payment");
+  REQUIRE(prom.add(*rec, "log"));
+  int seen = 0;
+  auto sub = b.subscribe<order>([&](const order&) { ++seen; });
+  for (int i = 0; i < 5; ++i) REQUIRE(b.publish(order{i}) == sluice::publish_result::ok);
+  REQUIRE(b.publish(payment{1}) == sluice::publish_result::ok);
+  REQUIRE(b.stop());
+  REQUIRE(rec->sync().ok());
+  REQUIRE(rec->close().ok());
+  const sluice::metrics_snapshot s = prom.snapshot();
+  REQUIRE(s.buses.size() == 1);
+  REQUIRE(s.buses[0].bus == "sh\"op\n");
+  REQUIRE(s.buses[0].lanes.size() == 2);
+  REQUIRE(s.buses[0].lanes[0].capacity == 8);
+  REQUIRE(s.types.size() == 2);
+  REQUIRE(s.types[0].type == "order");
+  REQUIRE(s.types[0].stats.delivered == 5);
+  REQUIRE(s.types[1].stats.unrouted == 1);
+  REQUIRE(s.recorders.size() == 1);
+  REQUIRE(s.recorders[0].stats.recorded == rec->stats().recorded);
+  REQUIRE(s.recorders[0].has_sync_durations);
+  REQUIRE(s.recorders[0].sync_durations.count() == rec->sync_durations().count());
+  const std::string j = s.to_json();
+  INFO(j);
+  REQUIRE(j.rfind("{\"buses\": [{\"bus\": \"sh\\\"op\\u000a\", \"workers\": 0", 0) == 0);
+  REQUIRE(j.find("{\"type\": \"order\", \"published\": 5, \"delivered\": 5,") != std::string::npos);
+  REQUIRE(j.find("\"unrouted\": 1,") != std::string::npos);
+  REQUIRE(j.find("\"in_flight\": 0}") != std::string::npos);
+  REQUIRE(j.find("\"recorders\": [{\"recorder\": \"log\", \"recorded\": 5,") != std::string::npos);
+  REQUIRE(j.find("\"sync_duration_ns\": {\"count\": ") != std::string::npos);
+  // Balanced brackets outside strings, and one object.
+  int depth = 0;
+  bool in_string = false, escaped = false;
+  for (const char c : j) {
+    if (in_string) {
+      if (escaped)
+        escaped = false;
+      else if (c == '\\')
+        escaped = true;
+      else if (c == '"')
+        in_string = false;
+      REQUIRE(static_cast<unsigned char>(c) >= 0x20);
+      continue;
+    }
+    if (c == '"') in_string = true;
+    if (c == '{' || c == '[') ++depth;
+    if (c == '}' || c == ']') REQUIRE(--depth >= 0);
+  }
+  REQUIRE(depth == 0);
+  REQUIRE_FALSE(in_string);
+  // An empty exporter: an empty object of its kind.
+  REQUIRE(sluice::prometheus_exporter().snapshot().to_json() ==
+          "{\"buses\": [], \"recorders\": []}");
+}
+
 TEST_CASE("metrics: label values are escaped, the prefix is the caller's", "[metrics]") {
   sluice::bus b;
   sluice::prometheus_exporter prom("game_7");

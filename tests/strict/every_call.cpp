@@ -277,6 +277,10 @@ void metrics_calls() {
                  std::string::npos &&
              prom.render() == text && prom.error() == nullptr,
          "metrics render");
+  const sluice::metrics_snapshot snap = prom.snapshot();
+  expect(snap.types.size() == 2 && snap.types[0].stats.published == 1 &&
+             snap.to_json().find("\"published\": 1,") != std::string::npos,
+         "metrics snapshot");
   expect(prom.remove(bus) && prom.remove(*rec) && prom.render().empty(), "metrics remove");
 }
 }  // namespace

@@ -55,6 +55,130 @@ inline namespace SLUICE_ABI {
 
 class prometheus_exporter;
 
+// Everything an exporter reports, read at one call into plain values (each
+// value read on its own, as render() reads them), for a program's own
+// dashboards, logs or tests.
+struct metrics_snapshot {
+  struct type_entry {
+    std::string bus, type;
+    type_stats stats;
+  };
+  struct bus_entry {
+    std::string bus;
+    std::size_t workers = 0, workers_parked = 0;
+    std::vector<lane_stats> lanes;  // by lane index
+  };
+  struct recorder_entry {
+    std::string recorder;
+    recorder_stats stats;
+    bool has_sync_durations = false;
+    duration_histogram sync_durations;  // ns; empty when has_sync_durations is false
+  };
+  std::vector<bus_entry> buses;
+  std::vector<type_entry> types;
+  std::vector<recorder_entry> recorders;
+
+  // One JSON object: {"buses": [{"bus", "workers", "workers_parked",
+  // "lanes": [{"depth", "high_water", "capacity"}], "types": [{"type",
+  // "published", ..., "in_flight"}]}], "recorders": [{"recorder", "recorded",
+  // ..., "sync_duration_ns": {"count", "mean", "p50", "p90", "p99", "max"}}]}.
+  // Names are escaped as JSON strings.
+  [[nodiscard]] std::string to_json() const {
+    std::string o = "{\"buses\": [";
+    for (std::size_t i = 0; i < buses.size(); ++i) {
+      const bus_entry& b = buses[i];
+      o += i ? ", {" : "{";
+      o += "\"bus\": " + quote(b.bus) + ", \"workers\": " + std::to_string(b.workers) +
+           ", \"workers_parked\": " + std::to_string(b.workers_parked) + ", \"lanes\": [";
+      for (std::size_t k = 0; k < b.lanes.size(); ++k)
+        o += std::string(k ? ", " : "") + "{\"depth\": " + std::to_string(b.lanes[k].depth) +
+             ", \"high_water\": " + std::to_string(b.lanes[k].high_water) +
+             ", \"capacity\": " + std::to_string(b.lanes[k].capacity) + "}";
+      o += "], \"types\": [";
+      bool first = true;
+      for (const type_entry& t : types) {
+        if (t.bus != b.bus) continue;
+        const type_stats& x = t.stats;
+        const std::uint64_t settled = x.settled();
+        const std::pair<const char*, std::uint64_t> fields[] = {
+            {"published", x.published},
+            {"delivered", x.delivered},
+            {"filtered", x.filtered},
+            {"transformed", x.transformed},
+            {"dropped", x.dropped},
+            {"unrouted", x.unrouted},
+            {"dead_lettered", x.dead_lettered},
+            {"discarded", x.discarded},
+            {"rejected", x.rejected},
+            {"failed", x.failed},
+            {"handler_calls", x.handler_calls},
+            {"in_flight", x.published > settled ? x.published - settled : 0}};
+        o += std::string(first ? "" : ", ") + "{\"type\": " + quote(t.type);
+        for (const auto& f : fields)
+          o += std::string(", \"") + f.first + "\": " + std::to_string(f.second);
+        o += "}";
+        first = false;
+      }
+      o += "]}";
+    }
+    o += "], \"recorders\": [";
+    for (std::size_t i = 0; i < recorders.size(); ++i) {
+      const recorder_entry& r = recorders[i];
+      const recorder_stats& x = r.stats;
+      const std::pair<const char*, std::uint64_t> fields[] = {
+          {"recorded", x.recorded},
+          {"written", x.written},
+          {"synced", x.synced},
+          {"dropped", x.dropped},
+          {"unrecorded", x.unrecorded},
+          {"rejected", x.rejected},
+          {"failed", x.failed},
+          {"unsynced", x.unsynced},
+          {"bytes", x.bytes},
+          {"batches", x.batches},
+          {"syncs", x.syncs},
+          {"append_failures", x.append_failures},
+          {"sync_failures", x.sync_failures},
+          {"unacknowledged", x.unacknowledged}};
+      o += std::string(i ? ", " : "") + "{\"recorder\": " + quote(r.recorder);
+      for (const auto& f : fields)
+        o += std::string(", \"") + f.first + "\": " + std::to_string(f.second);
+      if (r.has_sync_durations) {
+        const duration_histogram& h = r.sync_durations;
+        char mean[40];
+        std::snprintf(mean, sizeof mean, "%.0f", h.mean());
+        o += ", \"sync_duration_ns\": {\"count\": " + std::to_string(h.count()) +
+             ", \"mean\": " + mean + ", \"p50\": " + std::to_string(h.percentile(0.5)) +
+             ", \"p90\": " + std::to_string(h.percentile(0.9)) +
+             ", \"p99\": " + std::to_string(h.percentile(0.99)) +
+             ", \"max\": " + std::to_string(h.max()) + "}";
+      }
+      o += "}";
+    }
+    return o + "]}";
+  }
+
+ private:
+  // A JSON string: quotes and backslashes escaped, control characters as
+  // six-character escapes (names are UTF-8, passed as they are).
+  static std::string quote(const std::string& v) {
+    std::string o = "\"";
+    for (const char c : v) {
+      if (c == '"' || c == '\\') {
+        o += '\\';
+        o += c;
+      } else if (static_cast<unsigned char>(c) < 0x20) {
+        char u[8];
+        std::snprintf(u, sizeof u, "\\u%04x", static_cast<unsigned>(static_cast<unsigned char>(c)));
+        o += u;
+      } else {
+        o += c;
+      }
+    }
+    return o + "\"";
+  }
+};
+
 // A handle to one registration of a bus in an exporter (from
 // prometheus_exporter::add), to name the types it reports. A plain value
 // that names the registration by a number the exporter never reuses: after
@@ -176,6 +300,32 @@ class prometheus_exporter {
     render_to(out);
     return out;
   }
+  // What render() reports, as plain values (see metrics_snapshot).
+  [[nodiscard]] metrics_snapshot snapshot() const {
+    metrics_snapshot s;
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const auto& b : buses_) {
+      metrics_snapshot::bus_entry e;
+      e.bus = b.name;
+      e.workers = b.object->workers();
+      e.workers_parked = b.object->parked_workers();
+      for (std::size_t i = 0; i < b.object->lane_count(); ++i) e.lanes.push_back(b.object->lane(i));
+      s.buses.push_back(std::move(e));
+      for (const auto& t : b.types) s.types.push_back({b.name, t.name, t.read(*b.object)});
+    }
+    for (const auto& r : recorders_) {
+      metrics_snapshot::recorder_entry e;
+      e.recorder = r.name;
+      e.stats = r.read(r.object);
+      if (r.sync_durations != nullptr) {
+        e.has_sync_durations = true;
+        e.sync_durations = r.sync_durations(r.object);
+      }
+      s.recorders.push_back(std::move(e));
+    }
+    return s;
+  }
+
   void render_to(std::string& out) const {
     std::lock_guard<std::mutex> lock(mutex_);
     out.clear();
