@@ -42,9 +42,11 @@
 
 #include "../bus.hpp"
 #include "../config.hpp"
+#include "../detail/text.hpp"
 #include "../stats.hpp"
 #include "../storage/record_options.hpp"
 #include "histogram.hpp"
+#include "snapshot.hpp"
 
 #if SLUICE_HAS_EXCEPTIONS
 #include <stdexcept>
@@ -54,130 +56,6 @@ namespace sluice {
 inline namespace SLUICE_ABI {
 
 class prometheus_exporter;
-
-// Everything an exporter reports, read at one call into plain values (each
-// value read on its own, as render() reads them), for a program's own
-// dashboards, logs or tests.
-struct metrics_snapshot {
-  struct type_entry {
-    std::string bus, type;
-    type_stats stats;
-  };
-  struct bus_entry {
-    std::string bus;
-    std::size_t workers = 0, workers_parked = 0;
-    std::vector<lane_stats> lanes;  // by lane index
-  };
-  struct recorder_entry {
-    std::string recorder;
-    recorder_stats stats;
-    bool has_sync_durations = false;
-    duration_histogram sync_durations;  // ns; empty when has_sync_durations is false
-  };
-  std::vector<bus_entry> buses;
-  std::vector<type_entry> types;
-  std::vector<recorder_entry> recorders;
-
-  // One JSON object: {"buses": [{"bus", "workers", "workers_parked",
-  // "lanes": [{"depth", "high_water", "capacity"}], "types": [{"type",
-  // "published", ..., "in_flight"}]}], "recorders": [{"recorder", "recorded",
-  // ..., "sync_duration_ns": {"count", "mean", "p50", "p90", "p99", "max"}}]}.
-  // Names are escaped as JSON strings.
-  [[nodiscard]] std::string to_json() const {
-    std::string o = "{\"buses\": [";
-    for (std::size_t i = 0; i < buses.size(); ++i) {
-      const bus_entry& b = buses[i];
-      o += i ? ", {" : "{";
-      o += "\"bus\": " + quote(b.bus) + ", \"workers\": " + std::to_string(b.workers) +
-           ", \"workers_parked\": " + std::to_string(b.workers_parked) + ", \"lanes\": [";
-      for (std::size_t k = 0; k < b.lanes.size(); ++k)
-        o += std::string(k ? ", " : "") + "{\"depth\": " + std::to_string(b.lanes[k].depth) +
-             ", \"high_water\": " + std::to_string(b.lanes[k].high_water) +
-             ", \"capacity\": " + std::to_string(b.lanes[k].capacity) + "}";
-      o += "], \"types\": [";
-      bool first = true;
-      for (const type_entry& t : types) {
-        if (t.bus != b.bus) continue;
-        const type_stats& x = t.stats;
-        const std::uint64_t settled = x.settled();
-        const std::pair<const char*, std::uint64_t> fields[] = {
-            {"published", x.published},
-            {"delivered", x.delivered},
-            {"filtered", x.filtered},
-            {"transformed", x.transformed},
-            {"dropped", x.dropped},
-            {"unrouted", x.unrouted},
-            {"dead_lettered", x.dead_lettered},
-            {"discarded", x.discarded},
-            {"rejected", x.rejected},
-            {"failed", x.failed},
-            {"handler_calls", x.handler_calls},
-            {"in_flight", x.published > settled ? x.published - settled : 0}};
-        o += std::string(first ? "" : ", ") + "{\"type\": " + quote(t.type);
-        for (const auto& f : fields)
-          o += std::string(", \"") + f.first + "\": " + std::to_string(f.second);
-        o += "}";
-        first = false;
-      }
-      o += "]}";
-    }
-    o += "], \"recorders\": [";
-    for (std::size_t i = 0; i < recorders.size(); ++i) {
-      const recorder_entry& r = recorders[i];
-      const recorder_stats& x = r.stats;
-      const std::pair<const char*, std::uint64_t> fields[] = {
-          {"recorded", x.recorded},
-          {"written", x.written},
-          {"synced", x.synced},
-          {"dropped", x.dropped},
-          {"unrecorded", x.unrecorded},
-          {"rejected", x.rejected},
-          {"failed", x.failed},
-          {"unsynced", x.unsynced},
-          {"bytes", x.bytes},
-          {"batches", x.batches},
-          {"syncs", x.syncs},
-          {"append_failures", x.append_failures},
-          {"sync_failures", x.sync_failures},
-          {"unacknowledged", x.unacknowledged}};
-      o += std::string(i ? ", " : "") + "{\"recorder\": " + quote(r.recorder);
-      for (const auto& f : fields)
-        o += std::string(", \"") + f.first + "\": " + std::to_string(f.second);
-      if (r.has_sync_durations) {
-        const duration_histogram& h = r.sync_durations;
-        char mean[40];
-        std::snprintf(mean, sizeof mean, "%.0f", h.mean());
-        o += ", \"sync_duration_ns\": {\"count\": " + std::to_string(h.count()) +
-             ", \"mean\": " + mean + ", \"p50\": " + std::to_string(h.percentile(0.5)) +
-             ", \"p90\": " + std::to_string(h.percentile(0.9)) +
-             ", \"p99\": " + std::to_string(h.percentile(0.99)) +
-             ", \"max\": " + std::to_string(h.max()) + "}";
-      }
-      o += "}";
-    }
-    return o + "]}";
-  }
-
- private:
-  // A JSON string: quotes and backslashes escaped, control characters as
-  // six-character escapes (names are UTF-8, passed as they are).
-  static std::string quote(const std::string& v) {
-    std::string o = "\"";
-    for (const char c : v) {
-      if (c == '"' || c == '\\') {
-        o += '\\';
-        o += c;
-      } else if (static_cast<unsigned char>(c) < 0x20) {
-        char u[8];
-        std::snprintf(u, sizeof u, "\\u%04x", static_cast<unsigned>(static_cast<unsigned char>(c)));
-        o += u;
-      } else {
-        o += c;
-      }
-    }
-    return o + "\"";
-  }
-};
 
 // A handle to one registration of a bus in an exporter (from
 // prometheus_exporter::add), to name the types it reports. A plain value
@@ -220,7 +98,7 @@ class prometheus_exporter {
   // handle that is false and reports nothing.
   prometheus_bus add(const bus& b, std::string name) {
     std::lock_guard<std::mutex> lock(mutex_);
-    const char* why = check_name(name, "bus");
+    const char* why = check_name(name, "sluice: a bus needs a non-empty name in the exporter");
     for (const auto& w : buses_) {
       if (w.object == &b) why = "sluice: this bus is already in the exporter";
       if (w.name == name) why = "sluice: two buses with one name in the exporter";
@@ -243,7 +121,7 @@ class prometheus_exporter {
                   "sluice: the exporter reports a bus, or a recorder (stats() returning "
                   "sluice::recorder_stats)");
     std::lock_guard<std::mutex> lock(mutex_);
-    const char* why = check_name(name, "recorder");
+    const char* why = check_name(name, "sluice: a recorder needs a non-empty name in the exporter");
     for (const auto& w : recorders_) {
       if (w.object == &r) why = "sluice: this recorder is already in the exporter";
       if (w.name == name) why = "sluice: two recorders with one name in the exporter";
@@ -339,7 +217,7 @@ class prometheus_exporter {
 
   void add_type(std::uint64_t id, std::string name, type_stats (*read)(const bus&)) {
     std::lock_guard<std::mutex> lock(mutex_);
-    const char* why = check_name(name, "type");
+    const char* why = check_name(name, "sluice: a type needs a non-empty name in the exporter");
     watched_bus* w = nullptr;
     for (auto& x : buses_)
       if (x.id == id) w = &x;
@@ -428,48 +306,12 @@ class prometheus_exporter {
     return true;
   }
 
-  // Why `name` cannot be a label value (nullptr when it can): empty, or not
-  // UTF-8, which a scrape would reject.
-  static const char* check_name(const std::string& name, const char* what) noexcept {
-    if (name.empty())
-      return what[0] == 'b'   ? "sluice: a bus needs a non-empty name in the exporter"
-             : what[0] == 'r' ? "sluice: a recorder needs a non-empty name in the exporter"
-                              : "sluice: a type needs a non-empty name in the exporter";
-    if (!utf8(name)) return "sluice: a name in the exporter must be UTF-8";
+  // Why `name` cannot be a label value (nullptr when it can): empty (then
+  // `if_empty` says why), or not UTF-8, which a scrape would reject.
+  static const char* check_name(const std::string& name, const char* if_empty) noexcept {
+    if (name.empty()) return if_empty;
+    if (!detail::utf8_valid(name)) return "sluice: a name in the exporter must be UTF-8";
     return nullptr;
-  }
-  // Well-formed UTF-8: no stray continuation bytes, overlong forms or
-  // surrogates, nothing above U+10FFFF (what a Prometheus server checks).
-  static bool utf8(const std::string& s) noexcept {
-    const std::size_t n = s.size();
-    std::size_t i = 0;
-    while (i < n) {
-      const auto c = static_cast<unsigned char>(s[i]);
-      std::size_t more = 0;
-      unsigned char lo = 0x80, hi = 0xBF;  // the second byte's range
-      if (c < 0x80) {
-        more = 0;
-      } else if (c >= 0xC2 && c <= 0xDF) {
-        more = 1;
-      } else if (c >= 0xE0 && c <= 0xEF) {
-        more = 2;
-        if (c == 0xE0) lo = 0xA0;
-        if (c == 0xED) hi = 0x9F;
-      } else if (c >= 0xF0 && c <= 0xF4) {
-        more = 3;
-        if (c == 0xF0) lo = 0x90;
-        if (c == 0xF4) hi = 0x8F;
-      } else {
-        return false;
-      }
-      if (more > n - i - 1) return false;
-      for (std::size_t k = 1; k <= more; ++k) {
-        const auto b = static_cast<unsigned char>(s[i + k]);
-        if (k == 1 ? (b < lo || b > hi) : (b & 0xC0) != 0x80) return false;
-      }
-      i += more + 1;
-    }
-    return true;
   }
 
   void refuse(const char* why) {
