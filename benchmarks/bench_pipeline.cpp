@@ -85,15 +85,8 @@ void BM_pipeline_sluice(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 
-// One stage before one handler (kind: 0 none, 1 filter, 2 tap, 3 enrich, 4 route).
-void BM_stage_alone(benchmark::State& state) {
-  sluice::bus bus;
-  const sluice::channel ch{"c"};
-  const auto kind = state.range(0);
-  if (kind == 1) bus.stages<alert>().filter([](const alert&) { return true; });
-  if (kind == 2) bus.stages<alert>().tap([](const alert& x) { benchmark::DoNotOptimize(x.a); });
-  if (kind == 3) bus.stages<alert>().transform([](const alert& x) { return alert{x.a + 1, x.b}; });
-  if (kind == 4) bus.stages<alert>().route([&](const alert&) { return ch; });
+// Dispatches alerts to one handler for the whole run; each must reach it.
+void dispatch_alerts(benchmark::State& state, sluice::bus& bus) {
   const sluice::subscription s = bus.subscribe<alert>(&handle);
   alert x{0, 1};
   std::size_t calls = 0;
@@ -107,6 +100,28 @@ void BM_stage_alone(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 
+// One stage before one handler (kind: 0 none, 1 filter, 2 tap, 3 enrich, 4 route).
+void BM_stage_alone(benchmark::State& state) {
+  sluice::bus bus;
+  const sluice::channel ch{"c"};
+  const auto kind = state.range(0);
+  if (kind == 1) bus.stages<alert>().filter([](const alert&) { return true; });
+  if (kind == 2) bus.stages<alert>().tap([](const alert& x) { benchmark::DoNotOptimize(x.a); });
+  if (kind == 3) bus.stages<alert>().transform([](const alert& x) { return alert{x.a + 1, x.b}; });
+  if (kind == 4) bus.stages<alert>().route([&](const alert&) { return ch; });
+  dispatch_alerts(state, bus);
+}
+
+// n filters that pass everything before one handler: the cost of each stage
+// after the first (time(n) - time(1)) / (n - 1), apart from entering the chain.
+void BM_filters(benchmark::State& state) {
+  sluice::bus bus;
+  const auto n = state.range(0);
+  for (std::int64_t i = 0; i < n; ++i)
+    bus.stages<alert>().filter([](const alert& x) { return x.b != 0; });
+  dispatch_alerts(state, bus);
+}
+
 void register_benchmarks() {
   benchmark::RegisterBenchmark("pipeline/sluice", BM_pipeline_sluice);
   benchmark::RegisterBenchmark("pipeline/hand_written", BM_pipeline_hand_written);
@@ -117,6 +132,7 @@ void register_benchmarks() {
       ->Arg(2)
       ->Arg(3)
       ->Arg(4);
+  benchmark::RegisterBenchmark("stage/filters", BM_filters)->Arg(1)->Arg(2)->Arg(4)->Arg(8);
 }
 
 }  // namespace

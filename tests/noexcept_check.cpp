@@ -68,6 +68,19 @@ int main() {
     chain.route([&](const reading& r) { return r.value > 5 ? hot : sluice::channel{}; });
     chain.tap([](const reading&) {});  // after a route: refused
     EXPECT(chain.error() != nullptr);
+    // a chain's 65th stage is refused, and the 64 before it run
+    {
+      sluice::bus long_bus;
+      auto long_chain = long_bus.stages<reading>();
+      int taps = 0;
+      for (int i = 0; i < 64; ++i) long_chain.tap([&](const reading&) { ++taps; });
+      EXPECT(long_chain.error() == nullptr);
+      long_chain.tap([&](const reading&) { taps += 1000; });
+      EXPECT(long_chain.error() != nullptr);
+      auto heard = long_bus.subscribe<reading>([](const reading&) {});
+      EXPECT(long_bus.dispatch(reading{1, 1}) == 1);
+      EXPECT(taps == 64);
+    }
     int hot_calls = 0;
     auto on_hot = staged.subscribe<reading>(hot, [&](const reading&) { ++hot_calls; });
     for (int v : {-1, 3, 9, 7}) staged.publish(reading{1, v});

@@ -438,6 +438,84 @@ TEST_CASE("enrichments do not use up nesting depth", "[pipeline]") {
   CHECK(bus.stats<ping>().delivered == 1);
 }
 
+TEST_CASE("a chain takes at most 64 stages, and runs them in the order added",
+          "[pipeline][config]") {
+  sluice::bus bus;
+  auto chain = bus.stages<ping>();
+  std::vector<int> seen;  // the stages that ran for the last event, in order
+  // 64 stages of every kind that does not end the chain, in turns: taps
+  // note their place, filters drop odd values, enrichments add one.
+  for (int i = 0; i < 64; ++i) {
+    switch (i % 3) {
+      case 0:
+        chain.tap([&seen, i](const ping&) { seen.push_back(i); });
+        break;
+      case 1:
+        chain.filter([&seen, i](const ping& p) {
+          seen.push_back(i);
+          return p.n % 2 == 0;
+        });
+        break;
+      default:
+        chain.transform([&seen, i](const ping& p) {
+          seen.push_back(i);
+          return ping{p.n + 2};
+        });
+        break;
+    }
+  }
+  CHECK_THROWS_WITH(chain.tap([](const ping&) {}), Catch::Contains("at most 64 stages"));
+  REQUIRE(chain.error() != nullptr);  // the builder's first refusal
+  CHECK_THAT(chain.error(), Catch::Contains("at most 64 stages"));
+  int got = -1;
+  auto s = bus.subscribe<ping>([&](const ping& p) { got = p.n; });
+  std::vector<int> all(64);
+  for (int i = 0; i < 64; ++i) all[static_cast<std::size_t>(i)] = i;
+
+  CHECK(bus.dispatch(ping{0}) == 1);
+  CHECK(seen == all);
+  CHECK(got == 2 * 21);  // 21 enrichments (stages 2, 5, ..., 62)
+
+  seen.clear();
+  got = -1;
+  CHECK(bus.dispatch(ping{1}) == 0);  // the first filter (stage 1) drops it
+  CHECK(seen == std::vector<int>{0, 1});
+  CHECK(got == -1);
+
+  // queued: the same chain on a drainer, with its accounting
+  seen.clear();
+  bus.publish(ping{4});
+  bus.publish(ping{5});
+  bus.poll();
+  CHECK(got == 4 + 2 * 21);
+  std::vector<int> both = all;  // every stage for 4, then the first two for 5
+  both.push_back(0);
+  both.push_back(1);
+  CHECK(seen == both);
+  const auto st = bus.stats<ping>();
+  CHECK(st.delivered == 1);
+  CHECK(st.filtered == 1);
+  CHECK(st.balanced());
+}
+
+TEST_CASE("a route after many stages picks the channel its handlers hear", "[pipeline]") {
+  sluice::bus bus;
+  const sluice::channel even{"even"}, odd{"odd"};
+  auto chain = bus.stages<ping>();
+  int taps = 0;
+  for (int i = 0; i < 10; ++i) chain.tap([&](const ping&) { ++taps; });
+  chain.route([&](const ping& p) { return p.n % 2 == 0 ? even : odd; });
+  int on_even = 0, on_odd = 0, on_all = 0;
+  auto se = bus.subscribe<ping>(even, [&](const ping&) { ++on_even; });
+  auto so = bus.subscribe<ping>(odd, [&](const ping&) { ++on_odd; });
+  auto sa = bus.subscribe<ping>([&](const ping&) { ++on_all; });
+  for (int n = 0; n < 5; ++n) CHECK(bus.dispatch(ping{n}) == 2);
+  CHECK(taps == 50);
+  CHECK(on_even == 3);
+  CHECK(on_odd == 2);
+  CHECK(on_all == 5);
+}
+
 TEST_CASE("a throwing key extractor leaves bus.publish usable", "[pipeline][failures]") {
   test::watchdog wd(std::chrono::seconds(20), "throwing key extractor");
   sluice::bus bus;

@@ -152,7 +152,7 @@ class bus {
     if (r->chain.load(std::memory_order_acquire) == nullptr)
       return core_.deliver(*r, &e, no_metadata, slot);  // no stages: straight to the handlers
     std::size_t calls = 0;
-    (void)core_.process(*r, &e, no_metadata, slot, 0, 0, calls);
+    (void)core_.process(*r, &e, no_metadata, slot, 0, calls);
     return calls;
   }
 

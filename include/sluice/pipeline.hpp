@@ -88,72 +88,91 @@ bool guarded(F&& f) noexcept(!SLUICE_HAS_EXCEPTIONS) {
 #endif
 }
 
+// The steps of one stage of type T's chain calling an F (stages.hpp): each
+// runs the user's function, then hands the event on (next_step) or says what
+// became of it.
 template <class T, class F>
 struct stage_fns {
   static void destroy(void* fn) noexcept { delete static_cast<F*>(fn); }
-  static F& fn_of(void* fn) noexcept { return *static_cast<F*>(fn); }
+  static F& fn_of(const stage* self) noexcept { return *static_cast<F*>(self->fn); }
   static const T& ev_of(const void* ev) noexcept {
     return *std::launder(static_cast<const T*>(ev));
   }
 
-  static bool test(void* fn, const void* ev, const metadata&, bool& pass) {
-    return guarded([&] { pass = static_cast<bool>(fn_of(fn)(ev_of(ev))); });
+  // Keeps the event if the predicate holds; a throwing one drops it.
+  static fate filter(const stage* self, const void* ev, const metadata& m, chain_run& run) {
+    bool pass = false;
+    const bool ran = guarded([&] { pass = static_cast<bool>(fn_of(self)(ev_of(ev))); });
+    if (SLUICE_UNLIKELY(!ran)) {
+      stage_failed(run, ev, m);
+      return fate::filtered;
+    }
+    if (!pass) return fate::filtered;
+    return next_step(self, ev, m, run);
   }
-  static bool observe(void* fn, const void* ev, const metadata&) {
-    return guarded([&] { fn_of(fn)(ev_of(ev)); });
+  // Observes; a throwing tap is reported and the event goes on.
+  static fate tap(const stage* self, const void* ev, const metadata& m, chain_run& run) {
+    const bool ran = guarded([&] { fn_of(self)(ev_of(ev)); });
+    if (SLUICE_UNLIKELY(!ran)) stage_failed(run, ev, m);
+    return next_step(self, ev, m, run);
   }
-  static bool pick(void* fn, const void* ev, std::uint32_t& channel_id) {
-    return guarded([&] { channel_id = fn_of(fn)(ev_of(ev)).id(); });
+  // Picks the channel (the next step delivers); a throwing route drops the event.
+  static fate route(const stage* self, const void* ev, const metadata& m, chain_run& run) {
+    std::uint32_t channel_id = 0;
+    const bool ran = guarded([&] { channel_id = fn_of(self)(ev_of(ev)).id(); });
+    if (SLUICE_UNLIKELY(!ran)) {
+      stage_failed(run, ev, m);
+      return fate::filtered;
+    }
+    run.channel = channel_id;
+    return next_step(self, ev, m, run);
   }
   // Runs a converting stage's function into `made` (left empty when it
   // returns an empty optional); false if it threw.
   template <class Out, bool Optional>
-  static bool make(void* fn, const void* ev, std::optional<Out>& made) {
+  static bool make(const stage* self, const void* ev, std::optional<Out>& made) {
     if constexpr (Optional) {
       return guarded([&] {
-        if (auto o = fn_of(fn)(ev_of(ev))) made.emplace(std::move(*o));
+        if (auto o = fn_of(self)(ev_of(ev))) made.emplace(std::move(*o));
       });
     } else {
-      return guarded([&] { made.emplace(fn_of(fn)(ev_of(ev))); });
+      return guarded([&] { made.emplace(fn_of(self)(ev_of(ev))); });
     }
   }
   // T -> T (or optional<T>: empty drops it): the rest of this chain gets the
   // new value.
   template <bool Optional>
-  static bool enrich(void* fn, const void* ev, const metadata& m, stage_context& ctx,
-                     std::size_t next, fate& out) {
+  static fate enrich(const stage* self, const void* ev, const metadata& m, chain_run& run) {
     std::optional<T> made;
-    if (!make<T, Optional>(fn, ev, made)) return false;
-    if (!made) {
-      out = fate::filtered;
-      return true;
+    const bool ran = make<T, Optional>(self, ev, made);
+    if (SLUICE_UNLIKELY(!ran)) {
+      stage_failed(run, ev, m);
+      return fate::filtered;
     }
-    registry& r = *ctx.core->find_reg(type_index<T>());
-    // The rest of the chain runs in the frame already open for this event.
-    out = ctx.core->process(r, &*made, m, *ctx.slot, next, ctx.hops, ctx.calls, true);
-    return true;
+    if (!made) return fate::filtered;
+    return next_step(self, &*made, m, run);
   }
   // T -> U or optional<U>: U's chain and subscribers get the output.
   template <class U, bool Optional>
-  static bool transform(void* fn, const void* ev, const metadata& m, stage_context& ctx,
-                        std::size_t, fate& out) {
+  static fate transform(const stage* self, const void* ev, const metadata& m, chain_run& run) {
     std::optional<U> made;
-    if (!make<U, Optional>(fn, ev, made)) return false;
-    if (!made) {
-      out = fate::filtered;  // an empty optional drops the event
-      return true;
+    const bool ran = make<U, Optional>(self, ev, made);
+    if (SLUICE_UNLIKELY(!ran)) {
+      stage_failed(run, ev, m);
+      return fate::filtered;
     }
-    registry& ru = *ctx.core->find_reg(type_index<U>());  // made when the stage was added
-    if (ctx.hops + 1 > SLUICE_MAX_HOPS) {
-      ctx.core->report_failure(ru, failure_kind::stage, 0,
-                               "an event went through more than SLUICE_MAX_HOPS transforms", &*made,
-                               &m);
-      out = fate::filtered;
-      return true;
+    if (!made) return fate::filtered;  // an empty optional drops the event
+    bus_core& core = *run.core;
+    reader_slot& slot = *run.slot;
+    registry& ru = *core.find_reg(type_index<U>());  // made when the stage was added
+    if (run.hops + 1 > SLUICE_MAX_HOPS) {
+      core.report_failure(ru, failure_kind::stage, 0,
+                          "an event went through more than SLUICE_MAX_HOPS transforms", &*made, &m);
+      return fate::filtered;
     }
     // Counted in this thread's cell (no locked instruction), or, without
     // memory for one, in the registry's atomics.
-    derived_cell* cell = derived_cell_for(ru, *ctx.slot);
+    derived_cell* cell = derived_cell_for(ru, slot);
     if (cell != nullptr) {
       counter_cell::bump(cell->made);
     } else {
@@ -169,15 +188,14 @@ struct stage_fns {
       }
     } unwind{ru};
     std::size_t calls = 0;
-    const fate fu = ctx.core->process(ru, &*made, m, *ctx.slot, 0, ctx.hops + 1, calls);
+    const fate fu = core.process(ru, &*made, m, slot, run.hops + 1, calls);
     unwind.done = true;
     if (cell != nullptr) {
       detail::settle(*cell, fu, calls);
     } else {
       detail::settle(ru, fu, calls);
     }
-    out = fate::transformed;
-    return true;
+    return fate::transformed;
   }
 };
 
@@ -195,7 +213,7 @@ class stage_builder {
                   "sluice: a filter must be callable as bool(const T&) for the chain's type T");
     detail::stage st;
     st.kind = detail::stage_kind::filter;
-    st.test = &detail::stage_fns<T, P>::test;
+    st.step = &detail::stage_fns<T, P>::filter;
     add(st, new P(std::forward<Pred>(pred)), &detail::stage_fns<T, P>::destroy, nullptr);
     return *this;
   }
@@ -208,7 +226,7 @@ class stage_builder {
                   "sluice: a tap must be callable as f(const T&) for the chain's type T");
     detail::stage st;
     st.kind = detail::stage_kind::tap;
-    st.observe = &detail::stage_fns<T, F>::observe;
+    st.step = &detail::stage_fns<T, F>::tap;
     add(st, new F(std::forward<Fn>(fn)), &detail::stage_fns<T, F>::destroy, nullptr);
     return *this;
   }
@@ -222,23 +240,26 @@ class stage_builder {
                   "sluice: store takes a std::shared_ptr<sluice::recorder>");
     struct store_fn {
       std::shared_ptr<detail::recorder_hook> hook;
-      // A filter that passes everything, unless a write-ahead recorder could
-      // not make the event durable: then it is dropped, and reported as a
-      // failed stage.
-      static bool test(void* fn, const void* ev, const metadata& m, bool& pass) {
-        pass = static_cast<store_fn*>(fn)->hook->on_event(detail::type_index<T>(), ev, m);
-        if (!pass)
+      // Passes everything on, unless a write-ahead recorder could not make
+      // the event durable: then it is dropped, and reported as a failed stage.
+      static detail::fate step(const detail::stage* self, const void* ev, const metadata& m,
+                               detail::chain_run& run) {
+        if (SLUICE_UNLIKELY(!static_cast<store_fn*>(self->fn)->hook->on_event(
+                detail::type_index<T>(), ev, m))) {
           detail::set_stage_error(
               "sluice: the recorder could not make the event durable "
               "(durable_before_delivery): it was not delivered");
-        return pass;
+          detail::stage_failed(run, ev, m);
+          return detail::fate::filtered;
+        }
+        return detail::next_step(self, ev, m, run);
       }
       static void destroy(void* fn) noexcept { delete static_cast<store_fn*>(fn); }
     };
     core_->add_store_hook(rec);  // stop() has it write and sync
     detail::stage st;
     st.kind = detail::stage_kind::filter;
-    st.test = &store_fn::test;
+    st.step = &store_fn::step;
     add(st, new store_fn{std::move(rec)}, &store_fn::destroy, nullptr);
     return *this;
   }
@@ -260,12 +281,12 @@ class stage_builder {
     detail::stage st;
     if constexpr (std::is_same_v<U, T>) {
       st.kind = detail::stage_kind::enrich;
-      st.convert = &detail::stage_fns<T, F>::template enrich<optional>;
+      st.step = &detail::stage_fns<T, F>::template enrich<optional>;
       add(st, new F(std::forward<Fn>(fn)), &detail::stage_fns<T, F>::destroy, nullptr);
       return (*this);
     } else {
       st.kind = detail::stage_kind::transform;
-      st.convert = &detail::stage_fns<T, F>::template transform<U, optional>;
+      st.step = &detail::stage_fns<T, F>::template transform<U, optional>;
       const std::uint32_t out = detail::type_index<U>();
       add(st, new F(std::forward<Fn>(fn)), &detail::stage_fns<T, F>::destroy, &out);
     }
@@ -282,7 +303,7 @@ class stage_builder {
                   "sluice: a route function must return a sluice::channel");
     detail::stage st;
     st.kind = detail::stage_kind::route;
-    st.pick = &detail::stage_fns<T, F>::pick;
+    st.step = &detail::stage_fns<T, F>::route;
     add(st, new F(std::forward<Fn>(fn)), &detail::stage_fns<T, F>::destroy, nullptr);
   }
 
@@ -309,22 +330,33 @@ class stage_builder {
             "publish, dispatch or run)";
       } else if (c != nullptr && c->closed) {
         why = "sluice: this chain already ends in a route or a type-changing transform";
+      } else if (c != nullptr && c->stages.size() > detail::max_stages) {
+        static_assert(detail::max_stages == 64, "sluice: the refusal below names the bound");
+        why = "sluice: a chain takes at most 64 stages";
       } else if (out != nullptr && reaches(*out, detail::type_index<T>())) {
         why = "sluice: this transform would close a cycle of event types";
       } else {
         if (out != nullptr) (void)core_->reg(*out);  // drainers only look it up
+        // A new chain ends in the delivery step from the start.
+        std::unique_ptr<detail::stage_chain> made;
         if (c == nullptr) {
-          r.chain_owner = std::make_unique<detail::stage_chain>();
+          made = std::make_unique<detail::stage_chain>();
+          made->stages.reserve(2);
+          made->stages.push_back(detail::delivery_stage());
+        }
+        detail::stage_chain& chain = c != nullptr ? *c : *made;
+        // Reserve first: nothing below may throw once the stage is in.
+        chain.stages.reserve(chain.stages.size() + 1);
+        chain.outputs.reserve(chain.outputs.size() + 1);
+        chain.stages.insert(chain.stages.end() - 1, st);  // before the delivery step
+        owned.release();
+        if (out != nullptr) chain.outputs.push_back(*out);
+        if (st.kind == detail::stage_kind::route || st.kind == detail::stage_kind::transform)
+          chain.closed = true;
+        if (made != nullptr) {
+          r.chain_owner = std::move(made);
           c = r.chain_owner.get();
         }
-        // Reserve first: nothing below may throw once the stage is in.
-        c->stages.reserve(c->stages.size() + 1);
-        c->outputs.reserve(c->outputs.size() + 1);
-        c->stages.push_back(st);
-        owned.release();
-        if (out != nullptr) c->outputs.push_back(*out);
-        if (st.kind == detail::stage_kind::route || st.kind == detail::stage_kind::transform)
-          c->closed = true;
         r.chain.store(c, std::memory_order_release);
         return;
       }

@@ -247,10 +247,10 @@ class bus_core {
                       std::uint32_t channel = 0) {
     return detail::deliver(this, failures_, r, ev, m, s, channel);
   }
-  // Runs r's stage chain from `from`, then delivers (stage_run.hpp).
-  fate process(registry& r, const void* ev, const metadata& m, reader_slot& s, std::size_t from,
-               unsigned hops, std::size_t& calls, bool framed = false) {
-    return run_stages(this, failures_, r, ev, m, s, from, hops, calls, framed);
+  // Runs r's stage chain, then delivers (stage_run.hpp).
+  fate process(registry& r, const void* ev, const metadata& m, reader_slot& s, unsigned hops,
+               std::size_t& calls) {
+    return run_stages(this, failures_, r, ev, m, s, hops, calls);
   }
 
   // Configuration of stages and key extractors is allowed until the bus
@@ -390,7 +390,7 @@ class bus_core {
         const fate f =
             !run_staged ? ((calls = deliver(r, rec.event(), rec.meta(), s)) != 0 ? fate::delivered
                                                                                  : fate::unrouted)
-                        : process(r, rec.event(), rec.meta(), s, 0, 0, calls);
+                        : process(r, rec.event(), rec.meta(), s, 0, calls);
         g.current = nullptr;
         g.t.count(f, calls);
       }

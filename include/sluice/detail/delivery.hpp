@@ -57,19 +57,14 @@ inline void leave_frames(reader_slot& s, unsigned d) noexcept {
 }
 
 // Calls every open subscriber of r (on `channel`, or every one for 0) with
-// the event, on this thread, inside a frame of `owner` (the bus or
-// dispatcher: what inside(owner) then answers). Returns the handler calls made.
-inline std::size_t deliver(const void* owner, const failure_reporter& f, registry& r,
-                           const void* ev, const metadata& m, reader_slot& s,
-                           std::uint32_t channel = 0) {
-  const unsigned d = s.depth;
-  if (SLUICE_UNLIKELY(d >= SLUICE_MAX_DEPTH)) {
-    f.too_deep(r, ev, m, "dispatch nested deeper than SLUICE_MAX_DEPTH");
-    return 0;
-  }
+// the event, inside the frame the caller opened at depth d (s.depth is d + 1
+// and s.bus[d] its owner), and closes that frame. Returns the handler calls
+// made. One instance per caller (`Site`), as call_one.
+template <int Site>
+inline std::size_t deliver_in_frame(const failure_reporter& f, registry& r, const void* ev,
+                                    const metadata& m, reader_slot& s, unsigned d,
+                                    std::uint32_t channel) {
   const bool asym = asymmetric_mode();
-  s.depth = d + 1;
-  s.bus[d] = owner;
   const sub_array* a = reader_load(r.current, asym);
   for (;;) {
     announce(s.array[d], a, asym);
@@ -90,7 +85,7 @@ inline std::size_t deliver(const void* owner, const failure_reporter& f, registr
         if (SLUICE_LIKELY(reader_load(r.closes, asym) == a->closes_seen) ||
             !reader_load(e.node->closed, asym)) {
           ++calls;
-          call_one<0>(f, r, e, ev, m);
+          call_one<Site>(f, r, e, ev, m);
         }
         retract(s.node[d]);
       }
@@ -105,6 +100,22 @@ inline std::size_t deliver(const void* owner, const failure_reporter& f, registr
   s.bus[d] = nullptr;
   s.depth = d;
   return calls;
+}
+
+// Calls every open subscriber of r (on `channel`, or every one for 0) with
+// the event, on this thread, inside a frame of `owner` (the bus or
+// dispatcher: what inside(owner) then answers). Returns the handler calls made.
+inline std::size_t deliver(const void* owner, const failure_reporter& f, registry& r,
+                           const void* ev, const metadata& m, reader_slot& s,
+                           std::uint32_t channel = 0) {
+  const unsigned d = s.depth;
+  if (SLUICE_UNLIKELY(d >= SLUICE_MAX_DEPTH)) {
+    f.too_deep(r, ev, m, "dispatch nested deeper than SLUICE_MAX_DEPTH");
+    return 0;
+  }
+  s.depth = d + 1;
+  s.bus[d] = owner;
+  return deliver_in_frame<0>(f, r, ev, m, s, d, channel);
 }
 
 // A frame in which one type's handlers are called for several events in a
@@ -153,7 +164,7 @@ class run_frame {
       if (SLUICE_LIKELY(reader_load(r.closes, asym) == a->closes_seen) ||
           !reader_load(e.node->closed, asym)) {
         ++calls;
-        call_one<1>(f, r, e, ev, m);
+        call_one<2>(f, r, e, ev, m);
       }
       retract(node);
     }

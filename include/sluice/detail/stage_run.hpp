@@ -27,85 +27,73 @@ inline void stage_failed(const failure_reporter& f, registry& r, const void* ev,
 #endif
 }
 
-// Runs the event through r's chain from stage `from`, then delivers it on the
-// channel a route picked; `calls` gets the handler calls. Stages run inside a
-// frame of `core` (so that what they call knows it runs inside the bus); a
-// failing stage is reported and drops the event. `framed`: the event's frame
-// is already open (an enrichment continuing).
+// A stage failed (threw, or a store stage could not make the event durable):
+// reported against the chain's type with the stage's message.
+inline void stage_failed(const chain_run& run, const void* ev,
+                         const metadata& m) noexcept(!SLUICE_HAS_EXCEPTIONS) {
+  stage_failed(*run.failures, *run.reg, ev, m);
+}
+
+// The last step of every chain: calls the handlers (on the channel a route
+// picked) in the chain's own frame, which it closes: at the depth the chain
+// started from, as if the chain's frame had closed and the handlers' opened.
+inline fate deliver_step(const stage*, const void* ev, const metadata& m, chain_run& run) {
+  run.open = false;
+  run.calls =
+      deliver_in_frame<1>(*run.failures, *run.reg, ev, m, *run.slot, run.depth, run.channel);
+  return run.calls != 0 ? fate::delivered : fate::unrouted;
+}
+
+// The entry that ends every chain.
+inline stage delivery_stage() noexcept {
+  stage st;
+  st.kind = stage_kind::deliver;
+  st.step = &deliver_step;
+  return st;
+}
+
+// Runs the event through r's chain, then delivers it on the channel a route
+// picked; `calls` gets the handler calls. Stages run inside a frame of
+// `core` (so that what they call knows it runs inside the bus); a failing
+// stage is reported and drops the event (a failing tap does not).
 inline fate run_stages(bus_core* core, const failure_reporter& f, registry& r, const void* ev,
-                       const metadata& m, reader_slot& s, std::size_t from, unsigned hops,
-                       std::size_t& calls, bool framed = false) {
+                       const metadata& m, reader_slot& s, unsigned hops, std::size_t& calls) {
   calls = 0;
   const stage_chain* c = r.chain.load(std::memory_order_acquire);
-  std::uint32_t channel = 0;
-  if (c != nullptr && from < c->stages.size()) {
-    const unsigned d = s.depth;
-    if (!framed) {
-      if (SLUICE_UNLIKELY(d >= SLUICE_MAX_DEPTH)) {
-        f.too_deep(r, ev, m, "stages nested deeper than SLUICE_MAX_DEPTH");
-        return fate::filtered;
-      }
-      s.depth = d + 1;
-      s.bus[d] = core;
+  const unsigned d = s.depth;
+  if (c == nullptr) {
+    if (SLUICE_UNLIKELY(d >= SLUICE_MAX_DEPTH)) {
+      f.too_deep(r, ev, m, "delivery nested deeper than SLUICE_MAX_DEPTH");
+      return fate::filtered;
     }
-    bool go_on = true;
-    fate out = fate::filtered;
-#if SLUICE_HAS_EXCEPTIONS
-    try {
-#endif
-      for (std::size_t i = from; go_on && i < c->stages.size(); ++i) {
-        const stage& st = c->stages[i];
-        switch (st.kind) {
-          case stage_kind::filter: {
-            bool pass = false;
-            if (!st.test(st.fn, ev, m, pass)) stage_failed(f, r, ev, m);
-            if (!pass) go_on = false;  // out stays filtered
-            break;
-          }
-          case stage_kind::tap:
-            if (!st.observe(st.fn, ev, m)) stage_failed(f, r, ev, m);
-            break;
-          case stage_kind::route:
-            if (!st.pick(st.fn, ev, channel)) {
-              stage_failed(f, r, ev, m);
-              go_on = false;
-            }
-            i = c->stages.size();  // a route ends the chain
-            break;
-          case stage_kind::enrich:
-          case stage_kind::transform: {
-            stage_context ctx{core, &s, hops};
-            if (!st.convert(st.fn, ev, m, ctx, i + 1, out)) {
-              stage_failed(f, r, ev, m);
-              out = fate::filtered;
-            }
-            calls = ctx.calls;
-            if (!framed) {
-              s.bus[d] = nullptr;
-              s.depth = d;
-            }
-            return out;
-          }
-        }
-      }
-#if SLUICE_HAS_EXCEPTIONS
-    } catch (...) {  // a forced unwind (see deliver)
-      if (!framed) leave_frames(s, d);
-      throw;
-    }
-#endif
-    if (!framed) {
-      s.bus[d] = nullptr;
-      s.depth = d;
-    }
-    if (!go_on) return out;
+    calls = deliver(core, f, r, ev, m, s);
+    return calls != 0 ? fate::delivered : fate::unrouted;
   }
-  if (SLUICE_UNLIKELY(s.depth >= SLUICE_MAX_DEPTH)) {
-    f.too_deep(r, ev, m, "delivery nested deeper than SLUICE_MAX_DEPTH");
-    return fate::filtered;  // not delivered, whether or not it had subscribers
+  if (SLUICE_UNLIKELY(d >= SLUICE_MAX_DEPTH)) {
+    f.too_deep(r, ev, m, "stages nested deeper than SLUICE_MAX_DEPTH");
+    return fate::filtered;
   }
-  calls = deliver(core, f, r, ev, m, s, channel);
-  return calls != 0 ? fate::delivered : fate::unrouted;
+  s.depth = d + 1;
+  s.bus[d] = core;
+  chain_run run{core, &f, &r, &s, hops, d, true, 0, 0};
+  fate out = fate::filtered;
+#if SLUICE_HAS_EXCEPTIONS
+  try {
+#endif
+    const stage* first = c->stages.data();
+    out = first->step(first, ev, m, run);
+#if SLUICE_HAS_EXCEPTIONS
+  } catch (...) {  // a forced unwind (see deliver)
+    if (run.open) leave_frames(s, d);
+    throw;
+  }
+#endif
+  if (run.open) {
+    s.bus[d] = nullptr;
+    s.depth = d;
+  }
+  calls = run.calls;
+  return out;
 }
 
 }  // namespace detail
