@@ -215,6 +215,50 @@ TEST_CASE(
   CHECK(st.balanced());
 }
 
+namespace {
+struct staged_end {
+  int n;
+};
+void* dispatch_staged_and_exit(void* p) {
+  static_cast<dispatch_args*>(p)->bus->dispatch(staged_end{1});
+  return nullptr;  // not reached: a stage or the handler ends the thread
+}
+}  // namespace
+
+TEST_CASE(
+    "a thread that ends in a stage, or in the handler after a chain, leaves no handler "
+    "announced",
+    "[failures][thread_exit][pipeline]") {
+  test::watchdog wd(std::chrono::seconds(30), "pthread_exit in a stage chain");
+  const int where = GENERATE(0, 1);  // 0: in a tap, 1: in the handler after the chain
+  sluice::bus bus;
+  std::atomic<int> taps{0};
+  bus.stages<staged_end>()
+      .tap([&](const staged_end& e) {
+        ++taps;
+        if (e.n == 1 && where == 0) pthread_exit(nullptr);
+      })
+      .transform([](const staged_end& e) { return staged_end{e.n * 10}; });
+  std::atomic<int> calls{0};
+  auto sub = bus.subscribe<staged_end>([&](const staged_end& e) {
+    ++calls;
+    if (e.n == 10 && where == 1) pthread_exit(nullptr);
+  });
+  dispatch_args args{&bus};
+  pthread_t t;
+  REQUIRE(pthread_create(&t, nullptr, &dispatch_staged_and_exit, &args) == 0);
+  REQUIRE(pthread_join(t, nullptr) == 0);
+  CHECK(taps.load() == 1);
+  CHECK(calls.load() == where);
+  // The dead thread's slot shows no handler: this reset does not wait for it.
+  sub.reset();
+  int later = 0;
+  auto again = bus.subscribe<staged_end>([&](const staged_end& e) { later = e.n; });
+  CHECK(bus.dispatch(staged_end{2}) == 1);
+  CHECK(later == 20);
+  CHECK(taps.load() == 2);
+}
+
 TEST_CASE("a worker whose handler calls pthread_exit leaves its batch to the others",
           "[failures][thread_exit]") {
   test::watchdog wd(std::chrono::seconds(30), "pthread_exit in a worker");

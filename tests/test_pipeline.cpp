@@ -428,14 +428,55 @@ TEST_CASE("transforms to optional of a non-assignable type", "[pipeline]") {
 TEST_CASE("enrichments do not use up nesting depth", "[pipeline]") {
   sluice::bus bus;
   auto chain = bus.stages<ping>();
-  for (int i = 0; i < 2 * SLUICE_MAX_DEPTH; ++i)
-    chain.transform([](const ping& p) { return ping{p.n + 1}; });
+  // More enrichments than nesting levels (as many as a chain takes).
+  constexpr int n = std::min(2 * SLUICE_MAX_DEPTH, 64);
+  for (int i = 0; i < n; ++i) chain.transform([](const ping& p) { return ping{p.n + 1}; });
   int got = -1;
   auto s = bus.subscribe<ping>([&](const ping& p) { got = p.n; });
   bus.publish(ping{0});
   bus.poll();
-  CHECK(got == 2 * SLUICE_MAX_DEPTH);
+  CHECK(got == n);
   CHECK(bus.stats<ping>().delivered == 1);
+}
+
+namespace {
+struct level {
+  int n;
+};
+struct too_far {
+  int n;
+};
+}  // namespace
+
+TEST_CASE("handlers after an enrichment run at the depth they would run at without stages",
+          "[pipeline][reentrancy]") {
+  sluice::bus bus;
+  bus.stages<ping>().transform([](const ping& p) { return ping{p.n + 1}; });
+  std::size_t deeper = 99;
+  int got = -1;
+  auto sp = bus.subscribe<ping>([&](const ping& p) {
+    got = p.n;
+    deeper = bus.dispatch(too_far{1});  // this handler is at the last level: refused
+  });
+  auto st = bus.subscribe<too_far>([](const too_far&) {});
+  std::size_t ping_calls = 99;
+  int reached = -1;
+  // Each level's handler dispatches the next; the one at SLUICE_MAX_DEPTH - 1
+  // (counting from 1) dispatches a ping, whose chain and handler use the last level.
+  auto sl = bus.subscribe<level>([&](const level& l) {
+    reached = l.n;
+    if (l.n + 2 < SLUICE_MAX_DEPTH) {
+      bus.dispatch(level{l.n + 1});
+    } else {
+      ping_calls = bus.dispatch(ping{0});
+    }
+  });
+  CHECK(bus.dispatch(level{0}) == 1);
+  CHECK(reached == SLUICE_MAX_DEPTH - 2);
+  CHECK(ping_calls == 1);
+  CHECK(got == 1);
+  CHECK(deeper == 0);
+  CHECK(bus.stats<too_far>().failed == 1);  // refused as too deep
 }
 
 TEST_CASE("a chain takes at most 64 stages, and runs them in the order added",

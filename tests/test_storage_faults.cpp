@@ -501,6 +501,46 @@ struct picky_codec {
 }  // namespace
 
 TEST_CASE(
+    "faults: a write-ahead store stage that cannot store an event reports it and drops only "
+    "that event",
+    "[storage][faults][pipeline]") {
+  auto types = num_types();
+  types->add<picky>("picky", 1, picky_codec{});
+  auto ring = std::make_unique<sluice::memory_sink>(100);
+  sluice::memory_sink* stored = ring.get();
+  sluice::record_options ro;
+  ro.durable_before_delivery = true;
+  auto rec = std::make_shared<sluice::recorder>(std::move(ring), types, ro);
+  std::vector<std::string> stage_failures;
+  sluice::bus bus{
+      sluice::bus_options{}.with_lanes(1).with_on_failure([&](const sluice::failure_info& f) {
+        if (f.kind == sluice::failure_kind::stage) stage_failures.emplace_back(f.message);
+      })};
+  int tapped = 0;
+  // The stage after the store sees only what was stored.
+  bus.stages<picky>().store(rec).tap([&](const picky&) { ++tapped; });
+  std::vector<std::uint64_t> got;
+  auto sub = bus.subscribe([&](const picky& x) { got.push_back(x.n); });
+  CHECK(bus.dispatch(picky{1}) == 0);  // its codec refuses odd numbers
+  CHECK(bus.dispatch(picky{2}) == 1);
+  auto p = bus.make_producer();
+  for (std::uint64_t n = 3; n <= 6; ++n) p.publish(picky{n});
+  bus.poll();
+  p = sluice::producer{};
+  bus.stop();
+  CHECK(got == std::vector<std::uint64_t>{2, 4, 6});
+  CHECK(tapped == 3);
+  REQUIRE(stage_failures.size() == 3);
+  for (const std::string& m : stage_failures) CHECK_THAT(m, Catch::Contains("durable"));
+  const sluice::type_stats st = bus.stats<picky>();
+  CHECK(st.filtered == 2);  // the queued odd ones (dispatch is not counted)
+  CHECK(st.delivered == 2);
+  CHECK(st.balanced());
+  REQUIRE(rec->flush().ok());
+  CHECK(stored->events().size() == 3);
+}
+
+TEST_CASE(
     "faults: with durable_before_delivery a dispatched event or a batch that could not be "
     "stored is not delivered",
     "[storage][faults]") {

@@ -23,9 +23,9 @@
 //
 // Configuration: stages and key extractors are set before the bus starts (its
 // first producer, publish, dispatch or run()); afterwards they are refused, as
-// are a stage after a route or a type-changing transform, and a transform that
-// would close a cycle of types. Refusals throw std::logic_error; without
-// exceptions the stage is not added and error() says why.
+// are a stage after a route or a type-changing transform, a transform that
+// would close a cycle of types, and a 65th stage in one chain. Refusals throw std::logic_error;
+// without exceptions the stage is not added and error() says why.
 //
 // Thread-safety: configure from one thread, before the bus starts.
 #pragma once

@@ -29,7 +29,7 @@ struct reader_slot;
 
 // The most stages one chain takes (its delivery step not counted). Each stage
 // calls the next, so a chain runs as nested calls; the bound keeps the stack
-// an event's chain needs small and known.
+// one chain needs small and known (transforms nest chains: SLUICE_MAX_HOPS).
 inline constexpr std::size_t max_stages = 64;
 
 // The message of the exception a stage threw (valid until the next one on
