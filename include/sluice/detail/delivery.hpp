@@ -77,17 +77,22 @@ inline std::size_t deliver_in_frame(const failure_reporter& f, registry& r, cons
   try {
 #endif
     if (a != nullptr) {
+      // In locals: an array never changes once made, but the handler calls
+      // (and the announcements' compiler fences) make the compiler read
+      // members again per handler.
+      std::atomic<const void*>& node = s.node[d];
+      const std::uint64_t closes_seen = a->closes_seen;
       for (const sub_entry& e : a->items) {
         if (e.channel != 0 && e.channel != channel) continue;
-        announce(s.node[d], e.node, asym);
+        announce(node, e.node, asym);
         // Open unless a close was counted since the array was made (then
         // the node's own flag says).
-        if (SLUICE_LIKELY(reader_load(r.closes, asym) == a->closes_seen) ||
+        if (SLUICE_LIKELY(reader_load(r.closes, asym) == closes_seen) ||
             !reader_load(e.node->closed, asym)) {
           ++calls;
           call_one<Site>(f, r, e, ev, m);
         }
-        retract(s.node[d]);
+        retract(node);
       }
     }
 #if SLUICE_HAS_EXCEPTIONS
