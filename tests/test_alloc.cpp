@@ -222,6 +222,53 @@ TEST_CASE("subscribe under allocation failure changes nothing and leaks nothing"
   CHECK(counted_handler::live.load() == 0);
 }
 
+namespace {
+// A filter that passes everything and counts its calls (and, through its
+// base, its live copies).
+struct counted_filter : counted_handler {
+  using counted_handler::counted_handler;
+  bool operator()(const small_event&) const {
+    ++*calls;
+    return true;
+  }
+};
+}  // namespace
+
+TEST_CASE("adding stages under allocation failure changes nothing and leaks nothing",
+          "[alloc][oom][pipeline]") {
+  sluice::bus bus{sluice::bus_options{}.with_lanes(1).with_lane_capacity(64)};
+  int calls = 0;
+  long added = 0, failures = 0;
+  // Fail at every allocation adding a stage makes in turn (the first time
+  // included, which makes the chain), then let it succeed.
+  for (long k = 0; k < 40; ++k) {
+    const long live_before = counted_handler::live.load();
+    bool threw = false;
+    {
+      fail_scope fail(k);
+      try {
+        bus.stages<small_event>().filter(counted_filter{&calls});
+      } catch (const std::bad_alloc&) {
+        threw = true;
+      }
+    }
+    if (threw) {
+      ++failures;
+      CHECK(counted_handler::live.load() == live_before);  // the filter was destroyed
+    } else {
+      ++added;
+      CHECK(counted_handler::live.load() == live_before + 1);
+    }
+  }
+  CHECK(failures > 0);  // the failing allocator did hit adding a stage
+  REQUIRE(added > 0);
+  int handled = 0;
+  auto sub = bus.subscribe<small_event>([&](const small_event&) { ++handled; });
+  CHECK(bus.dispatch(small_event{1, 1}) == 1);  // through the chain to the handler
+  CHECK(calls == added);                        // every stage that was added ran once
+  CHECK(handled == 1);
+}
+
 TEST_CASE("reset allocates nothing, even with every allocation failing", "[alloc][oom]") {
   test::watchdog wd(std::chrono::seconds(60), "reset under OOM");
   sluice::bus bus{sluice::bus_options{}.with_lanes(1)};

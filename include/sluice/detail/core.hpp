@@ -242,10 +242,9 @@ class bus_core {
     failures_.failure(r, kind, code, message, event, meta);
   }
 
-  // Calls r's handlers on this thread (delivery.hpp).
-  std::size_t deliver(registry& r, const void* ev, const metadata& m, reader_slot& s,
-                      std::uint32_t channel = 0) {
-    return detail::deliver(this, failures_, r, ev, m, s, channel);
+  // Calls r's handlers without a channel on this thread (delivery.hpp).
+  std::size_t deliver(registry& r, const void* ev, const metadata& m, reader_slot& s) {
+    return detail::deliver(this, failures_, r, ev, m, s);
   }
   // Runs r's stage chain, then delivers (stage_run.hpp).
   fate process(registry& r, const void* ev, const metadata& m, reader_slot& s, unsigned hops,

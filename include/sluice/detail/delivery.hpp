@@ -107,12 +107,12 @@ inline std::size_t deliver_in_frame(const failure_reporter& f, registry& r, cons
   return calls;
 }
 
-// Calls every open subscriber of r (on `channel`, or every one for 0) with
-// the event, on this thread, inside a frame of `owner` (the bus or
-// dispatcher: what inside(owner) then answers). Returns the handler calls made.
+// Calls every open subscriber of r without a channel (a route's channel is
+// delivered by its chain's delivery step) with the event, on this thread,
+// inside a frame of `owner` (the bus or dispatcher: what inside(owner) then
+// answers). Returns the handler calls made.
 inline std::size_t deliver(const void* owner, const failure_reporter& f, registry& r,
-                           const void* ev, const metadata& m, reader_slot& s,
-                           std::uint32_t channel = 0) {
+                           const void* ev, const metadata& m, reader_slot& s) {
   const unsigned d = s.depth;
   if (SLUICE_UNLIKELY(d >= SLUICE_MAX_DEPTH)) {
     f.too_deep(r, ev, m, "dispatch nested deeper than SLUICE_MAX_DEPTH");
@@ -120,7 +120,7 @@ inline std::size_t deliver(const void* owner, const failure_reporter& f, registr
   }
   s.depth = d + 1;
   s.bus[d] = owner;
-  return deliver_in_frame<0>(f, r, ev, m, s, d, channel);
+  return deliver_in_frame<0>(f, r, ev, m, s, d, 0);
 }
 
 // A frame in which one type's handlers are called for several events in a

@@ -18,20 +18,15 @@ namespace sluice {
 inline namespace SLUICE_ABI {
 namespace detail {
 
-inline void stage_failed(const failure_reporter& f, registry& r, const void* ev,
-                         const metadata& m) noexcept(!SLUICE_HAS_EXCEPTIONS) {
-#if SLUICE_HAS_EXCEPTIONS
-  f.failure(r, failure_kind::stage, 0, stage_error_message(), ev, &m);
-#else
-  f.failure(r, failure_kind::stage, 0, "a stage failed", ev, &m);
-#endif
-}
-
 // A stage failed (threw, or a store stage could not make the event durable):
 // reported against the chain's type with the stage's message.
 inline void stage_failed(const chain_run& run, const void* ev,
                          const metadata& m) noexcept(!SLUICE_HAS_EXCEPTIONS) {
-  stage_failed(*run.failures, *run.reg, ev, m);
+#if SLUICE_HAS_EXCEPTIONS
+  run.failures->failure(*run.reg, failure_kind::stage, 0, stage_error_message(), ev, &m);
+#else
+  run.failures->failure(*run.reg, failure_kind::stage, 0, "a stage failed", ev, &m);
+#endif
 }
 
 // The last step of every chain: calls the handlers (on the channel a route
