@@ -87,18 +87,25 @@ class bus {
     }
   }
 
+  // False when the options were refused (only without exceptions: with
+  // them the constructor throws); such a bus accepts nothing.
   [[nodiscard]] bool valid() const noexcept {
     return error_ == nullptr;
   }
+  // Why the options were refused (bus_options::validate()), or nullptr.
   [[nodiscard]] const char* error() const noexcept {
     return error_;
   }
+  // The options the bus was made with (fixed for its life).
   [[nodiscard]] const bus_options& options() const noexcept {
     return core_.options();
   }
 
   // ---- producing -------------------------------------------------------------
 
+  // A producer: one publishing thread at a time, with its own sequence
+  // numbers and queue tokens (docs/concepts.md). Allocates; may be called
+  // from handlers and from any thread.
   [[nodiscard]] producer make_producer(producer_options po = {}) {
     return producer(std::make_unique<detail::producer_core>(
         core_, core_.next_producer_id(), po.override_policy ? po.policy : core_.options().policy,
@@ -380,9 +387,11 @@ class bus {
     return true;
   }
 
+  // True once stop() has begun: publishes are refused from then on.
   [[nodiscard]] bool stopped() const noexcept {
     return core_.state() == detail::run_state::stopped;
   }
+  // Worker threads started by run() and not yet joined.
   [[nodiscard]] std::size_t workers() const noexcept {
     return worker_count_.load(std::memory_order_relaxed);
   }
@@ -393,13 +402,17 @@ class bus {
 
   // ---- observing -------------------------------------------------------------
 
+  // Event's counters, each read on its own while the bus runs (the fates
+  // add up to `published` once it is stopped; docs/contracts.md).
   template <class Event>
   [[nodiscard]] type_stats stats() const {
     return core_.stats_of(detail::type_index<Event>());
   }
+  // bus_options::lanes.
   [[nodiscard]] std::size_t lane_count() const noexcept {
     return core_.lane_count();
   }
+  // Lane i's depth, high-water mark and bound (i < lane_count()).
   [[nodiscard]] lane_stats lane(std::size_t i) const noexcept {
     return core_.lane_info(i);
   }
@@ -407,9 +420,14 @@ class bus {
   [[nodiscard]] std::size_t lane_of(key_type key) const noexcept {
     return core_.lane_for(key);
   }
+  // Events the lanes hold at most, in all. Exact per lane: a lane never
+  // holds more than lane_capacity; places a producer reserved and has not
+  // used yet count as taken (docs/performance.md, "What 'exact' means now").
   [[nodiscard]] std::size_t capacity() const noexcept {
     return core_.lane_count() * core_.options().lane_capacity;
   }
+  // Events accepted and not yet settled: queued, or taken by a drainer and
+  // not yet delivered. 0 after stop().
   [[nodiscard]] std::size_t queued() const noexcept {
     return core_.queued();
   }

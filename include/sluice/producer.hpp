@@ -1,7 +1,8 @@
 // sluice — producers: the fast path into a bus.
 //
-// A producer holds one queue token per lane and its own counters, so publish
-// costs one reservation (a CAS on the lane's count) and one enqueue, and no
+// A producer holds one queue token per lane, places reserved in each lane a
+// chunk at a time (bus_options::reserve_chunk) and its own counters, so a
+// publish is one enqueue, with no shared atomic but once per chunk, and no
 // allocation for events that fit inline. Keys choose the lane: events one
 // producer publishes with the same key (of any type) reach every subscriber
 // in publication order. Events without a key go to the producer's home lane
@@ -509,6 +510,8 @@ class producer {
     return core_ ? core_->publish_bulk(first, last, true, key, mode::try_once) : 0;
   }
 
+  // The id in metadata::producer of its events (unique within its bus; 0
+  // for an empty producer).
   [[nodiscard]] std::uint32_t id() const noexcept { return core_ ? core_->id() : 0; }
   // The sequence number (metadata::sequence) of the last event this producer
   // published; 0 before the first.

@@ -179,6 +179,8 @@ class [[nodiscard]] subscription {
  public:
   subscription() noexcept = default;
   subscription(subscription&& o) noexcept : node_(std::exchange(o.node_, nullptr)) {}
+  // Resets the subscription this held (as reset(): waits for its handler)
+  // and takes o's.
   subscription& operator=(subscription&& o) noexcept {
     if (this != &o) {
       reset();
@@ -209,6 +211,8 @@ class [[nodiscard]] subscription {
     r->release(n, !self);
   }
 
+  // True while this holds a handler that is still subscribed: false after
+  // reset() and once its bus or dispatcher has closed it.
   [[nodiscard]] bool active() const noexcept {
     return node_ != nullptr && !node_->closed.load(std::memory_order_acquire);
   }

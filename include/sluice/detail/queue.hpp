@@ -56,13 +56,13 @@ using queue = moodycamel::ConcurrentQueue<T, lane_traits>;
 using producer_token = moodycamel::ProducerToken;
 using consumer_token = moodycamel::ConsumerToken;
 
-// Records per queue block.
+// Envelopes per queue block.
 inline constexpr std::size_t queue_block = lane_traits::BLOCK_SIZE;
 
 // Every enqueue and dequeue goes through here. Under ThreadSanitizer these
 // are real calls (never inlined), so that tests/tsan.supp can name them: the
 // queue orders the reuse of its blocks with standalone fences, which TSan
-// does not model, and its reports about the records inside the queue's slots
+// does not model, and its reports about the envelopes inside the queue's slots
 // are false (see tests/tsan.supp for what that leaves unchecked).
 #if SLUICE_TSAN
 #define SLUICE_QUEUE_CALL __attribute__((noinline))
