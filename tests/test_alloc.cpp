@@ -154,6 +154,55 @@ TEST_CASE("cross-thread delivery allocates nothing in steady state", "[alloc]") 
   bus.stop();
 }
 
+namespace {
+struct small_alert {
+  std::uint64_t a;
+  int level;
+};
+}  // namespace
+
+TEST_CASE("publish_bulk, stage chains and routes allocate nothing in steady state", "[alloc]") {
+  sluice::bus bus{sluice::bus_options{}.with_lanes(2).with_lane_capacity(1024)};
+  const sluice::channel loud{"loud"}, quiet{"quiet"};
+  bus.stages<small_event>()
+      .filter([](const small_event& e) { return e.a % 4 != 3; })  // a quarter filtered
+      .tap([](const small_event&) {})
+      .transform([](const small_event& e) {
+        return small_alert{e.a, e.a % 2 == 0 ? 2 : 0};
+      });
+  bus.stages<small_alert>().route(
+      [&](const small_alert& x) { return x.level >= 2 ? loud : quiet; });
+  std::uint64_t heard = 0, alerts = 0;
+  auto sl = bus.subscribe<small_alert>(loud, [&](const small_alert& x) { heard += x.a + 1; });
+  auto sq = bus.subscribe<small_alert>(quiet, [&](const small_alert&) { ++alerts; });
+  auto p = bus.make_producer();
+  std::vector<small_event> batch(256);
+  for (std::uint64_t i = 0; i < batch.size(); ++i) batch[i] = small_event{i, i};
+  std::uint64_t sent = 0, dispatched = 0;
+  auto round = [&] {
+    REQUIRE(p.publish_bulk(batch.begin(), batch.end()) == batch.size());
+    REQUIRE(p.publish_bulk(batch.begin(), batch.end(), 7) == batch.size());
+    bus.poll();
+    bus.dispatch(small_event{4, 4});  // through the chain on this thread (not counted as published)
+    sent += 2 * batch.size();
+    ++dispatched;
+  };
+  for (int i = 0; i < 20; ++i) round();  // warm-up: blocks, indexes, slots, count cells
+  const long before = g_allocs.load();
+  for (int i = 0; i < 100; ++i) round();
+  const long after = g_allocs.load();
+  CHECK(after - before == 0);
+  // Everything went through the chain and the route.
+  const sluice::type_stats in = bus.stats<small_event>();
+  CHECK(in.published == sent);
+  CHECK(in.filtered + in.transformed == sent);
+  CHECK(in.filtered == 120 * (2 * batch.size() / 4));
+  // The alerts the dispatched events made are counted as their type's events.
+  CHECK(bus.stats<small_alert>().delivered == in.transformed + dispatched);
+  CHECK(heard > 0);
+  CHECK(alerts > 0);
+}
+
 TEST_CASE("the counter sees allocations (positive control)", "[alloc]") {
   sluice::bus bus;
   auto p = bus.make_producer();
