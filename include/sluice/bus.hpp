@@ -387,7 +387,8 @@ class bus {
     return true;
   }
 
-  // True once stop() has begun: publishes are refused from then on.
+  // True once stop() has ended (publishes from outside handlers are refused
+  // from the moment it begins).
   [[nodiscard]] bool stopped() const noexcept {
     return core_.state() == detail::run_state::stopped;
   }
