@@ -3,6 +3,7 @@
 // since the test framework needs exceptions.
 #include <atomic>
 #include <cstdio>
+#include <sluice/detail/timer_wheel.hpp>
 #include <sluice/metrics/prometheus.hpp>
 #include <sluice/sluice.hpp>
 #include <sluice/storage.hpp>
@@ -170,6 +171,17 @@ int main() {
     EXPECT(prom.add(rec, "log"));
     EXPECT(!prom.add(rec, "log2"));
     EXPECT(prom.remove(b) && prom.remove(rec) && prom.render().empty());
+  }
+
+  {
+    // The timing wheel without exceptions: values come out at their tick.
+    sluice::detail::timer_wheel<int> w(4, 100);
+    EXPECT(w.valid());
+    EXPECT(w.schedule(300, 3) && w.schedule(200, 2) && w.schedule(50, 1));
+    int order = 0;
+    EXPECT(w.advance(250, [&](int&& v, std::uint64_t) { order = order * 10 + v; }) == 2);
+    EXPECT(order == 12);
+    EXPECT(w.size() == 1 && w.next_due() <= 300);
   }
 
   std::printf("noexcept check: %s\n", failures == 0 ? "ok" : "FAILED");

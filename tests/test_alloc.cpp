@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <sluice/detail/timer_wheel.hpp>
 #include <sluice/sluice.hpp>
 #include <sluice/storage.hpp>
 #include <string>
@@ -561,4 +562,22 @@ TEST_CASE("recorder: no memory for its buffers is a clear error, not a half-made
   CHECK(rec.write(small_event{1, 2}));
   CHECK(rec.flush().ok());
   CHECK(rec.stats().written == 1);
+}
+
+TEST_CASE("timer wheel: no memory for its pool is std::bad_alloc, and nothing is allocated after",
+          "[alloc][oom]") {
+  {
+    fail_scope fail(0);
+    CHECK_THROWS_AS(sluice::detail::timer_wheel<small_event>(64, 0), std::bad_alloc);
+  }
+  sluice::detail::timer_wheel<small_event> w(64, 0);
+  const long before = g_allocs.load();
+  std::uint64_t out = 0;
+  for (std::uint64_t round = 0; round < 50; ++round) {
+    for (std::uint64_t i = 0; i < 64; ++i)
+      REQUIRE(w.schedule(round * 5000 + i * 70, small_event{i, i}));
+    out += w.advance(round * 5000 + 4999, [](small_event&&, std::uint64_t) noexcept {});
+  }
+  CHECK(out == 50 * 64);
+  CHECK(g_allocs.load() - before == 0);
 }
