@@ -17,9 +17,9 @@
 // statics; tests/test_basic.cpp "many event types keep their identity through
 // the queue" guards it). Every sluice run still checks delivery and fails
 // loudly if the handler did not get each event.
-#include "common.hpp"
-
 #include <sluice/detail/queue.hpp>
+
+#include "common.hpp"
 
 #ifndef SLUICE_BENCH_EVENT_BYTES
 #define SLUICE_BENCH_EVENT_BYTES 16
@@ -39,8 +39,9 @@ template <class E>
 void check_delivered(benchmark::State& state, const sluice::bus& bus, std::size_t expected) {
   const sluice::type_stats st = bus.stats<E>();
   if (st.delivered != expected || st.handler_calls != expected)
-    state.SkipWithError("sluice did not deliver every event to its handler (events routed to "
-                        "another type's registry?)");
+    state.SkipWithError(
+        "sluice did not deliver every event to its handler (events routed to "
+        "another type's registry?)");
 }
 constexpr std::size_t drain_batch = SLUICE_DRAIN_BATCH;
 
@@ -69,6 +70,51 @@ void BM_queued_sluice(benchmark::State& state) {
   check_delivered<E>(state, bus, expected);
   state.SetItemsProcessed(state.iterations() * bench::to_i64(N));
   state.SetBytesProcessed(state.iterations() * bench::to_i64(N * sizeof(E)));
+}
+
+// The same with a retry policy on the subscription (docs/resilience.md):
+// with nothing failing (FailEvery 0) it should cost nothing; with FailEvery
+// 100, one event in a hundred fails once and is retried at once (fixed
+// backoff of 0), so the iteration also runs the retries.
+template <class E, unsigned FailEvery>
+void BM_queued_sluice_policy(benchmark::State& state) {
+  sluice::bus_options o;
+  o.lanes = 1;
+  o.lane_capacity = N;
+  o.stamp_time = false;
+  sluice::bus bus(o);
+  std::size_t failures = 0;
+  std::vector<char> failed_once(N, 0);  // per event of the iteration
+  const sluice::subscription sub = bus.subscribe<E>(
+      [&](const E& ev) {
+        bench::work<0>(ev);
+        // Fails the first call of every FailEvery-th event; its retry succeeds.
+        if (FailEvery != 0 && ev.a % FailEvery == 0 && failed_once[ev.a] == 0) {
+          failed_once[ev.a] = 1;
+          ++failures;
+          return sluice::outcome::failure(1, "flaky");
+        }
+        return sluice::outcome::success();
+      },
+      sluice::subscribe_options::named("bench").with_failure_policy(sluice::failure_policy::retry(
+          3, sluice::retry_backoff::fixed(std::chrono::nanoseconds(0)))));
+  sluice::producer prod = bus.make_producer();
+  E e{};
+  std::size_t not_ok = 0;
+  for (auto _ : state) {
+    for (std::size_t i = 0; i < N; ++i) {
+      e.a = i;
+      not_ok += prod.publish(e) != sluice::publish_result::ok;
+    }
+    while (bus.queued() != 0) bus.poll();
+    if (FailEvery != 0) std::fill(failed_once.begin(), failed_once.end(), 0);
+  }
+  benchmark::DoNotOptimize(bench::g_sink);
+  const auto expected = static_cast<std::size_t>(state.iterations()) * N;
+  const sluice::type_stats st = bus.stats<E>();
+  if (not_ok != 0 || st.delivered != expected || st.failed != failures)
+    state.SkipWithError("sluice refused, lost or miscounted events");
+  state.SetItemsProcessed(state.iterations() * bench::to_i64(N));
 }
 
 // publish_bulk of the whole batch (one reservation, one bulk enqueue): not
@@ -156,6 +202,8 @@ void register_benchmarks() {
   reg("queued/sluice/" + sz + "/stamp:0", BM_queued_sluice<event, false>);
   reg("queued/sluice/" + sz + "/stamp:1", BM_queued_sluice<event, true>);
   reg("queued/sluice_bulk/" + sz + "/stamp:0", BM_queued_sluice_bulk<event>);
+  reg("queued/sluice_policy/" + sz + "/stamp:0", BM_queued_sluice_policy<event, 0>);
+  reg("queued/sluice_policy_fail1pct/" + sz + "/stamp:0", BM_queued_sluice_policy<event, 100>);
   reg("queued/vector/" + sz, BM_queued_vector<event>);
   reg("queued/moodycamel/" + sz, BM_queued_moodycamel<event>);
 }

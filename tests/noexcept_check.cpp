@@ -184,6 +184,38 @@ int main() {
     EXPECT(w.size() == 1 && w.next_due() <= 300);
   }
 
+  {
+    // publish_after without exceptions: delivered at its time, full refused.
+    sluice::bus b{sluice::bus_options{}.with_lanes(1).with_delayed_capacity(2)};
+    int got = 0;
+    auto s = b.subscribe([&](const reading&) { ++got; });
+    EXPECT(b.publish_after(std::chrono::nanoseconds(0), reading{}) == sluice::publish_result::ok);
+    EXPECT(b.publish_after(std::chrono::hours(1), reading{}) == sluice::publish_result::ok);
+    EXPECT(b.publish_after(std::chrono::hours(1), reading{}) == sluice::publish_result::full);
+    EXPECT(b.poll() == 1 && got == 1 && b.delayed() == 1);
+    EXPECT(b.stop(sluice::stop_mode::discard) && b.stats<reading>().discarded == 1);
+  }
+
+  {
+    // A retry policy without exceptions: a failed outcome is retried, then
+    // dead-lettered.
+    sluice::bus b;
+    int calls = 0;
+    auto s = b.subscribe(
+        [&](const reading&) {
+          ++calls;
+          return calls < 2 ? sluice::outcome::failure(1) : sluice::outcome::success();
+        },
+        sluice::subscribe_options{}.with_failure_policy(sluice::failure_policy::retry(
+            3, sluice::retry_backoff::fixed(std::chrono::nanoseconds(0)))));
+    int letters = 0;
+    auto d = b.subscribe([&](const sluice::dead_letter<reading>&) { ++letters; });
+    EXPECT(b.publish(reading{}) == sluice::publish_result::ok);
+    for (int i = 0; i < 100000 && b.queued() != 0; ++i) b.poll();
+    EXPECT(calls == 2 && s.stats().recovered == 1 && letters == 0);
+    EXPECT(b.stop() && b.stats<reading>().balanced());
+  }
+
   std::printf("noexcept check: %s\n", failures == 0 ? "ok" : "FAILED");
   return failures == 0 ? 0 : 1;
 }

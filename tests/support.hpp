@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -52,6 +53,25 @@ bool wait_until(Pred&& pred, std::chrono::milliseconds limit = std::chrono::mill
     std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
   return true;
+}
+
+// Polls `bus` until `pred()`, for at most `limit`.
+template <class Bus, class Pred>
+bool poll_until(Bus& bus, Pred&& pred,
+                std::chrono::milliseconds limit = std::chrono::milliseconds(20000)) {
+  return wait_until(
+      [&] {
+        bus.poll();
+        return pred();
+      },
+      limit);
+}
+
+// The steady clock in nanoseconds (what metadata timestamps and delays use).
+inline std::int64_t steady_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
 }
 
 // Threads of this process (Linux), to check that no worker survives a bus.

@@ -130,9 +130,14 @@ TEST_CASE("metrics: a bus's counters and lanes, by bus, type and lane", "[metric
   sluice::producer p = b.make_producer();
   for (int i = 0; i < 3; ++i) REQUIRE(p.publish(order{i + 1}) == sluice::publish_result::ok);
   REQUIRE(p.publish(payment{1}) == sluice::publish_result::ok);
+  // Due at once, but nobody drains before stop(): it waits in its lane's wheel.
+  REQUIRE(p.publish_after(std::chrono::nanoseconds(0), payment{2}) == sluice::publish_result::ok);
 
   // Before delivery: accepted and in flight, queued in the lanes.
   parsed before = parse(prom.render());
+  REQUIRE(value(before, "sluice_lane_delayed{bus=\"shop\",lane=\"0\"}") +
+              value(before, "sluice_lane_delayed{bus=\"shop\",lane=\"1\"}") ==
+          1);
   REQUIRE(value(before, "sluice_events_published_total{bus=\"shop\",type=\"order\"}") == 3);
   REQUIRE(value(before, "sluice_events_in_flight{bus=\"shop\",type=\"order\"}") == 3);
   REQUIRE(value(before, "sluice_lane_capacity{bus=\"shop\",lane=\"0\"}") == 4);
@@ -156,7 +161,8 @@ TEST_CASE("metrics: a bus's counters and lanes, by bus, type and lane", "[metric
       3);
   REQUIRE(value(after,
                 "sluice_events_settled_total{bus=\"shop\",type=\"payment\",fate=\"unrouted\"}") ==
-          1);
+          2);
+  REQUIRE(value(after, "sluice_lane_delayed{bus=\"shop\",lane=\"0\"}") == 0);
   REQUIRE(value(after, "sluice_handler_failures_total{bus=\"shop\",type=\"order\"}") == 1);
   REQUIRE(value(after, "sluice_handler_calls_total{bus=\"shop\",type=\"order\"}") == 3);
   REQUIRE(value(after, "sluice_events_in_flight{bus=\"shop\",type=\"order\"}") == 0);

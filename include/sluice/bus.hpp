@@ -21,6 +21,8 @@
 #include <cstddef>
 #include <memory>
 #include <mutex>
+#include <new>
+#include <string>
 #include <thread>
 #include <type_traits>
 #include <utility>
@@ -35,6 +37,7 @@
 #include "options.hpp"
 #include "pipeline.hpp"
 #include "producer.hpp"
+#include "resilience.hpp"
 #include "runner.hpp"
 #include "stats.hpp"
 #include "subscription.hpp"
@@ -134,6 +137,17 @@ class bus {
     return shared_publish(std::forward<Event>(e), true, key, true);
   }
 
+  // Delivers the event once `delay` has passed, as producer::publish_after
+  // (docs/delayed-delivery.md).
+  template <class Rep, class Period, class Event>
+  publish_result publish_after(std::chrono::duration<Rep, Period> delay, Event&& e) {
+    return shared_publish_after(detail::saturated_ns(delay), std::forward<Event>(e), false, 0);
+  }
+  template <class Rep, class Period, class Event>
+  publish_result publish_after(std::chrono::duration<Rep, Period> delay, Event&& e, key_type key) {
+    return shared_publish_after(detail::saturated_ns(delay), std::forward<Event>(e), true, key);
+  }
+
   // Immediate delivery on this thread, bypassing the lanes. Returns the number
   // of handler calls. Not counted in published/delivered (it is a function
   // call, not a publication); failures are counted. A stopped bus calls no
@@ -196,11 +210,53 @@ class bus {
   // subscription without a channel (above) listens on every channel.
   template <class Event, class Handler>
   subscription subscribe(channel on, Handler&& handler) {
+    return subscribe<Event>(on, std::forward<Handler>(handler), no_options());
+  }
+
+  // With a name and a failure policy (resilience.hpp, docs/resilience.md):
+  //   bus.subscribe(handler, sluice::subscribe_options::named("billing")
+  //                              .with_failure_policy(sluice::failure_policy::retry(5)));
+  // A policy that retries or dead-letters needs a copyable event type (the
+  // bus's default policy does not apply to other types). An invalid policy
+  // throws std::invalid_argument (without exceptions: an empty subscription).
+  template <class Event, class Handler>
+  subscription subscribe(Handler&& handler, const subscribe_options& options) {
+    return subscribe<Event>(channel{}, std::forward<Handler>(handler), options);
+  }
+  template <class Handler,
+            class = std::enable_if_t<!std::is_same_v<std::decay_t<Handler>, channel>>>
+  subscription subscribe(Handler&& handler, const subscribe_options& options) {
+    static_assert(detail::check_deduced<Handler>(), "");
+    return subscribe<typename detail::deduced_event<std::decay_t<Handler>>::type>(
+        channel{}, std::forward<Handler>(handler), options);
+  }
+  template <class Event, class Handler>
+  subscription subscribe(channel on, Handler&& handler, const subscribe_options& options) {
     static_assert(check_event_type<Event>(), "");
     static_assert(detail::check_handler<Event, Handler>(), "");
     if (core_.forked()) return subscription{};  // a bus of the parent, in a fork() child
+    const failure_policy& policy =
+        options.has_policy ? options.on_failure : core_.options().default_failure_policy;
+    std::unique_ptr<const detail::retry_spec> spec;
+    // The bus's default leaves move-only types alone (it cannot copy them).
+    if (policy.active() && (options.has_policy || std::is_copy_constructible_v<Event>)) {
+      const char* why = policy.validate();
+      if (why == nullptr && !std::is_copy_constructible_v<Event>)
+        why =
+            "sluice: a failure policy that retries or dead-letters keeps a copy of the event: "
+            "the event type must be copy constructible";
+      if (why != nullptr) {
+#if SLUICE_HAS_EXCEPTIONS
+        throw std::invalid_argument(why);
+#else
+        return subscription{};
+#endif
+      }
+      spec = make_retry_spec<Event>(policy, options.name);
+    }
     return subscription(detail::add_handler<Event>(core_.reg(detail::type_index<Event>()), on.id(),
-                                                   std::forward<Handler>(handler)));
+                                                   std::forward<Handler>(handler),
+                                                   std::move(spec)));
   }
 
   // ---- processing layer (see pipeline.hpp) ------------------------------------
@@ -270,7 +326,8 @@ class bus {
   // ---- running ---------------------------------------------------------------
 
   // Drains queued events on this thread; returns how many were delivered
-  // (or otherwise settled: filtered, unrouted, ...).
+  // (or otherwise settled: filtered, unrouted, ...), plus the retries it
+  // ran (docs/resilience.md).
   std::size_t poll(std::size_t max = static_cast<std::size_t>(-1)) {
     if (core_.forked()) return 0;  // the parent's events are the parent's
     core_.note_poller();
@@ -427,10 +484,15 @@ class bus {
   [[nodiscard]] std::size_t capacity() const noexcept {
     return core_.lane_count() * core_.options().lane_capacity;
   }
-  // Events accepted and not yet settled: queued, or taken by a drainer and
-  // not yet delivered. 0 after stop().
+  // Events accepted and not yet settled: queued, waiting for their time
+  // (publish_after), or taken by a drainer and not yet delivered. 0 after
+  // stop().
   [[nodiscard]] std::size_t queued() const noexcept {
     return core_.queued();
+  }
+  // Events published with a delay and waiting for their time, in all lanes.
+  [[nodiscard]] std::size_t delayed() const noexcept {
+    return core_.delayed();
   }
 
  private:
@@ -516,6 +578,65 @@ class bus {
       if (!would_block) return r;
       wait.pause();
     }
+  }
+
+  static const subscribe_options& no_options() {
+    static const subscribe_options none;
+    return none;
+  }
+
+  template <class Event>
+  static std::unique_ptr<const detail::retry_spec> make_retry_spec(const failure_policy& policy,
+                                                                   const std::string& name) {
+    auto spec = std::make_unique<detail::retry_spec>();
+    spec->policy = policy;
+    spec->name = name;
+    if constexpr (std::is_copy_constructible_v<Event>) {
+      spec->make = &detail::retry_record_of<Event>::make;
+      spec->dead_letter = &hand_dead_letter<Event>;
+    }
+    return spec;
+  }
+
+  // Hands a dead_letter<Event> to its subscribers on this thread, as a
+  // dispatch (not counted as published). Nothing escapes: with no memory
+  // for it, or no subscriber, the event stays counted dead-lettered.
+  template <class Event>
+  static void hand_dead_letter(detail::bus_core& core, const void* ev, const metadata& m,
+                               failure_kind kind, int code, const char* message,
+                               std::uint32_t attempts, const std::string& name) {
+    detail::registry* r = core.find_reg(detail::type_index<dead_letter<Event>>());
+    if (r == nullptr) return;
+    SLUICE_TRY {
+      dead_letter<Event> d{*std::launder(static_cast<const Event*>(ev)),
+                           m,
+                           kind,
+                           code,
+                           message != nullptr ? message : "",
+                           attempts,
+                           name};
+      (void)core.deliver(*r, &d, m, *detail::my_slot());
+    }
+    SLUICE_CATCH(...) {
+      SLUICE_PASS_FORCED_UNWIND();
+    }
+  }
+
+  template <class Event>
+  publish_result shared_publish_after(std::int64_t delay_ns, Event&& e, bool has_key,
+                                      key_type key) {
+    if (core_.forked()) return publish_result::stopped;
+    core_.mark_started();
+    shared_producer& sp = shared_[detail::thread_number() % shared_count];
+    detail::backoff spin;
+    while (sp.busy.load(std::memory_order_relaxed) ||
+           sp.busy.exchange(true, std::memory_order_acquire))
+      spin.pause();
+    struct release_busy {
+      std::atomic<bool>& busy;
+      ~release_busy() { busy.store(false, std::memory_order_release); }
+    } held{sp.busy};
+    return sp.core->publish_after(delay_ns, std::forward<Event>(e), has_key, key);
   }
 
   friend struct detail::bus_access;

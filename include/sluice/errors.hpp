@@ -95,8 +95,8 @@ struct metadata;
 
 // Reported to the bus's failure observer (bus_options::on_failure). The
 // pointers are valid only during the call (`event` and `meta` are null for
-// no_drainer and unrouted_in_destructor). This is the seam where retry and
-// dead-letter policies attach.
+// no_drainer and unrouted_in_destructor). `attempt` is 1 for a first call,
+// 2 for its first retry, and so on (resilience.hpp).
 struct failure_info {
   failure_kind kind = failure_kind::exception;
   std::uint32_t type = 0;  // the event type's dense index

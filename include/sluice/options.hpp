@@ -10,6 +10,7 @@
 
 #include "config.hpp"
 #include "errors.hpp"
+#include "resilience.hpp"
 
 namespace sluice {
 inline namespace SLUICE_ABI {
@@ -55,6 +56,18 @@ struct bus_options {
   // Stamp each event with the steady clock at publish (a time-stamp counter
   // read where it is invariant; see docs/performance.md).
   bool stamp_time = true;
+  // Events published with a delay (publish_after) that one lane holds at
+  // most while they wait; its timing wheel is allocated (about 128 bytes
+  // per event) on the first publish_after into the lane. 0: publish_after
+  // is refused (publish_result::full).
+  std::size_t delayed_capacity = 1024;
+  // The failure policy of subscriptions made without one (resilience.hpp;
+  // the default only counts and reports failures).
+  failure_policy default_failure_policy;
+  // Retries one lane holds at most while they wait; its retry wheel is
+  // allocated on the first retry in the lane. A failure that finds it full
+  // is not retried (the policy's end comes at once).
+  std::size_t retry_capacity = 1024;
   // Called (on the thread that ran the handler) for each failed handler call.
   // Must not throw. Empty: failures are only counted.
   std::function<void(const failure_info&)> on_failure;
@@ -83,6 +96,18 @@ struct bus_options {
     stamp_time = on;
     return *this;
   }
+  bus_options& with_delayed_capacity(std::size_t n) {
+    delayed_capacity = n;
+    return *this;
+  }
+  bus_options& with_default_failure_policy(failure_policy p) {
+    default_failure_policy = p;
+    return *this;
+  }
+  bus_options& with_retry_capacity(std::size_t n) {
+    retry_capacity = n;
+    return *this;
+  }
   bus_options& with_on_failure(std::function<void(const failure_info&)> f) {
     on_failure = std::move(f);
     return *this;
@@ -101,6 +126,12 @@ struct bus_options {
     if (reserve_chunk > lane_capacity)
       return "sluice: bus_options::reserve_chunk must be at most lane_capacity";
     if (reserve_chunk > 4096) return "sluice: bus_options::reserve_chunk must be at most 4096";
+    if (delayed_capacity > (std::size_t{1} << 30))
+      return "sluice: bus_options::delayed_capacity must be at most 2^30";
+    if (retry_capacity == 0) return "sluice: bus_options::retry_capacity must be at least 1";
+    if (retry_capacity > (std::size_t{1} << 30))
+      return "sluice: bus_options::retry_capacity must be at most 2^30";
+    if (const char* why = default_failure_policy.validate()) return why;
     if (expected_producers > 4096)
       return "sluice: bus_options::expected_producers must be at most 4096";
     return nullptr;

@@ -13,6 +13,7 @@
 // inside a handler. Lifetime: destroy producers before their bus.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdio>
 #include <cstdlib>
@@ -24,6 +25,7 @@
 #include <vector>
 
 #include "config.hpp"
+#include "detail/clock.hpp"
 #include "detail/core.hpp"
 #include "detail/stamp_clock.hpp"
 #include "detail/tracking.hpp"
@@ -182,6 +184,46 @@ class producer_core {
     if (r != publish_result::ok) return r;
     held.dismiss();
     core_->wake_workers();
+    return publish_result::ok;
+  }
+
+  // Holds the event in its lane's timing wheel until `delay_ns` from now;
+  // then the lane's drainer delivers it. Never waits: a full wheel (or
+  // bus_options::delayed_capacity 0) gives `full`, counted rejected.
+  template <class E>
+  publish_result publish_after(std::int64_t delay_ns, E&& e, bool has_key, key_type key) {
+    using T = std::decay_t<E>;
+    static_assert(check_event_type<T>(), "");
+    counter_cell& c = cell(type_index<T>());
+    if (!has_key && c.owner->key_of != nullptr) {
+      key = c.owner->key_of(c.owner->key_fn, static_cast<const void*>(&e));
+      has_key = true;
+    }
+    const bool in_handler = inside(core_);
+    if (SLUICE_UNLIKELY(core_->surely_refusing(in_handler))) {
+      counter_cell::bump(c.rejected);
+      return publish_result::stopped;
+    }
+    const std::size_t capacity = core_->options().delayed_capacity;
+    if (capacity == 0) {
+      counter_cell::bump(c.rejected);
+      return publish_result::full;
+    }
+    lane& l = core_->lane_at(has_key ? core_->lane_for(key) : home_);
+    bool earlier = false;
+    const lane::schedule_result r = l.schedule(
+        deadline_after(now_ns(), delay_ns), capacity, [&] { return core_->accepting(in_handler); },
+        [&] {
+          envelope rec(std::forward<E>(e), stamp(has_key, key));
+          counter_cell::bump(c.published);  // (the move into the wheel cannot fail)
+          return rec;
+        },
+        earlier);
+    if (r != lane::schedule_result::ok) {
+      counter_cell::bump(c.rejected);
+      return r == lane::schedule_result::full ? publish_result::full : publish_result::stopped;
+    }
+    if (earlier) core_->wake_workers();
     return publish_result::ok;
   }
 
@@ -490,6 +532,26 @@ class producer {
     if (SLUICE_UNLIKELY(!core_)) return publish_result::stopped;
     return core_->publish(std::forward<Event>(e), true, key, mode::try_once);
   }
+  // Delivers the event once `delay` has passed (at the earliest), from its
+  // lane, in the lane's order from the moment it falls due (a game's timer,
+  // scheduled work). Accepted events count as published and are settled
+  // like any other; while they wait they are pending (bus::queued(),
+  // wait_idle() and stop(drain) wait for them; stop(discard) discards
+  // them). Never waits and never drops: a full timing wheel
+  // (bus_options::delayed_capacity per lane) gives publish_result::full,
+  // counted as rejected. Allocates once per lane, on the first use.
+  // docs/delayed-delivery.md.
+  template <class Rep, class Period, class Event>
+  publish_result publish_after(std::chrono::duration<Rep, Period> delay, Event&& e) {
+    if (SLUICE_UNLIKELY(!core_)) return publish_result::stopped;
+    return core_->publish_after(detail::saturated_ns(delay), std::forward<Event>(e), false, 0);
+  }
+  template <class Rep, class Period, class Event>
+  publish_result publish_after(std::chrono::duration<Rep, Period> delay, Event&& e, key_type key) {
+    if (SLUICE_UNLIKELY(!core_)) return publish_result::stopped;
+    return core_->publish_after(detail::saturated_ns(delay), std::forward<Event>(e), true, key);
+  }
+
   // Publishes a range (moving from its elements) with one reservation and one
   // bulk enqueue per run of free places. Returns how many were queued; the rest
   // were dropped, rejected or refused as the policy says, and counted.

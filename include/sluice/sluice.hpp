@@ -12,6 +12,7 @@
 #include "options.hpp"
 #include "pipeline.hpp"
 #include "producer.hpp"
+#include "resilience.hpp"
 #include "stats.hpp"
 #include "subscription.hpp"
 #include "version.hpp"

@@ -39,6 +39,7 @@ struct lane_stats {
   std::size_t depth = 0;       // events queued now (not those being delivered)
   std::size_t high_water = 0;  // most events ever queued at once
   std::size_t capacity = 0;    // the exact bound
+  std::size_t delayed = 0;     // events published with a delay, waiting for their time
 };
 
 }  // namespace SLUICE_ABI

@@ -31,6 +31,7 @@
 #include "detail/tracking.hpp"
 #include "errors.hpp"
 #include "event.hpp"
+#include "resilience.hpp"
 
 namespace sluice {
 inline namespace SLUICE_ABI {
@@ -140,7 +141,8 @@ struct deduced_event<F, std::void_t<decltype(&F::operator())>>
 // guarantee: if it throws (out of memory), the handler is destroyed and r
 // is unchanged.
 template <class Event, class Handler>
-sub_node* add_handler(registry& r, std::uint32_t channel_id, Handler&& handler) {
+sub_node* add_handler(registry& r, std::uint32_t channel_id, Handler&& handler,
+                      std::unique_ptr<const retry_spec> retry = nullptr) {
   using H = std::decay_t<Handler>;
   using traits = handler_traits<Event, H>;
   auto callable = std::make_unique<H>(std::forward<Handler>(handler));
@@ -149,6 +151,7 @@ sub_node* add_handler(registry& r, std::uint32_t channel_id, Handler&& handler) 
   node->destroy = &traits::destroy;
   node->callable = callable.get();
   node->channel = channel_id;
+  node->retry = std::move(retry);
   r.add(node.get());  // if it throws, both are still owned here
   (void)callable.release();
   return node.release();
@@ -209,6 +212,18 @@ class [[nodiscard]] subscription {
     r->close(n);
     if (!self && !SLUICE_MODEL_MUTATION(2)) detail::wait_not_running(n);
     r->release(n, !self);
+  }
+
+  // This subscription's failure counts (all zero for an empty handle).
+  [[nodiscard]] subscription_stats stats() const noexcept {
+    subscription_stats st;
+    if (node_ == nullptr) return st;
+    st.failed = node_->failed.load(std::memory_order_relaxed);
+    st.retried = node_->retried.load(std::memory_order_relaxed);
+    st.recovered = node_->recovered.load(std::memory_order_relaxed);
+    st.dead_lettered = node_->dead_lettered.load(std::memory_order_relaxed);
+    st.retrying = node_->retrying.load(std::memory_order_relaxed);
+    return st;
   }
 
   // True while this holds a handler that is still subscribed: false after

@@ -15,6 +15,7 @@
 #include <memory>
 #include <mutex>
 #include <new>
+#include <thread>
 #include <vector>
 
 #include "../config.hpp"
@@ -31,6 +32,7 @@
 #include "process.hpp"
 #include "recorder_hook.hpp"
 #include "registry.hpp"
+#include "retry.hpp"
 #include "stage_run.hpp"
 #include "sync.hpp"
 #include "tracking.hpp"
@@ -47,7 +49,8 @@ class bus_core {
       : options_(std::move(opts)),
         chunk_(chunk_for(options_)),
         epoch_(detail::process().forks.load(std::memory_order_relaxed)),
-        failures_(options_.on_failure ? &options_.on_failure : nullptr, &call_observer),
+        failures_(options_.on_failure ? &options_.on_failure : nullptr, &call_observer, this,
+                  &policy_thunk),
         regs_(epoch_) {
     lanes_.reserve(options_.lanes);
     for (std::size_t i = 0; i < options_.lanes; ++i)
@@ -214,7 +217,10 @@ class bus_core {
           // the count there.
           if (chunk_ > 1) heavy_fence();
         },
-        [this] { return state() != run_state::running || work_available(); });
+        [this] { return state() != run_state::running || work_available(); },
+        // Read after the worker is counted: publish_after stores an earlier
+        // due time, then wakes the sleepers it counts.
+        [this] { return next_due(); });
   }
 
   void wake_everyone() {
@@ -296,22 +302,37 @@ class bus_core {
   std::size_t drain_lane(std::size_t i, std::size_t max, bool discard = false,
                          budget* b = nullptr) {
     lane& l = *lanes_[i];
-    if (!l.may_have_work()) return 0;
+    if (!l.may_have_work() && !(discard && (l.delayed() != 0 || l.retrying() != 0))) return 0;
     reader_slot& s = *my_slot();
     // Nested too deep to deliver: leave the events queued for a shallower
     // drainer rather than take them and fail them.
     if (s.depth >= SLUICE_MAX_DEPTH || !l.try_lock()) return 0;
-    drain_guard g(*this, l);
+    // What the failure path needs to move a failed event's fate to its
+    // retries (restored on every way out: drains nest through poll()).
+    retry_context ctx;
+    ctx.depth = s.depth;
+    ctx.lane = i;
+    drain_guard g(*this, l, ctx);
+    ctx.current = &g.current;
+    context_scope scope(ctx);
+    std::size_t retried = 0;  // retry calls made (progress, but not events settled)
     if (l.batch_pos == l.batch_end) {
-      SLUICE_SCHEDULE_POINT();
-      const std::size_t n =
-          SLUICE_SPURIOUS_EMPTY()
-              ? 0
-              : queue_io::dequeue_bulk(l.q(), l.consumer(), l.batch(),
-                                       std::min<std::size_t>(max, SLUICE_DRAIN_BATCH));
-      if (n == 0) return 0;  // the guard unlocks, and wakes a worker if work is left
-      l.begin_delivery(n);
-      l.release(n);
+      const std::size_t want = std::min<std::size_t>(max, SLUICE_DRAIN_BATCH);
+      // Retries that fell due, one at a time, before the next batch.
+      if (SLUICE_UNLIKELY(l.retrying() != 0)) retried = run_retries(l, s, want, discard);
+      // Delayed events that fell due (publish_after), unless the last batch
+      // was theirs and the queue has events: they take turns.
+      std::size_t n = 0;
+      if (!l.last_from_timers || l.places_taken() == 0) n = l.take_due(l.batch(), want, discard);
+      l.last_from_timers = n != 0;
+      if (n == 0) {
+        SLUICE_SCHEDULE_POINT();
+        n = SLUICE_SPURIOUS_EMPTY() ? 0
+                                    : queue_io::dequeue_bulk(l.q(), l.consumer(), l.batch(), want);
+        if (n == 0) return retried;  // the guard unlocks, and wakes a worker if work is left
+        l.begin_delivery(n);
+        l.release(n);
+      }
       l.batch_pos = 0;
       l.batch_end = n;
       l.not_durable_end = 0;
@@ -355,7 +376,11 @@ class bus_core {
             g.current = &ev;
             const std::size_t calls = frame.call(failures_, ev.event(), ev.meta());
             g.current = nullptr;
-            g.t.count(calls != 0 ? fate::delivered : fate::unrouted, calls);
+            if (SLUICE_LIKELY(ctx.block == nullptr)) {
+              g.t.count(calls != 0 ? fate::delivered : fate::unrouted, calls);
+            } else {
+              moved_to_retries(ctx, g.t, calls);
+            }
             ++g.settled;
             if (b != nullptr && b->spent()) {
               spent = true;
@@ -391,13 +416,78 @@ class bus_core {
                                                                                  : fate::unrouted)
                         : process(r, rec.event(), rec.meta(), s, 0, calls);
         g.current = nullptr;
-        g.t.count(f, calls);
+        if (SLUICE_LIKELY(ctx.block == nullptr)) {
+          g.t.count(f, calls);
+        } else {
+          moved_to_retries(ctx, g.t, calls);
+        }
       }
       rec.reset();
       ++g.settled;
       if (b != nullptr && b->spent()) break;
     }
-    return g.settled;
+    return g.settled + retried;
+  }
+
+  // ---- failure policies (retry.hpp, resilience.hpp) -------------------------
+
+  // A handler with a failure policy failed its first call of `ev`.
+  void on_handler_failure(registry& r, sub_node& n, failure_kind kind, int code,
+                          const char* message, const void* ev, const metadata& m) {
+    const retry_spec& spec = *n.retry;
+    thread_state& t = this_thread();
+    retry_context* ctx = t.retry;
+    const reader_slot* s = t.slot;
+    // Only the event a drainer is delivering at its own depth has a fate to
+    // move: a dispatch, a handler's nested dispatch, an event a transform
+    // made, get no retry (a dead letter, if the policy says so).
+    const envelope* current = ctx != nullptr ? *ctx->current : nullptr;
+    const bool queued =
+        current != nullptr && s != nullptr && current->event() == ev && s->depth == ctx->depth + 1;
+    if (!queued) {
+      if (spec.policy.then == after_retries::dead_letter) {
+        n.dead_lettered.fetch_add(1, std::memory_order_relaxed);
+        spec.dead_letter(*this, ev, m, kind, code, message, 1, spec.name);
+      }
+      return;
+    }
+    settle_block* block = ctx->block;
+    if (block == nullptr) {
+      block = new (std::nothrow) settle_block;
+      if (block == nullptr) return;  // no memory: the failure stays counted, the event delivered
+      ctx->block = block;
+    }
+    if (spec.policy.attempts > 1 &&
+        schedule_first_retry(r, n, spec, kind, code, message, ev, m, block, lane_at(ctx->lane)))
+      return;
+    // No retry (none asked for, or no room for one): the policy's end now.
+    if (spec.policy.then == after_retries::dead_letter) {
+      block->dead = true;
+      n.dead_lettered.fetch_add(1, std::memory_order_relaxed);
+      spec.dead_letter(*this, ev, m, kind, code, message, 1, spec.name);
+    }
+  }
+
+  // Runs the retries of lane l that are due (all of them, discarding, as
+  // dead letters without a call), at most `max`. Under l's lock.
+  std::size_t run_retries(lane& l, reader_slot& s, std::size_t max, bool discard) {
+    std::size_t done = 0;
+    while (done < max) {
+      retry_record* rec = l.take_retry(discard);
+      if (rec == nullptr) break;
+      ++done;
+      if (discard) {
+        // stop(discard): the event is dead-lettered (reason: stopped), with
+        // no call and no dead_letter handed out (no handler runs now).
+        rec->block->dead = true;
+        rec->node->dead_lettered.fetch_add(1, std::memory_order_relaxed);
+        end_retry(l, rec);
+        continue;
+      }
+      run_retry(l, s, rec);
+    }
+    if (done != 0) notify_idle();
+    return done;
   }
 
   // One pass over the lanes from `start`, at most `max` events.
@@ -410,12 +500,38 @@ class bus_core {
   }
 
   // Drains (or discards) until every lane is empty, waiting for lanes that
-  // other threads hold.
+  // other threads hold, and (draining) for delayed events to fall due.
   void drain_all(bool discard) {
     backoff b;
     while (queued() != 0) {
-      if (drain_pass(0, static_cast<std::size_t>(-1), discard) == 0) b.pause();
+      if (drain_pass(0, static_cast<std::size_t>(-1), discard) != 0) continue;
+#if !SLUICE_MODEL_CHECK
+      // Only delayed events left, none due: sleep until the first is (at
+      // most 1 ms at a time: an event published meanwhile may need us).
+      const std::int64_t due = next_due();
+      const std::int64_t now = now_ns();
+      if (!discard && due != lane::no_due && due > now && due - now > 100000) {
+        std::this_thread::sleep_for(
+            std::chrono::nanoseconds(std::min<std::int64_t>(due - now, 1000000)));
+        continue;
+      }
+#endif
+      b.pause();
     }
+  }
+
+  // When the earliest delayed event of any lane may fall due (steady-clock
+  // ns), or lane::no_due.
+  [[nodiscard]] std::int64_t next_due() const noexcept {
+    std::int64_t d = lane::no_due;
+    for (auto& l : lanes_) d = std::min(d, l->next_due());
+    return d;
+  }
+  // Events waiting for their time (publish_after), in all lanes.
+  [[nodiscard]] std::size_t delayed() const noexcept {
+    std::size_t n = 0;
+    for (auto& l : lanes_) n += l->delayed();
+    return n;
   }
 
   // Per type, the events counted unrouted so far (0 for unused indices).
@@ -458,6 +574,7 @@ class bus_core {
     lane_stats st;
     st.depth = lanes_[i]->size();
     st.high_water = lanes_[i]->high_water();
+    st.delayed = lanes_[i]->delayed();
     st.capacity = lanes_[i]->capacity();
     return st;
   }
@@ -482,14 +599,21 @@ class bus_core {
     std::size_t settled = 0;
     envelope* current = nullptr;          // an event whose delivery is under way
     fate current_fate = fate::delivered;  // how it counts if the thread ends meanwhile
-    drain_guard(bus_core& c, lane& ln) noexcept : core(c), l(ln) {}
+    retry_context& ctx;                   // the drain's (outlives the guard)
+    drain_guard(bus_core& c, lane& ln, retry_context& rc) noexcept : core(c), l(ln), ctx(rc) {}
     drain_guard(const drain_guard&) = delete;
     drain_guard& operator=(const drain_guard&) = delete;
     ~drain_guard() {
       if (current != nullptr) {
         // The thread ends inside a handler or stage: the event was handed
-        // over, and counts as delivered; its other handlers are not called.
-        t.count(current_fate, current_fate == fate::delivered ? 1 : 0);
+        // over, and counts as delivered (or is its retries' to settle, if a
+        // handler that failed before scheduled one); its other handlers are
+        // not called.
+        if (ctx.block != nullptr) {
+          moved_to_retries(ctx, t, 1);
+        } else {
+          t.count(current_fate, current_fate == fate::delivered ? 1 : 0);
+        }
         current->reset();
         ++settled;
       }
@@ -510,6 +634,196 @@ class bus_core {
 
   void notify_idle() {
     idle_.notify();
+  }
+
+  // Sets this thread's retry context for a drain_lane call, and restores
+  // the one of the drain it nests in.
+  struct context_scope {
+    thread_state& t;
+    retry_context* saved;
+    explicit context_scope(retry_context& c) noexcept : t(this_thread()), saved(t.retry) {
+      t.retry = &c;
+    }
+    context_scope(const context_scope&) = delete;
+    context_scope& operator=(const context_scope&) = delete;
+    ~context_scope() { t.retry = saved; }
+  };
+
+  // The event just delivered failed a handler with a failure policy: it is
+  // settled by its retries when they end, or now if none was scheduled.
+  static void moved_to_retries(retry_context& ctx, tally& t, std::size_t calls) noexcept {
+    settle_block* b = ctx.block;
+    ctx.block = nullptr;
+    t.calls += calls;
+    if (b->chains != 0) return;
+    ++(b->dead ? t.dead_lettered : t.delivered);
+    delete b;
+  }
+
+  static std::uint64_t next_random() noexcept {
+    static thread_local std::uint64_t x = 0;
+    if (x == 0)
+      x = (static_cast<std::uint64_t>(now_ns()) ^ (std::uint64_t{thread_number()} << 32)) | 1;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return x;
+  }
+
+  [[nodiscard]] std::int64_t retry_due(const retry_spec& spec, std::uint32_t next_call) {
+    return deadline_after(now_ns(), spec.policy.backoff.wait_before(next_call, next_random()));
+  }
+
+  // Makes and schedules the first retry of `ev` for n. False when it could
+  // not (no memory, or the lane's retry wheel is full).
+  bool schedule_first_retry(registry& r, sub_node& n, const retry_spec& spec, failure_kind kind,
+                            int code, const char* message, const void* ev, const metadata& m,
+                            settle_block* block, lane& l) {
+    retry_record* rec = nullptr;
+    SLUICE_TRY {
+      rec = spec.make(ev, m);
+      rec->message = message != nullptr ? message : "";
+    }
+    SLUICE_CATCH(...) {  // no memory, or the event's copy threw: no retry
+      SLUICE_PASS_FORCED_UNWIND();
+      if (rec != nullptr) rec->destroy(rec);
+      return false;
+    }
+    rec->node = &n;
+    rec->reg = &r;
+    rec->block = block;
+    rec->calls = 1;
+    rec->kind = kind;
+    rec->code = code;
+    r.retry_ref(&n);
+    bool earlier = false;
+    if (!l.schedule_retry(retry_due(spec, 2), rec, options_.retry_capacity, true, earlier)) {
+      r.retry_unref(&n);
+      rec->destroy(rec);
+      return false;
+    }
+    ++block->chains;
+    n.retrying.fetch_add(1, std::memory_order_relaxed);
+    if (earlier) wake_workers();
+    return true;
+  }
+
+  // Calls the subscriber of `rec` again, in a frame of this bus; then
+  // schedules the next retry, or ends the record.
+  void run_retry(lane& l, reader_slot& s, retry_record* rec) {
+    sub_node& n = *rec->node;
+    registry& r = *rec->reg;
+    const retry_spec& spec = *n.retry;
+    ++rec->calls;
+    const unsigned d = s.depth;  // below SLUICE_MAX_DEPTH: drain_lane checked
+    const bool asym = asymmetric_mode();
+    s.depth = d + 1;
+    s.bus[d] = this;
+    announce(s.node[d], &n, asym);
+    bool called = false;
+    outcome o;
+    failure_kind kind = failure_kind::outcome;
+    const char* message = "";
+    // Open unless reset: the handler is called only while announced, so a
+    // reset() waits for this call, and a closed node is never called.
+    if (!reader_load(n.closed, asym)) {
+      called = true;
+      n.retried.fetch_add(1, std::memory_order_relaxed);
+#if SLUICE_HAS_EXCEPTIONS
+      try {
+        o = n.invoke(n.callable, rec->event, rec->meta);
+        message = o.message();
+      } catch (const std::exception& e) {
+        o = outcome::failure(-1);
+        kind = failure_kind::exception;
+        message = e.what();
+        note_retry_failure(rec, kind, 0, message);
+      } catch (...) {
+        if (!std::current_exception()) {
+          // The thread ends inside the handler (a forced unwind): the slot
+          // is left clean and the event counts as handed over.
+          leave_frames(s, d);
+          end_retry(l, rec);
+          throw;
+        }
+        o = outcome::failure(-1);
+        kind = failure_kind::exception;
+        message = "unknown exception";
+        note_retry_failure(rec, kind, 0, message);
+      }
+#else
+      o = n.invoke(n.callable, rec->event, rec->meta);
+      message = o.message();
+#endif
+      if (!o.ok() && kind == failure_kind::outcome)
+        note_retry_failure(rec, kind, o.code(), message);
+    }
+    retract(s.node[d]);
+    s.bus[d] = nullptr;
+    s.depth = d;
+    if (!called) {  // unsubscribed meanwhile: nobody is left to retry
+      end_retry(l, rec);
+      return;
+    }
+    r.handler_calls.fetch_add(1, std::memory_order_relaxed);
+    if (o.ok()) {
+      n.recovered.fetch_add(1, std::memory_order_relaxed);
+      end_retry(l, rec);
+      return;
+    }
+    n.failed.fetch_add(1, std::memory_order_relaxed);
+    failures_.failure(r, rec->kind, rec->code, rec->message.c_str(), rec->event, &rec->meta,
+                      rec->calls);
+    if (rec->calls < spec.policy.attempts) {
+      bool earlier = false;
+      if (l.schedule_retry(retry_due(spec, rec->calls + 1), rec, options_.retry_capacity, false,
+                           earlier)) {
+        if (earlier) wake_workers();
+        return;
+      }
+    }
+    if (spec.policy.then == after_retries::dead_letter) {
+      rec->block->dead = true;
+      n.dead_lettered.fetch_add(1, std::memory_order_relaxed);
+      spec.dead_letter(*this, rec->event, rec->meta, rec->kind, rec->code, rec->message.c_str(),
+                       rec->calls, spec.name);
+    }
+    end_retry(l, rec);
+  }
+
+  // Keeps what a retry's failure said (its message may not outlive the call).
+  static void note_retry_failure(retry_record* rec, failure_kind kind, int code,
+                                 const char* message) noexcept {
+    rec->kind = kind;
+    rec->code = code;
+    SLUICE_TRY {
+      rec->message = message != nullptr ? message : "";
+    }
+    SLUICE_CATCH(const std::bad_alloc&) {
+      rec->message.clear();
+    }
+  }
+
+  // A retry record is over: the event is settled if it was its last, the
+  // node let go, the record freed, and the lane told (in that order: a
+  // stop() that sees nothing pending sees the counts).
+  void end_retry(lane& l, retry_record* rec) noexcept {
+    sub_node* n = rec->node;
+    registry& r = *rec->reg;
+    settle_block* b = rec->block;
+    n->retrying.fetch_sub(1, std::memory_order_relaxed);
+    if (--b->chains == 0) {
+      (b->dead ? r.dead_lettered : r.delivered).fetch_add(1, std::memory_order_relaxed);
+      delete b;
+    }
+    rec->destroy(rec);
+    r.retry_unref(n);
+    l.retry_done();
+  }
+
+  static void policy_thunk(void* self, registry& r, sub_node& n, failure_kind kind, int code,
+                           const char* message, const void* ev, const metadata& m) {
+    static_cast<bus_core*>(self)->on_handler_failure(r, n, kind, code, message, ev, m);
   }
 
   static void call_observer(const void* observer, const failure_info& info) {

@@ -38,7 +38,7 @@ auto& end_count(Counts& c, fate f) noexcept {
 struct tally {
   registry* r = nullptr;
   std::uint64_t delivered = 0, unrouted = 0, discarded = 0, calls = 0, filtered = 0,
-                transformed = 0;
+                transformed = 0, dead_lettered = 0;
   void switch_to(registry& next) {
     if (r == &next) return;
     flush();
@@ -56,7 +56,8 @@ struct tally {
     if (calls) r->handler_calls.fetch_add(calls, std::memory_order_relaxed);
     if (filtered) r->filtered.fetch_add(filtered, std::memory_order_relaxed);
     if (transformed) r->transformed.fetch_add(transformed, std::memory_order_relaxed);
-    delivered = unrouted = discarded = calls = filtered = transformed = 0;
+    if (dead_lettered) r->dead_lettered.fetch_add(dead_lettered, std::memory_order_relaxed);
+    delivered = unrouted = discarded = calls = filtered = transformed = dead_lettered = 0;
   }
 };
 

@@ -1,19 +1,27 @@
 // sluice — a lane: one bounded moodycamel queue with an exact count of its
 // own, a try-lock that keeps one drainer at a time (per-key order), the batch
-// its drainer is delivering, and a parking spot for producers that block when
-// it is full.
+// its drainer is delivering, a parking spot for producers that block when
+// it is full, and the events published into it with a delay (publish_after),
+// held in a timing wheel until they fall due.
 #pragma once
 
 #include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <new>
 
 #include "../config.hpp"
+#include "clock.hpp"
 #include "envelope.hpp"
 #include "numeric.hpp"
 #include "queue.hpp"
+#include "retry.hpp"
 #include "sync.hpp"
+#include "timer_wheel.hpp"
 
 namespace sluice {
 inline namespace SLUICE_ABI {
@@ -43,6 +51,9 @@ class alignas(SLUICE_CACHE_LINE) lane {
   lane(const lane&) = delete;
   lane& operator=(const lane&) = delete;
   ~lane() {
+    // Retries left only when the bus was never stopped (a fork() child).
+    if (retries_ != nullptr)
+      retries_->drain_all([](retry_record*&& r, std::uint64_t) noexcept { r->destroy(r); });
     credit_cell* c = credits_.load(std::memory_order_relaxed);
     while (c != nullptr) {
       credit_cell* next = c->next;
@@ -200,12 +211,21 @@ class alignas(SLUICE_CACHE_LINE) lane {
     inflight_.fetch_sub(n, std::memory_order_seq_cst);
   }
 
-  // Queued plus being delivered. Reads the count first: begin_delivery adds
-  // before release subtracts, so an event is never missed by both reads.
+  // Waiting for their time, queued, being delivered, or waiting for a
+  // retry. Reads the delayed count, then the queue's count, then the events
+  // in flight, then the retries: a due event enters the flight before it
+  // leaves the delayed count (take_due), begin_delivery adds before release
+  // subtracts, and a failed event's retry is counted before the event
+  // leaves the flight, so an event is never missed by two reads. (A
+  // handler's publish_after raises the delayed count before its own event
+  // leaves the flight; idle() catches that one through the generation,
+  // which publish_after advances.)
   [[nodiscard]] std::size_t pending() const noexcept {
+    const std::size_t waiting = delayed();
     const std::size_t queued_now = size();
     SLUICE_SCHEDULE_POINT();
-    return queued_now + inflight_.load(std::memory_order_seq_cst);
+    const std::size_t flying = inflight_.load(std::memory_order_seq_cst);
+    return waiting + queued_now + flying + retrying();
   }
 
   // Events queued: places taken less the credit producers hold. Credit is
@@ -246,14 +266,16 @@ class alignas(SLUICE_CACHE_LINE) lane {
     SLUICE_SCHEDULE_POINT();
     return carried_.load(std::memory_order_seq_cst);
   }
-  // Something to deliver: queued, or carried.
-  [[nodiscard]] bool has_work() const noexcept { return size() != 0 || carried() != 0; }
+  // Something to deliver: queued, carried, or a delayed event that is due.
+  [[nodiscard]] bool has_work() const noexcept {
+    return size() != 0 || carried() != 0 || timer_due(std::memory_order_seq_cst);
+  }
   // has_work() without reading the producers' credit cells (whose cache
   // lines their producers write per publish): never false when there is
   // work, but true while producers hold credit in an empty lane. For a
   // drainer deciding whether to try; whoever decides to sleep asks has_work().
   [[nodiscard]] bool may_have_work() const noexcept {
-    return places_taken() != 0 || carried() != 0;
+    return places_taken() != 0 || carried() != 0 || timer_due(std::memory_order_relaxed);
   }
   [[nodiscard]] std::size_t high_water() const noexcept {
     return high_water_.load(std::memory_order_relaxed);
@@ -279,11 +301,196 @@ class alignas(SLUICE_CACHE_LINE) lane {
     carried_.store(batch_end - batch_pos, std::memory_order_seq_cst);
   }
 
+  // ---- delayed events (publish_after) -----------------------------------------
+  //
+  // A timing wheel per lane, made on the first publish_after into the lane
+  // (`capacity` events at most), one tick per microsecond. Producers schedule
+  // into it under its own mutex; the lane's drainer takes the events that
+  // are due into its batch (take_due), so a delayed event is delivered by
+  // the lane's drainer, in the lane's order from the moment it falls due,
+  // and never enters the queue: it takes no place in it.
+
+  static constexpr std::int64_t no_due = std::numeric_limits<std::int64_t>::max();
+  static constexpr std::int64_t tick_ns = 1000;
+
+  // Events waiting for their time.
+  [[nodiscard]] std::size_t delayed() const noexcept {
+    SLUICE_SCHEDULE_POINT();
+    return delayed_.load(std::memory_order_seq_cst);
+  }
+  // When the earliest delayed event may fall due (steady-clock ns), or no_due.
+  // May be early (the wheel then only moves values down a level), never late.
+  [[nodiscard]] std::int64_t next_due(
+      std::memory_order order = std::memory_order_seq_cst) const noexcept {
+    return next_due_.load(order);
+  }
+  // Some delayed event may be due now (one load unless one is held).
+  [[nodiscard]] bool timer_due(std::memory_order order) const noexcept {
+    const std::int64_t d = next_due_.load(order);
+    return d != no_due && d <= now_ns();
+  }
+
+  enum class schedule_result : std::uint8_t { ok, full, refused };
+
+  // Holds the envelope make() returns until `due_ns` (steady clock). The
+  // event counts as pending before accept() is asked (so that stop(), which
+  // changes the state and then reads the pending counts, either sees it or
+  // makes accept() refuse it). Refused (`refused`, nothing made) when
+  // accept() says no; `full` when `capacity` events are held (or the wheel
+  // could not be made without exceptions). make() may throw (a boxed event's
+  // allocation): nothing is then held. `earlier` tells whether the lane's
+  // next_due() moved earlier (idle workers must wake to wait less).
+  template <class Accept, class Make>
+  schedule_result schedule(std::int64_t due_ns, std::size_t capacity, Accept&& accept, Make&& make,
+                           bool& earlier) {
+    std::lock_guard<mutex> lock(timer_mutex_);
+    if (timers_ == nullptr) {
+      // Without exceptions an allocation that fails refuses the event
+      // (`full`) instead of ending the process.
+      timers_.reset(new (std::nothrow) timer_wheel<envelope>(capacity, tick_of(now_ns())));
+      if (timers_ == nullptr) {
+#if SLUICE_HAS_EXCEPTIONS
+        throw std::bad_alloc();
+#else
+        return schedule_result::full;
+#endif
+      }
+      if (!timers_->valid()) {
+        timers_.reset();
+        return schedule_result::full;
+      }
+    }
+    if (timers_->size() >= timers_->capacity()) return schedule_result::full;
+    SLUICE_SCHEDULE_POINT();
+    delayed_.fetch_add(1, std::memory_order_seq_cst);
+    struct undo_guard {
+      std::atomic<std::size_t>* count;
+      ~undo_guard() {
+        if (count != nullptr) count->fetch_sub(1, std::memory_order_seq_cst);
+      }
+    } undo{&delayed_};
+    if (!accept()) return schedule_result::refused;
+    // The tick is rounded up: never delivered before its time.
+    const std::uint64_t due = tick_of(due_ns) + (due_ns % tick_ns != 0 ? 1 : 0);
+    (void)timers_->schedule(due, make());  // room was checked; the move does not throw
+    undo.count = nullptr;
+    // A publish: idle() reads the generations around the pending counts.
+    size_.fetch_add(generation_one, std::memory_order_seq_cst);
+    const std::int64_t before = next_due_.load(std::memory_order_relaxed);
+    update_next_due();
+    earlier = next_due_.load(std::memory_order_relaxed) < before;
+    return schedule_result::ok;
+  }
+
+  // Under the lane's lock, with the batch empty: moves up to `max` delayed
+  // events that are due (every one held, with `all`: a stop that discards)
+  // into out[0..n), counted in flight. Returns n.
+  std::size_t take_due(envelope* out, std::size_t max, bool all) {
+    if (delayed_.load(std::memory_order_relaxed) == 0) return 0;
+    if (!all && !timer_due(std::memory_order_relaxed)) return 0;
+    std::lock_guard<mutex> lock(timer_mutex_);
+    if (timers_ == nullptr) return 0;
+    std::size_t n = 0;
+    auto take = [&](envelope&& e, std::uint64_t) noexcept { out[n++] = std::move(e); };
+    const std::uint64_t to = all ? timer_wheel<envelope>::none_due - 1 : tick_of(now_ns());
+    timers_->advance(to, take, max);
+    if (n != 0) {
+      begin_delivery(n);  // in flight before it leaves the delayed count (see pending())
+      SLUICE_SCHEDULE_POINT();
+      delayed_.fetch_sub(n, std::memory_order_seq_cst);
+    }
+    update_next_due();
+    return n;
+  }
+  // The last batch came from the timing wheel: the next one comes from the
+  // queue if it has events (neither starves the other). Under the lock.
+  bool last_from_timers = false;
+
+  // ---- retries (failure policies) ---------------------------------------------
+  //
+  // A second wheel, of retry records, made on the first retry in the lane
+  // (`capacity` records at most). Records are scheduled and taken by the
+  // lane's drainer only (under the lane's lock), which runs them; they
+  // count as pending from their first scheduling until they end.
+
+  // Events waiting for a retry (or being retried).
+  [[nodiscard]] std::size_t retrying() const noexcept {
+    SLUICE_SCHEDULE_POINT();
+    return retrying_.load(std::memory_order_seq_cst);
+  }
+
+  // Holds `rec` until `due_ns`. `fresh`: a new record (counted pending);
+  // else one taken by take_retries and scheduled again. False when the
+  // wheel is full or cannot be made (nothing changed).
+  bool schedule_retry(std::int64_t due_ns, retry_record* rec, std::size_t capacity, bool fresh,
+                      bool& earlier) noexcept {
+    std::lock_guard<mutex> lock(timer_mutex_);
+    if (retries_ == nullptr) {
+      SLUICE_TRY {
+        retries_.reset(new (std::nothrow) timer_wheel<retry_record*>(capacity, tick_of(now_ns())));
+      }
+      SLUICE_CATCH(const std::bad_alloc&) {  // its pool could not be allocated
+        return false;
+      }
+      if (retries_ == nullptr) return false;
+      if (!retries_->valid()) {
+        retries_.reset();
+        return false;
+      }
+    }
+    if (retries_->size() >= retries_->capacity()) return false;
+    const std::uint64_t due = tick_of(due_ns) + (due_ns % tick_ns != 0 ? 1 : 0);
+    (void)retries_->schedule(due, rec);
+    if (fresh) {
+      SLUICE_SCHEDULE_POINT();
+      retrying_.fetch_add(1, std::memory_order_seq_cst);
+      size_.fetch_add(generation_one, std::memory_order_seq_cst);  // for idle(), as a publish
+    }
+    const std::int64_t before = next_due_.load(std::memory_order_relaxed);
+    update_next_due();
+    earlier = next_due_.load(std::memory_order_relaxed) < before;
+    return true;
+  }
+
+  // Under the lane's lock: takes one retry record that is due (any, with
+  // `all`), or returns nullptr. It stays counted pending.
+  retry_record* take_retry(bool all) noexcept {
+    if (retrying_.load(std::memory_order_relaxed) == 0) return nullptr;
+    if (!all && !timer_due(std::memory_order_relaxed)) return nullptr;
+    std::lock_guard<mutex> lock(timer_mutex_);
+    if (retries_ == nullptr) return nullptr;
+    retry_record* out = nullptr;
+    const std::uint64_t to = all ? timer_wheel<retry_record*>::none_due - 1 : tick_of(now_ns());
+    retries_->advance(
+        to, [&](retry_record*&& r, std::uint64_t) noexcept { out = r; }, 1);
+    update_next_due();
+    return out;
+  }
+  // A record taken by take_retry ended: it is no longer pending.
+  void retry_done() noexcept {
+    SLUICE_SCHEDULE_POINT();
+    retrying_.fetch_sub(1, std::memory_order_seq_cst);
+  }
+
  private:
   void note_high_water(std::size_t s) noexcept {
     std::size_t hw = high_water_.load(std::memory_order_relaxed);
     while (s > hw && !high_water_.compare_exchange_weak(hw, s, std::memory_order_relaxed)) {
     }
+  }
+
+  static std::uint64_t tick_of(std::int64_t ns) noexcept {
+    return ns <= 0 ? 0 : static_cast<std::uint64_t>(ns / tick_ns);
+  }
+  // Under timer_mutex_: the earlier of the two wheels' next due ticks.
+  void update_next_due() noexcept {
+    std::uint64_t t = timers_ != nullptr ? timers_->next_due() : timer_wheel<envelope>::none_due;
+    if (retries_ != nullptr) t = std::min(t, retries_->next_due());
+    const std::uint64_t most = static_cast<std::uint64_t>(no_due / tick_ns);
+    next_due_.store(t == timer_wheel<envelope>::none_due
+                        ? no_due
+                        : static_cast<std::int64_t>(t >= most ? most : t) * tick_ns,
+                    std::memory_order_seq_cst);
   }
 
   const std::size_t capacity_;
@@ -305,6 +512,14 @@ class alignas(SLUICE_CACHE_LINE) lane {
   mutex park_mutex_;
   condition_variable park_cv_;
   envelope batch_[SLUICE_DRAIN_BATCH];
+  // Delayed events: read on every drain of an empty lane, written only by
+  // publish_after and by drainers taking due events.
+  alignas(SLUICE_CACHE_LINE) std::atomic<std::int64_t> next_due_{no_due};
+  std::atomic<std::size_t> delayed_{0};
+  std::atomic<std::size_t> retrying_{0};
+  mutex timer_mutex_;
+  std::unique_ptr<timer_wheel<envelope>> timers_;        // under timer_mutex_
+  std::unique_ptr<timer_wheel<retry_record*>> retries_;  // under timer_mutex_
 };
 
 }  // namespace detail

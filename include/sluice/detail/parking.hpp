@@ -6,10 +6,12 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <limits>
 #include <mutex>
 #include <new>
 
 #include "../config.hpp"
+#include "clock.hpp"
 #include "sync.hpp"
 
 namespace sluice {
@@ -40,14 +42,24 @@ class parking {
   }
 
   // Parks the caller unless `keep_awake()` (checked after the caller is
-  // counted); `after_counted()` runs between the two.
-  template <class AfterCounted, class KeepAwake>
-  void park(AfterCounted&& after_counted, KeepAwake&& keep_awake) {
+  // counted); `after_counted()` runs between the two. `wake_at()` (read
+  // after keep_awake()) is when to wake by itself, in steady-clock
+  // nanoseconds (INT64_MAX: only when woken).
+  template <class AfterCounted, class KeepAwake, class WakeAt>
+  void park(AfterCounted&& after_counted, KeepAwake&& keep_awake, WakeAt&& wake_at) {
     std::unique_lock<mutex> lock(mutex_);
     SLUICE_SCHEDULE_POINT();
     sleepers_.fetch_add(1, std::memory_order_seq_cst);
     after_counted();
-    if (!keep_awake()) cv_.wait(lock);
+    if (!keep_awake()) {
+      const std::int64_t at = wake_at();
+      if (at == std::numeric_limits<std::int64_t>::max()) {
+        cv_.wait(lock);
+      } else {
+        const std::int64_t now = now_ns();
+        if (at > now) cv_.wait_for(lock, std::chrono::nanoseconds(at - now));
+      }
+    }
     SLUICE_SCHEDULE_POINT();
     sleepers_.fetch_sub(1, std::memory_order_seq_cst);
   }

@@ -29,7 +29,8 @@ namespace sluice {
 inline namespace SLUICE_ABI {
 namespace detail {
 
-struct derived_cell;  // registry.hpp
+struct derived_cell;   // registry.hpp
+struct retry_context;  // retry.hpp
 
 // What a delivering thread announces (see tracking.hpp): one per thread that
 // ever delivered, reused after the thread exits, never freed.
@@ -112,9 +113,10 @@ inline void need_fork_handlers() noexcept {
 // What sluice keeps per thread. Constant-initialised and trivially
 // destructible, so reading it costs a thread-local load and no guard.
 struct thread_state {
-  reader_slot* slot = nullptr;  // this thread's tracking slot (made on first delivery)
-  std::uint32_t number = 0;     // 1, 2, ... in the order threads first ask (0: not yet)
-  char stage_error[256] = {};   // the message of the last exception a stage threw here
+  reader_slot* slot = nullptr;     // this thread's tracking slot (made on first delivery)
+  std::uint32_t number = 0;        // 1, 2, ... in the order threads first ask (0: not yet)
+  char stage_error[256] = {};      // the message of the last exception a stage threw here
+  retry_context* retry = nullptr;  // the event a drainer of this thread delivers (retry.hpp)
 };
 
 static_assert(std::is_trivially_destructible_v<thread_state>,

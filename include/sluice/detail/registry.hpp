@@ -18,6 +18,7 @@
 #include "../config.hpp"
 #include "../errors.hpp"
 #include "../event.hpp"
+#include "retry.hpp"
 #include "stages.hpp"
 #include "sync.hpp"
 #include "tracking.hpp"
@@ -36,8 +37,17 @@ struct sub_node {
   void* callable = nullptr;
   registry* owner = nullptr;
   std::uint32_t channel = 0;  // 0: every channel; else only events routed there
+  // Its failure policy, when it does more than count (retry.hpp); null else.
+  std::unique_ptr<const retry_spec> retry;
+  // Its counts (subscription_stats), written by whoever delivers.
+  std::atomic<std::uint64_t> failed{0};
+  std::atomic<std::uint64_t> retried{0};
+  std::atomic<std::uint64_t> recovered{0};
+  std::atomic<std::uint64_t> dead_lettered{0};
+  std::atomic<std::uint64_t> retrying{0};
   // Guarded by owner->writer_mutex:
   std::uint32_t array_refs = 0;
+  std::uint32_t retry_refs = 0;  // retry records that call it (they keep it)
   bool handle_released = false;
   sub_node* next_all = nullptr;
   sub_node* next_dead = nullptr;  // on a graveyard list
@@ -276,6 +286,19 @@ struct alignas(SLUICE_CACHE_LINE) registry {
     heavy_fence();
   }
 
+  // A retry record of n is made (it keeps n until it ends).
+  void retry_ref(sub_node* n) noexcept {
+    std::lock_guard<detail::mutex> lock(writer_mutex);
+    ++n->retry_refs;
+  }
+  // A retry record of n ended: n goes if nothing else holds it.
+  void retry_unref(sub_node* n) noexcept {
+    graveyard dead;
+    std::lock_guard<detail::mutex> lock(writer_mutex);
+    --n->retry_refs;
+    maybe_free(n, dead);
+  }
+
   // Called by the handle once the node's calls are over (destroy_now), or
   // when reset ran inside the handler itself and cannot wait for it: the
   // callable is then destroyed by a later reset or subscribe of this type, as
@@ -309,7 +332,7 @@ struct alignas(SLUICE_CACHE_LINE) registry {
   }
 
   void maybe_free(sub_node* n, graveyard& dead) noexcept {
-    if (n->array_refs != 0 || !n->handle_released) return;
+    if (n->array_refs != 0 || n->retry_refs != 0 || !n->handle_released) return;
     // No array holds n, so no reader can reach it or be running it.
     for (sub_node** p = &nodes; *p != nullptr; p = &(*p)->next_all) {
       if (*p == n) {

@@ -465,6 +465,8 @@ class prometheus_exporter {
         {{"lane_high_water", "gauge", "Most events ever queued in the lane at once."},
          &lane_stats::high_water},
         {{"lane_capacity", "gauge", "The lane's exact bound, in events."}, &lane_stats::capacity},
+        {{"lane_delayed", "gauge", "Events published with a delay, waiting for their time."},
+         &lane_stats::delayed},
     };
     // Read each lane once.
     std::vector<lane_stats> read;

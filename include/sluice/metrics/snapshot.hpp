@@ -56,7 +56,8 @@ struct metrics_snapshot {
       for (std::size_t k = 0; k < b.lanes.size(); ++k)
         o += std::string(k ? ", " : "") + "{\"depth\": " + std::to_string(b.lanes[k].depth) +
              ", \"high_water\": " + std::to_string(b.lanes[k].high_water) +
-             ", \"capacity\": " + std::to_string(b.lanes[k].capacity) + "}";
+             ", \"capacity\": " + std::to_string(b.lanes[k].capacity) +
+             ", \"delayed\": " + std::to_string(b.lanes[k].delayed) + "}";
       o += "], \"types\": [";
       bool first = true;
       for (const type_entry& t : types) {
