@@ -3,6 +3,8 @@
 // dispatch gets; stop in both modes; unsubscribing while retried; a full
 // retry wheel; invalid policies; and the accounting under random failures
 // with four producers and two workers.
+#include <pthread.h>
+
 #include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
@@ -221,6 +223,11 @@ TEST_CASE("retry_backoff: fixed, exponential with a cap, and jitter within [wait
   }
   CHECK(lo < 11000000);  // spread over the range, not one value
   CHECK(hi > 19000000);
+  // A cap of nanoseconds::max() stays the longest wait, never wraps.
+  const retry_backoff forever = retry_backoff::fixed(std::chrono::nanoseconds::max());
+  CHECK(forever.wait_before(2, 0) == INT64_MAX);
+  CHECK(retry_backoff::exponential(1s, std::chrono::nanoseconds::max()).wait_before(200, 0) ==
+        INT64_MAX);
 }
 
 TEST_CASE("retries wait at least their backoff", "[resilience]") {
@@ -391,6 +398,10 @@ TEST_CASE("invalid failure policies are refused with a clear error", "[resilienc
   failure_policy shrinking = failure_policy::retry(3, retry_backoff::exponential(1ms, 1s, 0.5));
   CHECK(try_policy(shrinking).find("factor") != std::string::npos);
   CHECK(try_policy(failure_policy::retry(3)).empty());
+  // Checked even when it would do nothing more than count.
+  failure_policy none;
+  none.attempts = 0;
+  CHECK(try_policy(none).find("attempts") != std::string::npos);
   // A policy that keeps a copy of the event needs a copyable type.
   CHECK_THROWS_AS(
       bus.subscribe<move_only>([](const move_only&) {}, with_policy(failure_policy::dead_letter())),
@@ -526,4 +537,54 @@ TEST_CASE("a type with stages is retried too, an event a transform made is not",
   CHECK(ts.filtered == 1);
   CHECK(ts.balanced());
   CHECK(bus.stats<refund>().balanced());
+}
+
+TEST_CASE("retries count against poll's limit", "[resilience]") {
+  sluice::bus bus{sluice::bus_options{}.with_lanes(1)};
+  int calls = 0;
+  auto sub = bus.subscribe(
+      [&](const payment&) {
+        ++calls;
+        return calls <= 2 ? sluice::outcome::failure(1) : sluice::outcome::success();
+      },
+      with_policy(failure_policy::retry(5, retry_backoff::fixed(0ms))));
+  REQUIRE(bus.publish(payment{1}) == publish_result::ok);
+  REQUIRE(bus.publish(payment{2}) == publish_result::ok);
+  CHECK(bus.poll(1) == 1);  // event 1: fails, its retry waits
+  CHECK(calls == 1);
+  CHECK(bus.poll(1) == 1);  // the retry (due at once) and nothing more
+  CHECK(calls == 2);
+  REQUIRE(test::poll_until(bus, [&] { return bus.queued() == 0; }));
+  CHECK(calls == 4);  // the second retry of event 1, then event 2
+  REQUIRE(bus.stop());
+  CHECK(bus.stats<payment>().delivered == 2);
+  CHECK(bus.stats<payment>().balanced());
+}
+
+TEST_CASE("a failure observer that ends its thread during a retry leaves nothing pending",
+          "[resilience][failures]") {
+  test::watchdog dog(60s);
+  std::atomic<int> observed{0};
+  sluice::bus bus{sluice::bus_options{}.with_on_failure([&](const sluice::failure_info& f) {
+    observed.fetch_add(1);
+    if (f.attempt == 2) pthread_exit(nullptr);  // the polling thread ends here
+  })};
+  std::atomic<int> calls{0};
+  auto sub = bus.subscribe(
+      [&](const payment&) {
+        calls.fetch_add(1);
+        return sluice::outcome::failure(1);
+      },
+      with_policy(failure_policy::retry(5, retry_backoff::fixed(0ms))));
+  REQUIRE(bus.publish(payment{1}) == publish_result::ok);
+  std::thread t([&] {
+    while (bus.queued() != 0) bus.poll();
+  });
+  t.join();
+  CHECK(calls.load() == 2);
+  CHECK(observed.load() == 2);
+  CHECK(bus.queued() == 0);  // the record ended with its thread
+  REQUIRE(bus.stop());       // and stop() does not wait for it
+  CHECK(bus.stats<payment>().delivered == 1);
+  CHECK(bus.stats<payment>().balanced());
 }

@@ -239,8 +239,10 @@ class bus {
         options.has_policy ? options.on_failure : core_.options().default_failure_policy;
     std::unique_ptr<const detail::retry_spec> spec;
     // The bus's default leaves move-only types alone (it cannot copy them).
-    if (policy.active() && (options.has_policy || std::is_copy_constructible_v<Event>)) {
-      const char* why = policy.validate();
+    const char* invalid = options.has_policy ? policy.validate() : nullptr;
+    if (invalid != nullptr ||
+        (policy.active() && (options.has_policy || std::is_copy_constructible_v<Event>))) {
+      const char* why = invalid != nullptr ? invalid : policy.validate();
       if (why == nullptr && !std::is_copy_constructible_v<Event>)
         why =
             "sluice: a failure policy that retries or dead-letters keeps a copy of the event: "

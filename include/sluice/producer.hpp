@@ -223,7 +223,9 @@ class producer_core {
       counter_cell::bump(c.rejected);
       return r == lane::schedule_result::full ? publish_result::full : publish_result::stopped;
     }
-    if (earlier) core_->wake_workers();
+    // Every parked worker parks again with the earlier deadline (one woken
+    // worker may be busy elsewhere when the event falls due).
+    if (earlier) core_->wake_workers(true);
     return publish_result::ok;
   }
 

@@ -58,6 +58,8 @@ struct retry_backoff {
       const double u = static_cast<double>(random >> 11) * (1.0 / 9007199254740992.0);  // [0, 1)
       w = w / 2 + u * (w / 2);
     }
+    // (2^63 as a double: a cap of nanoseconds::max() is not converted back.)
+    if (w >= 9223372036854775807.0) return INT64_MAX;
     return static_cast<std::int64_t>(w);
   }
 };

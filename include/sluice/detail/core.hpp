@@ -314,12 +314,18 @@ class bus_core {
     ctx.lane = i;
     drain_guard g(*this, l, ctx);
     ctx.current = &g.current;
+    ctx.current_fate = &g.current_fate;
     context_scope scope(ctx);
     std::size_t retried = 0;  // retry calls made (progress, but not events settled)
     if (l.batch_pos == l.batch_end) {
-      const std::size_t want = std::min<std::size_t>(max, SLUICE_DRAIN_BATCH);
-      // Retries that fell due, one at a time, before the next batch.
-      if (SLUICE_UNLIKELY(l.retrying() != 0)) retried = run_retries(l, s, want, discard);
+      std::size_t want = std::min<std::size_t>(max, SLUICE_DRAIN_BATCH);
+      // Retries that fell due, one at a time, before the next batch; they
+      // count against `max` and the budget as events do.
+      if (SLUICE_UNLIKELY(l.retrying() != 0)) {
+        retried = run_retries(l, s, want, discard, b);
+        want -= retried;
+        if (want == 0 || (b != nullptr && b->over())) return retried;
+      }
       // Delayed events that fell due (publish_after), unless the last batch
       // was theirs and the queue has events: they take turns.
       std::size_t n = 0;
@@ -442,20 +448,21 @@ class bus_core {
     // move: a dispatch, a handler's nested dispatch, an event a transform
     // made, get no retry (a dead letter, if the policy says so).
     const envelope* current = ctx != nullptr ? *ctx->current : nullptr;
-    const bool queued =
-        current != nullptr && s != nullptr && current->event() == ev && s->depth == ctx->depth + 1;
-    if (!queued) {
+    const bool queued = current != nullptr && *ctx->current_fate == fate::delivered &&
+                        s != nullptr && current->event() == ev && s->depth == ctx->depth + 1;
+    settle_block* block = queued ? ctx->block : nullptr;
+    if (queued && block == nullptr) {
+      block = new (std::nothrow) settle_block;
+      ctx->block = block;
+    }
+    if (block == nullptr) {
+      // No fate to move (or no memory for its block): no retry; a dead
+      // letter at once if the policy says so, the event counted as it is.
       if (spec.policy.then == after_retries::dead_letter) {
         n.dead_lettered.fetch_add(1, std::memory_order_relaxed);
         spec.dead_letter(*this, ev, m, kind, code, message, 1, spec.name);
       }
       return;
-    }
-    settle_block* block = ctx->block;
-    if (block == nullptr) {
-      block = new (std::nothrow) settle_block;
-      if (block == nullptr) return;  // no memory: the failure stays counted, the event delivered
-      ctx->block = block;
     }
     if (spec.policy.attempts > 1 &&
         schedule_first_retry(r, n, spec, kind, code, message, ev, m, block, lane_at(ctx->lane)))
@@ -470,9 +477,9 @@ class bus_core {
 
   // Runs the retries of lane l that are due (all of them, discarding, as
   // dead letters without a call), at most `max`. Under l's lock.
-  std::size_t run_retries(lane& l, reader_slot& s, std::size_t max, bool discard) {
+  std::size_t run_retries(lane& l, reader_slot& s, std::size_t max, bool discard, budget* b) {
     std::size_t done = 0;
-    while (done < max) {
+    while (done < max && !(done != 0 && b != nullptr && b->spent())) {
       retry_record* rec = l.take_retry(discard);
       if (rec == nullptr) break;
       ++done;
@@ -704,7 +711,9 @@ class bus_core {
     }
     ++block->chains;
     n.retrying.fetch_add(1, std::memory_order_relaxed);
-    if (earlier) wake_workers();
+    // Every parked worker parks again with the earlier deadline (one woken
+    // worker may be busy elsewhere when the retry falls due).
+    if (earlier) wake_workers(true);
     return true;
   }
 
@@ -714,6 +723,17 @@ class bus_core {
     sub_node& n = *rec->node;
     registry& r = *rec->reg;
     const retry_spec& spec = *n.retry;
+    // Ends the record on every way out but a new schedule, a thread's
+    // forced unwind (in the handler, the observer or a dead-letter handler)
+    // included: nothing stays pending for ever.
+    struct ender {
+      bus_core& core;
+      lane& l;
+      retry_record* rec;
+      ~ender() {
+        if (rec != nullptr) core.end_retry(l, rec);
+      }
+    } finish{*this, l, rec};
     ++rec->calls;
     const unsigned d = s.depth;  // below SLUICE_MAX_DEPTH: drain_lane checked
     const bool asym = asymmetric_mode();
@@ -743,7 +763,6 @@ class bus_core {
           // The thread ends inside the handler (a forced unwind): the slot
           // is left clean and the event counts as handed over.
           leave_frames(s, d);
-          end_retry(l, rec);
           throw;
         }
         o = outcome::failure(-1);
@@ -761,15 +780,11 @@ class bus_core {
     retract(s.node[d]);
     s.bus[d] = nullptr;
     s.depth = d;
-    if (!called) {  // unsubscribed meanwhile: nobody is left to retry
-      end_retry(l, rec);
-      return;
-    }
+    if (!called) return;  // unsubscribed meanwhile: nobody is left to retry (ended)
     r.handler_calls.fetch_add(1, std::memory_order_relaxed);
     if (o.ok()) {
       n.recovered.fetch_add(1, std::memory_order_relaxed);
-      end_retry(l, rec);
-      return;
+      return;  // ended
     }
     n.failed.fetch_add(1, std::memory_order_relaxed);
     failures_.failure(r, rec->kind, rec->code, rec->message.c_str(), rec->event, &rec->meta,
@@ -778,7 +793,8 @@ class bus_core {
       bool earlier = false;
       if (l.schedule_retry(retry_due(spec, rec->calls + 1), rec, options_.retry_capacity, false,
                            earlier)) {
-        if (earlier) wake_workers();
+        finish.rec = nullptr;  // waits again
+        if (earlier) wake_workers(true);
         return;
       }
     }
@@ -788,8 +804,7 @@ class bus_core {
       spec.dead_letter(*this, rec->event, rec->meta, rec->kind, rec->code, rec->message.c_str(),
                        rec->calls, spec.name);
     }
-    end_retry(l, rec);
-  }
+  }  // ended by `finish`
 
   // Keeps what a retry's failure said (its message may not outlive the call).
   static void note_retry_failure(retry_record* rec, failure_kind kind, int code,

@@ -56,8 +56,12 @@ class parking {
       if (at == std::numeric_limits<std::int64_t>::max()) {
         cv_.wait(lock);
       } else {
+        // A due time already past with nothing to take: its lane is held
+        // by a drainer, whose unlock wakes a worker; wait a little, not
+        // spin (other lanes' due times are read again after it).
         const std::int64_t now = now_ns();
-        if (at > now) cv_.wait_for(lock, std::chrono::nanoseconds(at - now));
+        const std::int64_t wait = at > now ? at - now : 1000000;
+        cv_.wait_for(lock, std::chrono::nanoseconds(wait));
       }
     }
     SLUICE_SCHEDULE_POINT();

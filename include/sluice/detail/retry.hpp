@@ -13,6 +13,7 @@
 #include "../errors.hpp"
 #include "../event.hpp"
 #include "../resilience.hpp"
+#include "stages.hpp"
 
 namespace sluice {
 inline namespace SLUICE_ABI {
@@ -84,6 +85,8 @@ struct retry_record_of final : retry_record {
 // drainer then leaves the event's settling to `block`.
 struct retry_context {
   envelope* const* current = nullptr;  // where the drainer keeps the event it delivers
+  const fate* current_fate = nullptr;  // how it counts if its thread ends (delivered: it is
+                                       // being delivered; else an observer runs for it)
   unsigned depth = 0;                  // the slot's depth outside its frame
   std::size_t lane = 0;
   settle_block* block = nullptr;  // set by the failure path: the event's fate moved there
