@@ -81,19 +81,21 @@ class fault_io final : public sluice::file_io {
       --writes_returning_zero;
       return 0;
     }
-    const long left = fail_write_after.load();
-    if (left >= 0) {
+    // The countdown is changed only if nobody set it meanwhile: a test that
+    // arms a failure while a write is under way keeps its setting.
+    for (;;) {
+      long left = fail_write_after.load();
+      if (left < 0) return ::write(fd, p, n);
       if (left == 0) {
-        fail_write_after = -1;
+        if (!fail_write_after.compare_exchange_strong(left, -1)) continue;
         errno = write_errno.load();
         return -1;
       }
       const std::size_t k = std::min<std::size_t>(n, static_cast<std::size_t>(left));
       const ssize_t w = ::write(fd, p, k);
-      if (w > 0) fail_write_after = left - w;
+      if (w > 0) (void)fail_write_after.compare_exchange_strong(left, left - w);
       return w;
     }
-    return ::write(fd, p, n);
   }
   ssize_t pread(int fd, void* p, std::size_t n, off_t at) override { return ::pread(fd, p, n, at); }
   int fdatasync(int fd) override {
