@@ -19,6 +19,11 @@
 // loudly if the handler did not get each event.
 #include <sluice/detail/queue.hpp>
 
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+#include <malloc.h>
+#define SLUICE_BENCH_HEAP_BYTES 1  // glibc's mallinfo2
+#endif
+
 #include "common.hpp"
 
 #ifndef SLUICE_BENCH_EVENT_BYTES
@@ -75,8 +80,13 @@ void BM_queued_sluice(benchmark::State& state) {
 // The same with a retry policy on the subscription (docs/resilience.md):
 // with nothing failing (FailEvery 0) it should cost nothing; with FailEvery
 // 100, one event in a hundred fails once and is retried at once (fixed
-// backoff of 0), so the iteration also runs the retries.
-template <class E, unsigned FailEvery>
+// backoff of 0), so the iteration also runs the retries. Policy: the
+// default order (hold_key: the events published after a failed one, all of
+// one producer without a key, are held until its retry ends), skip_ahead,
+// or hold_key with a circuit breaker configured (opening after 1000 failures
+// in a row: never, here).
+enum class policy_kind { hold, skip, breaker };
+template <class E, unsigned FailEvery, policy_kind Kind = policy_kind::hold>
 void BM_queued_sluice_policy(benchmark::State& state) {
   sluice::bus_options o;
   o.lanes = 1;
@@ -96,8 +106,13 @@ void BM_queued_sluice_policy(benchmark::State& state) {
         }
         return sluice::outcome::success();
       },
-      sluice::subscribe_options::named("bench").with_failure_policy(sluice::failure_policy::retry(
-          3, sluice::retry_backoff::fixed(std::chrono::nanoseconds(0)))));
+      sluice::subscribe_options::named("bench").with_failure_policy([] {
+        auto p = sluice::failure_policy::retry(
+            3, sluice::retry_backoff::fixed(std::chrono::nanoseconds(0)));
+        if (Kind == policy_kind::skip) p.skipping_ahead();
+        if (Kind == policy_kind::breaker) p.with_breaker(1000, std::chrono::seconds(1));
+        return p;
+      }()));
   sluice::producer prod = bus.make_producer();
   E e{};
   std::size_t not_ok = 0;
@@ -116,6 +131,59 @@ void BM_queued_sluice_policy(benchmark::State& state) {
     state.SkipWithError("sluice refused, lost or miscounted events");
   state.SetItemsProcessed(state.iterations() * bench::to_i64(N));
 }
+
+// The memory of held events: one event of each of `Keys` keys fails (its
+// retry waits an hour), then `PerKey` more events of each key are published
+// and held behind it. Reports the heap bytes (glibc's mallinfo2) per held
+// event and per held key (its first event's retry record, hold and settle
+// block); the time is that of holding them and of a discarding stop.
+#ifdef SLUICE_BENCH_HEAP_BYTES
+template <class E, std::size_t Keys, std::size_t PerKey>
+void BM_queued_sluice_held_memory(benchmark::State& state) {
+  double per_event = 0;
+  double per_key = 0;
+  for (auto _ : state) {
+    sluice::bus_options o;
+    o.lanes = 1;
+    o.lane_capacity = Keys * (PerKey + 1);
+    o.stamp_time = false;
+    o.retry_capacity = Keys;
+    sluice::bus bus(o);
+    const sluice::subscription sub = bus.subscribe<E>(
+        [](const E& ev) {
+          bench::work<0>(ev);
+          return ev.b == 0 ? sluice::outcome::failure(1, "down") : sluice::outcome::success();
+        },
+        sluice::subscribe_options::named("bench").with_failure_policy(
+            sluice::failure_policy::retry(2, sluice::retry_backoff::fixed(std::chrono::hours(1)))
+                .holding_keys(static_cast<std::uint32_t>(Keys * PerKey))));
+    sluice::producer prod = bus.make_producer();
+    E e{};
+    // The bus's own first-use allocations (its wheel, the registry) come first.
+    e.b = 1;
+    (void)prod.publish(e, sluice::key_type{~0ULL});
+    (void)bus.poll();
+    const std::size_t base = mallinfo2().uordblks;
+    e.b = 0;
+    for (std::size_t k = 0; k < Keys; ++k) (void)prod.publish(e, sluice::key_type{k});
+    (void)bus.poll();
+    const std::size_t keys_done = mallinfo2().uordblks;
+    e.b = 1;
+    for (std::size_t i = 0; i < PerKey; ++i)
+      for (std::size_t k = 0; k < Keys; ++k) (void)prod.publish(e, sluice::key_type{k});
+    for (int k = 0; k < 1000 && sub.stats().held != Keys * PerKey; ++k) (void)bus.poll();
+    const std::size_t held_done = mallinfo2().uordblks;
+    if (sub.stats().held != Keys * PerKey) state.SkipWithError("not every event was held");
+    per_key = static_cast<double>(keys_done - base) / Keys;
+    per_event = static_cast<double>(held_done - keys_done) / (Keys * PerKey);
+    (void)bus.stop(sluice::stop_mode::discard);
+    if (!bus.stats<E>().balanced()) state.SkipWithError("held events were lost");
+  }
+  state.counters["bytes_per_held_event"] = per_event;
+  state.counters["bytes_per_held_key"] = per_key;
+  state.counters["event_bytes"] = static_cast<double>(sizeof(E));
+}
+#endif
 
 // publish_bulk of the whole batch (one reservation, one bulk enqueue): not
 // asked for, but shows what the per-event publish path costs.
@@ -204,6 +272,17 @@ void register_benchmarks() {
   reg("queued/sluice_bulk/" + sz + "/stamp:0", BM_queued_sluice_bulk<event>);
   reg("queued/sluice_policy/" + sz + "/stamp:0", BM_queued_sluice_policy<event, 0>);
   reg("queued/sluice_policy_fail1pct/" + sz + "/stamp:0", BM_queued_sluice_policy<event, 100>);
+  reg("queued/sluice_policy_skip/" + sz + "/stamp:0",
+      BM_queued_sluice_policy<event, 0, policy_kind::skip>);
+  reg("queued/sluice_policy_skip_fail1pct/" + sz + "/stamp:0",
+      BM_queued_sluice_policy<event, 100, policy_kind::skip>);
+  reg("queued/sluice_policy_breaker/" + sz + "/stamp:0",
+      BM_queued_sluice_policy<event, 0, policy_kind::breaker>);
+  reg("queued/sluice_policy_breaker_fail1pct/" + sz + "/stamp:0",
+      BM_queued_sluice_policy<event, 100, policy_kind::breaker>);
+#ifdef SLUICE_BENCH_HEAP_BYTES
+  reg("queued/sluice_held_memory/" + sz, BM_queued_sluice_held_memory<event, 64, 16>);
+#endif
   reg("queued/vector/" + sz, BM_queued_vector<event>);
   reg("queued/moodycamel/" + sz, BM_queued_moodycamel<event>);
 }

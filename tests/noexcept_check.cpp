@@ -7,6 +7,7 @@
 #include <sluice/metrics/prometheus.hpp>
 #include <sluice/sluice.hpp>
 #include <sluice/storage.hpp>
+#include <vector>
 
 #if defined(__cpp_exceptions) || defined(__GXX_RTTI)
 #error "this file must be built with -fno-exceptions -fno-rtti"
@@ -214,6 +215,39 @@ int main() {
     for (int i = 0; i < 100000 && b.queued() != 0; ++i) b.poll();
     EXPECT(calls == 2 && s.stats().recovered == 1 && letters == 0);
     EXPECT(b.stop() && b.stats<reading>().balanced());
+  }
+
+  {
+    // hold_key and a breaker without exceptions: the second event of the key
+    // waits for the first one's retry; the breaker opens after two failures.
+    sluice::bus b;
+    std::vector<int> order;
+    int failures_left = 1;
+    auto s = b.subscribe(
+        [&](const reading& r) {
+          if (failures_left > 0) {
+            --failures_left;
+            return sluice::outcome::failure(1);
+          }
+          order.push_back(r.value);
+          return sluice::outcome::success();
+        },
+        sluice::subscribe_options{}.with_failure_policy(
+            sluice::failure_policy::retry(3,
+                                          sluice::retry_backoff::fixed(std::chrono::nanoseconds(0)))
+                .with_breaker(2, std::chrono::hours(1))));
+    auto prod = b.make_producer();
+    EXPECT(prod.publish(reading{0, 1}, 5) == sluice::publish_result::ok);
+    EXPECT(prod.publish(reading{0, 2}, 5) == sluice::publish_result::ok);
+    for (int i = 0; i < 100000 && b.queued() != 0; ++i) b.poll();
+    EXPECT(order.size() == 2 && order[0] == 1 && order[1] == 2);
+    EXPECT(s.stats().breaker == sluice::breaker_state::closed);
+    failures_left = 2;
+    EXPECT(prod.publish(reading{0, 3}, 6) == sluice::publish_result::ok);
+    EXPECT(prod.publish(reading{0, 4}, 7) == sluice::publish_result::ok);
+    b.poll();
+    EXPECT(s.stats().breaker == sluice::breaker_state::open && s.stats().breaker_opens == 1);
+    EXPECT(b.stop(sluice::stop_mode::discard) && b.stats<reading>().balanced());
   }
 
   std::printf("noexcept check: %s\n", failures == 0 ? "ok" : "FAILED");

@@ -281,7 +281,9 @@ TEST_CASE("stop(drain) waits for retries, stop(discard) dead-letters them", "[re
           ++calls;
           return sluice::outcome::failure(1);
         },
-        with_policy(failure_policy::retry(5, retry_backoff::fixed(1h))));
+        // (Each event retried on its own: held behind the first, as hold_key
+        // would, they are the subject of test_hold_breaker.cpp.)
+        with_policy(failure_policy::retry(5, retry_backoff::fixed(1h)).skipping_ahead()));
     auto dead = bus.subscribe([&](const sluice::dead_letter<payment>&) { ++letters; });
     for (int i = 0; i < 3; ++i) REQUIRE(bus.publish(payment{i}) == publish_result::ok);
     REQUIRE(bus.poll() == 3);
@@ -342,8 +344,10 @@ TEST_CASE("a subscription reset while its retry waits is not called again",
 
 TEST_CASE("a full retry wheel ends the policy at once", "[resilience]") {
   sluice::bus bus{sluice::bus_options{}.with_lanes(1).with_retry_capacity(1)};
-  auto sub = bus.subscribe([](const payment&) { return sluice::outcome::failure(1); },
-                           with_policy(failure_policy::retry(3, retry_backoff::fixed(1h))));
+  // (skip_ahead: with hold_key the second event would be held behind the first.)
+  auto sub = bus.subscribe(
+      [](const payment&) { return sluice::outcome::failure(1); },
+      with_policy(failure_policy::retry(3, retry_backoff::fixed(1h)).skipping_ahead()));
   std::vector<int> letters;
   auto dead =
       bus.subscribe([&](const sluice::dead_letter<payment>& d) { letters.push_back(d.event.id); });
@@ -398,6 +402,24 @@ TEST_CASE("invalid failure policies are refused with a clear error", "[resilienc
   failure_policy shrinking = failure_policy::retry(3, retry_backoff::exponential(1ms, 1s, 0.5));
   CHECK(try_policy(shrinking).find("factor") != std::string::npos);
   CHECK(try_policy(failure_policy::retry(3)).empty());
+  CHECK(try_policy(failure_policy::retry(3).holding_keys(0)).find("hold_capacity") !=
+        std::string::npos);
+  CHECK(try_policy(failure_policy::retry(3).skipping_ahead().holding_keys(0)).find("hold") !=
+        std::string::npos);
+  CHECK(try_policy(failure_policy::retry(3).with_breaker(2, 1s, 0)).find("probes") !=
+        std::string::npos);
+  CHECK(try_policy(failure_policy::retry(3).with_breaker(2, -1s)).find("cool_down") !=
+        std::string::npos);
+  CHECK(try_policy(failure_policy::retry(3).with_breaker(2000000, 1s)).find("failures") !=
+        std::string::npos);
+  failure_policy odd = failure_policy::retry(3);
+  odd.order = static_cast<sluice::retry_order>(7);
+  CHECK(try_policy(odd).find("order") != std::string::npos);
+  odd = failure_policy::retry(3);
+  odd.when_hold_full = static_cast<sluice::hold_full>(9);
+  CHECK(try_policy(odd).find("when_hold_full") != std::string::npos);
+  // A breaker alone makes a policy active.
+  CHECK(failure_policy{}.with_breaker(1, 1s).active());
   // Checked even when it would do nothing more than count.
   failure_policy none;
   none.attempts = 0;
@@ -449,7 +471,10 @@ TEST_CASE("random failures under four producers and two workers: every event end
         return sluice::outcome::success();
       },
       with_policy(
-          failure_policy::retry(attempts, retry_backoff::exponential(100us, 2ms).with_jitter()),
+          // (skip_ahead: each event's calls are its own; hold_key under the
+          // same load is tested in test_hold_breaker.cpp.)
+          failure_policy::retry(attempts, retry_backoff::exponential(100us, 2ms).with_jitter())
+              .skipping_ahead(),
           "flaky"));
   auto steady = bus.subscribe([&](const payment& e) {
     std::lock_guard<std::mutex> lock(m);

@@ -69,6 +69,14 @@ enum class failure_kind : std::uint8_t {
                            // type to no handler: subscriptions destroyed before the bus?
   not_durable,             // a write-ahead recorder (durable_before_delivery) could not make the
                            // event durable: it was not delivered (counted filtered)
+  breaker_open,            // the handler was not called: its subscription's circuit breaker
+                           // was open (an attempt not made: the event is retried later or
+                           // dead-lettered, as the policy says)
+  breaker_opened,          // a subscription's circuit breaker opened (`code`: the failed
+                           // calls in a row that opened it, or 0 when a probe failed)
+  breaker_closed,          // a subscription's circuit breaker closed again (a probe succeeded)
+  hold_full,               // an event of a held key found its subscription's hold full: it
+                           // was dead-lettered or delivered ahead (failure_policy::when_hold_full)
 };
 
 [[nodiscard]] constexpr const char* to_string(failure_kind k) noexcept {
@@ -87,6 +95,14 @@ enum class failure_kind : std::uint8_t {
       return "unrouted_in_destructor";
     case failure_kind::not_durable:
       return "not_durable";
+    case failure_kind::breaker_open:
+      return "breaker_open";
+    case failure_kind::breaker_opened:
+      return "breaker_opened";
+    case failure_kind::breaker_closed:
+      return "breaker_closed";
+    case failure_kind::hold_full:
+      return "hold_full";
   }
   return "unknown";
 }
@@ -105,6 +121,9 @@ struct failure_info {
   const void* event = nullptr;
   std::uint32_t attempt = 1;
   const metadata* meta = nullptr;  // the event's metadata (all zero when dispatched)
+  // The subscription's name (subscribe_options::name) for what a failure
+  // policy reports (retries, breakers, holds); "" otherwise.
+  const char* subscription = "";
 };
 
 }  // namespace SLUICE_ABI

@@ -76,6 +76,57 @@ enum class after_retries : std::uint8_t {
                                            : "unknown";
 }
 
+// What later events of the same key do, for one subscription, while an
+// event of that key waits for its retry (docs/resilience.md).
+enum class retry_order : std::uint8_t {
+  hold_key,    // they wait for this subscription until the retry ends (its other
+               // subscribers and other keys go on): the key's order is kept
+  skip_ahead,  // they are delivered meanwhile: the retried event arrives after them
+};
+
+[[nodiscard]] constexpr const char* to_string(retry_order o) noexcept {
+  return o == retry_order::hold_key     ? "hold_key"
+         : o == retry_order::skip_ahead ? "skip_ahead"
+                                        : "unknown";
+}
+
+// What happens to an event that would be held when its subscription already
+// holds failure_policy::hold_capacity events.
+enum class hold_full : std::uint8_t {
+  dead_letter,  // it is dead-lettered at once, without a call (order kept: it is not delivered)
+  skip_ahead,   // it is delivered now, before the events held of its key (order not kept)
+};
+
+[[nodiscard]] constexpr const char* to_string(hold_full h) noexcept {
+  return h == hold_full::dead_letter  ? "dead_letter"
+         : h == hold_full::skip_ahead ? "skip_ahead"
+                                      : "unknown";
+}
+
+// A subscription's circuit breaker: after `failures` failed calls in a row it
+// opens, and its events are not handed to the handler (each counts as a
+// failed attempt: retried later or dead-lettered, as the policy says); after
+// `cool_down` it lets `probes` calls through (half open): a success closes
+// it, a failure opens it again.
+struct circuit_breaker {
+  std::uint32_t failures = 0;  // 0: no breaker
+  std::chrono::nanoseconds cool_down = std::chrono::seconds(1);
+  std::uint32_t probes = 1;
+};
+
+enum class breaker_state : std::uint8_t {
+  closed,     // calls are made
+  open,       // calls are not made until the cool-down ends
+  half_open,  // a few probe calls are made; their results decide
+};
+
+[[nodiscard]] constexpr const char* to_string(breaker_state s) noexcept {
+  return s == breaker_state::closed      ? "closed"
+         : s == breaker_state::open      ? "open"
+         : s == breaker_state::half_open ? "half_open"
+                                         : "unknown";
+}
+
 // A subscription's failure policy. The default (one attempt, then ignore)
 // is a bus's behaviour without policies: the failure is counted and
 // reported, and the event goes on.
@@ -83,6 +134,13 @@ struct failure_policy {
   std::uint32_t attempts = 1;  // handler calls at most for one event, the first included
   retry_backoff backoff;
   after_retries then = after_retries::ignore;
+  // While an event waits for a retry, later events of its key (for this
+  // subscription): held, at most `hold_capacity` across keys, else
+  // `when_hold_full`.
+  retry_order order = retry_order::hold_key;
+  std::uint32_t hold_capacity = 1024;
+  hold_full when_hold_full = hold_full::dead_letter;
+  circuit_breaker breaker;
 
   // Calls the failed handler again (only that one) up to `attempts` calls in
   // all, waiting as `backoff` says; then `then`.
@@ -103,9 +161,33 @@ struct failure_policy {
   // No retry, no dead letter (the default).
   [[nodiscard]] static failure_policy ignore() { return failure_policy{}; }
 
+  // Later events of a retrying key are held (at most `capacity` for the
+  // subscription, else `full`).
+  failure_policy& holding_keys(std::uint32_t capacity = 1024,
+                               hold_full full = hold_full::dead_letter) noexcept {
+    order = retry_order::hold_key;
+    hold_capacity = capacity;
+    when_hold_full = full;
+    return *this;
+  }
+  // Later events overtake a retrying one (the key's order is not kept).
+  failure_policy& skipping_ahead() noexcept {
+    order = retry_order::skip_ahead;
+    return *this;
+  }
+  // Opens after `failures` failed calls in a row, for `cool_down`, then lets
+  // `probes` calls through.
+  failure_policy& with_breaker(std::uint32_t failures, std::chrono::nanoseconds cool_down,
+                               std::uint32_t probes = 1) noexcept {
+    breaker.failures = failures;
+    breaker.cool_down = cool_down;
+    breaker.probes = probes;
+    return *this;
+  }
+
   // Whether a failure does more than being counted and reported.
   [[nodiscard]] bool active() const noexcept {
-    return attempts > 1 || then == after_retries::dead_letter;
+    return attempts > 1 || then == after_retries::dead_letter || breaker.failures != 0;
   }
   // nullptr when usable, else what is wrong.
   [[nodiscard]] const char* validate() const noexcept {
@@ -119,6 +201,18 @@ struct failure_policy {
       return "sluice: retry_backoff::factor must be in [1, 1000]";
     if (then != after_retries::ignore && then != after_retries::dead_letter)
       return "sluice: failure_policy::then is not an after_retries value";
+    if (order != retry_order::hold_key && order != retry_order::skip_ahead)
+      return "sluice: failure_policy::order is not a retry_order value";
+    if (order == retry_order::hold_key && hold_capacity == 0)
+      return "sluice: failure_policy::hold_capacity must be at least 1 with hold_key";
+    if (when_hold_full != hold_full::dead_letter && when_hold_full != hold_full::skip_ahead)
+      return "sluice: failure_policy::when_hold_full is not a hold_full value";
+    if (breaker.failures > 1000000)
+      return "sluice: circuit_breaker::failures must be at most 1000000";
+    if (breaker.failures != 0 && breaker.cool_down.count() < 0)
+      return "sluice: circuit_breaker::cool_down must not be negative";
+    if (breaker.failures != 0 && (breaker.probes == 0 || breaker.probes > 65535))
+      return "sluice: circuit_breaker::probes must be in [1, 65535]";
     return nullptr;
   }
 };
@@ -163,11 +257,15 @@ struct dead_letter {
 // One subscription's counts (subscription::stats()). Read while the bus
 // runs, field by field.
 struct subscription_stats {
-  std::uint64_t failed = 0;         // failed calls of this handler (first calls and retries)
-  std::uint64_t retried = 0;        // calls that were retries
-  std::uint64_t recovered = 0;      // events that failed, then succeeded on a retry
-  std::uint64_t dead_lettered = 0;  // events this subscription dead-lettered
-  std::uint64_t retrying = 0;       // events waiting for a retry now
+  std::uint64_t failed = 0;           // failed calls of this handler (first calls and retries)
+  std::uint64_t retried = 0;          // calls that were retries
+  std::uint64_t recovered = 0;        // events that failed, then succeeded on a retry
+  std::uint64_t dead_lettered = 0;    // events this subscription dead-lettered
+  std::uint64_t retrying = 0;         // events waiting for a retry now
+  std::uint64_t held = 0;             // events held behind a retry of their key now (hold_key)
+  std::uint64_t short_circuited = 0;  // attempts not made: the breaker was open
+  std::uint64_t breaker_opens = 0;    // times the breaker opened
+  breaker_state breaker = breaker_state::closed;
 };
 
 }  // namespace SLUICE_ABI

@@ -223,6 +223,10 @@ class [[nodiscard]] subscription {
     st.recovered = node_->recovered.load(std::memory_order_relaxed);
     st.dead_lettered = node_->dead_lettered.load(std::memory_order_relaxed);
     st.retrying = node_->retrying.load(std::memory_order_relaxed);
+    st.held = node_->held.load(std::memory_order_relaxed);
+    st.short_circuited = node_->short_circuited.load(std::memory_order_relaxed);
+    st.breaker_opens = node_->breaker_opens.load(std::memory_order_relaxed);
+    if (node_->retry != nullptr) st.breaker = node_->retry->brk.state();
     return st;
   }
 

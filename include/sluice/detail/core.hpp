@@ -3,7 +3,8 @@
 // and settling each one (every run mode ends here: poll, workers, stop).
 // The pieces it is made of have their own headers: delivery.hpp (calling the
 // handlers), stage_run.hpp (stage chains), failures.hpp, counters.hpp,
-// parking.hpp (idle workers and idle waiters), recorder_hook.hpp.
+// parking.hpp (idle workers and idle waiters), recorder_hook.hpp, and
+// policy_run.hpp (failure policies: retries, held keys, breakers).
 #pragma once
 
 #include <algorithm>
@@ -366,7 +367,7 @@ class bus_core {
       }
       registry& r = *run_reg;
       g.t.switch_to(r);
-      if (!discard && !run_staged && at >= l.not_durable_end) {
+      if (!discard && !run_staged && at >= l.not_durable_end && SLUICE_LIKELY(!gating(l, r))) {
         // A run of this type's events without stages: one frame and one
         // announcement of the subscriber array for the run (delivery.hpp).
         // The run's events are destroyed after its frame is closed, as they
@@ -393,7 +394,7 @@ class bus_core {
               break;
             }
             if (l.batch_pos == l.batch_end || g.settled >= max ||
-                batch[l.batch_pos].ops() != run_ops)
+                batch[l.batch_pos].ops() != run_ops || SLUICE_UNLIKELY(gating(l, r)))
               break;
             ++l.batch_pos;
           }
@@ -418,9 +419,11 @@ class bus_core {
         g.current = &rec;
         std::size_t calls = 0;
         const fate f =
-            !run_staged ? ((calls = deliver(r, rec.event(), rec.meta(), s)) != 0 ? fate::delivered
-                                                                                 : fate::unrouted)
-                        : process(r, rec.event(), rec.meta(), s, 0, calls);
+            SLUICE_UNLIKELY(needs_gate(l, r, rec.meta()))
+                ? deliver_gated(l, r, rec, s, run_staged, calls)
+            : !run_staged ? ((calls = deliver(r, rec.event(), rec.meta(), s)) != 0 ? fate::delivered
+                                                                                   : fate::unrouted)
+                          : process(r, rec.event(), rec.meta(), s, 0, calls);
         g.current = nullptr;
         if (SLUICE_LIKELY(ctx.block == nullptr)) {
           g.t.count(f, calls);
@@ -435,67 +438,80 @@ class bus_core {
     return g.settled + retried;
   }
 
-  // ---- failure policies (retry.hpp, resilience.hpp) -------------------------
+  // ---- failure policies (defined in policy_run.hpp; retry.hpp) --------------
 
-  // A handler with a failure policy failed its first call of `ev`.
-  void on_handler_failure(registry& r, sub_node& n, failure_kind kind, int code,
-                          const char* message, const void* ev, const metadata& m) {
-    const retry_spec& spec = *n.retry;
+  // Whether `ev` is the event a drainer is delivering, at its own depth: only
+  // that one has a fate to move to retries. A dispatch, a handler's nested
+  // dispatch, an event a transform made, get no retry, no hold and no
+  // breaker (a dead letter at once, if the policy says so).
+  static retry_context* own_event(const void* ev) noexcept {
     thread_state& t = this_thread();
     retry_context* ctx = t.retry;
     const reader_slot* s = t.slot;
-    // Only the event a drainer is delivering at its own depth has a fate to
-    // move: a dispatch, a handler's nested dispatch, an event a transform
-    // made, get no retry (a dead letter, if the policy says so).
     const envelope* current = ctx != nullptr ? *ctx->current : nullptr;
     const bool queued = current != nullptr && *ctx->current_fate == fate::delivered &&
                         s != nullptr && current->event() == ev && s->depth == ctx->depth + 1;
-    settle_block* block = queued ? ctx->block : nullptr;
-    if (queued && block == nullptr) {
-      block = new (std::nothrow) settle_block;
-      ctx->block = block;
-    }
-    if (block == nullptr) {
-      // No fate to move (or no memory for its block): no retry; a dead
-      // letter at once if the policy says so, the event counted as it is.
-      if (spec.policy.then == after_retries::dead_letter) {
-        n.dead_lettered.fetch_add(1, std::memory_order_relaxed);
-        spec.dead_letter(*this, ev, m, kind, code, message, 1, spec.name);
-      }
-      return;
-    }
-    if (spec.policy.attempts > 1 &&
-        schedule_first_retry(r, n, spec, kind, code, message, ev, m, block, lane_at(ctx->lane)))
-      return;
-    // No retry (none asked for, or no room for one): the policy's end now.
-    if (spec.policy.then == after_retries::dead_letter) {
-      block->dead = true;
-      n.dead_lettered.fetch_add(1, std::memory_order_relaxed);
-      spec.dead_letter(*this, ev, m, kind, code, message, 1, spec.name);
-    }
+    return queued ? ctx : nullptr;
   }
+
+  // A handler with a failure policy failed its first call of `ev`.
+  void on_handler_failure(registry& r, sub_node& n, failure_kind kind, int code,
+                          const char* message, const void* ev, const metadata& m);
+
+  // The policy's answer to a first attempt that failed (or that an open
+  // breaker did not make): a retry, else its end.
+  void first_failure(registry& r, sub_node& n, const retry_spec& spec, failure_kind kind, int code,
+                     const char* message, const void* ev, const metadata& m, retry_context* ctx);
+
+  // ---- the delivery gate: held keys and watched breakers ------------------
+
+  // Some event of r's type in lane l may be kept from a subscriber: the lane
+  // holds keys, or a breaker of the type is watched. Under l's lock.
+  [[nodiscard]] static bool gating(lane& l, const registry& r) noexcept {
+    return l.holds().count() != 0 || r.gated.load(std::memory_order_relaxed) != 0;
+  }
+  [[nodiscard]] static bool needs_gate(lane& l, const registry& r, const metadata& m) noexcept {
+    return l.holds().may_hold(hold_key::of(m)) || r.gated.load(std::memory_order_relaxed) != 0;
+  }
+
+  struct gate_self {
+    bus_core* core;
+    lane* l;
+  };
+  static gate_result gate_thunk(void* self, registry& r, const sub_entry& e, const void* ev,
+                                const metadata& m) {
+    auto* g = static_cast<gate_self*>(self);
+    return g->core->gate(*g->l, r, e, ev, m);
+  }
+
+  // Delivers a lane's event asking the gate about each subscriber.
+  fate deliver_gated(lane& l, registry& r, envelope& rec, reader_slot& s, bool staged,
+                     std::size_t& calls);
+
+  // One subscriber of the lane's event: held if a retry of its key is
+  // pending for it (hold_key); not called if its breaker is open; called
+  // here, its result noted, if its breaker is watched.
+  gate_result gate(lane& l, registry& r, const sub_entry& e, const void* ev, const metadata& m);
+
+  // call_one, telling whether the call succeeded (a failure is reported,
+  // and its policy applied, as call_one does).
+  bool call_watched(registry& r, const sub_entry& e, const void* ev, const metadata& m);
+
+  // Holds the event for n behind the retry of its key: `kept`. A full hold
+  // (or no memory for the copy or its block) dead-letters it (`kept`; with
+  // no block, `called`: it counts as handed over, as a dead letter without a
+  // settle block does elsewhere) or lets it be called now (`pass`).
+  gate_result hold_event(lane& l, registry& r, sub_node& n, const retry_spec& spec, hold* h,
+                         const void* ev, const metadata& m, retry_context& ctx);
+
+  // Applies what a breaker's result changed: the watched count, the opens,
+  // the reports.
+  void note_breaker(registry& r, sub_node& n, const retry_spec& spec, const breaker::change& c,
+                    const void* ev, const metadata* m);
 
   // Runs the retries of lane l that are due (all of them, discarding, as
   // dead letters without a call), at most `max`. Under l's lock.
-  std::size_t run_retries(lane& l, reader_slot& s, std::size_t max, bool discard, budget* b) {
-    std::size_t done = 0;
-    while (done < max && !(done != 0 && b != nullptr && b->spent())) {
-      retry_record* rec = l.take_retry(discard);
-      if (rec == nullptr) break;
-      ++done;
-      if (discard) {
-        // stop(discard): the event is dead-lettered (reason: stopped), with
-        // no call and no dead_letter handed out (no handler runs now).
-        rec->block->dead = true;
-        rec->node->dead_lettered.fetch_add(1, std::memory_order_relaxed);
-        end_retry(l, rec);
-        continue;
-      }
-      run_retry(l, s, rec);
-    }
-    if (done != 0) notify_idle();
-    return done;
-  }
+  std::size_t run_retries(lane& l, reader_slot& s, std::size_t max, bool discard, budget* b);
 
   // One pass over the lanes from `start`, at most `max` events.
   std::size_t drain_pass(std::size_t start, std::size_t max, bool discard = false) {
@@ -685,126 +701,11 @@ class bus_core {
   // not (no memory, or the lane's retry wheel is full).
   bool schedule_first_retry(registry& r, sub_node& n, const retry_spec& spec, failure_kind kind,
                             int code, const char* message, const void* ev, const metadata& m,
-                            settle_block* block, lane& l) {
-    retry_record* rec = nullptr;
-    SLUICE_TRY {
-      rec = spec.make(ev, m);
-      rec->message = message != nullptr ? message : "";
-    }
-    SLUICE_CATCH(...) {  // no memory, or the event's copy threw: no retry
-      SLUICE_PASS_FORCED_UNWIND();
-      if (rec != nullptr) rec->destroy(rec);
-      return false;
-    }
-    rec->node = &n;
-    rec->reg = &r;
-    rec->block = block;
-    rec->calls = 1;
-    rec->kind = kind;
-    rec->code = code;
-    r.retry_ref(&n);
-    bool earlier = false;
-    if (!l.schedule_retry(retry_due(spec, 2), rec, options_.retry_capacity, true, earlier)) {
-      r.retry_unref(&n);
-      rec->destroy(rec);
-      return false;
-    }
-    ++block->chains;
-    n.retrying.fetch_add(1, std::memory_order_relaxed);
-    // Every parked worker parks again with the earlier deadline (one woken
-    // worker may be busy elsewhere when the retry falls due).
-    if (earlier) wake_workers(true);
-    return true;
-  }
+                            settle_block* block, lane& l);
 
   // Calls the subscriber of `rec` again, in a frame of this bus; then
   // schedules the next retry, or ends the record.
-  void run_retry(lane& l, reader_slot& s, retry_record* rec) {
-    sub_node& n = *rec->node;
-    registry& r = *rec->reg;
-    const retry_spec& spec = *n.retry;
-    // Ends the record on every way out but a new schedule, a thread's
-    // forced unwind (in the handler, the observer or a dead-letter handler)
-    // included: nothing stays pending for ever.
-    struct ender {
-      bus_core& core;
-      lane& l;
-      retry_record* rec;
-      ~ender() {
-        if (rec != nullptr) core.end_retry(l, rec);
-      }
-    } finish{*this, l, rec};
-    ++rec->calls;
-    const unsigned d = s.depth;  // below SLUICE_MAX_DEPTH: drain_lane checked
-    const bool asym = asymmetric_mode();
-    s.depth = d + 1;
-    s.bus[d] = this;
-    announce(s.node[d], &n, asym);
-    bool called = false;
-    outcome o;
-    failure_kind kind = failure_kind::outcome;
-    const char* message = "";
-    // Open unless reset: the handler is called only while announced, so a
-    // reset() waits for this call, and a closed node is never called.
-    if (!reader_load(n.closed, asym)) {
-      called = true;
-      n.retried.fetch_add(1, std::memory_order_relaxed);
-#if SLUICE_HAS_EXCEPTIONS
-      try {
-        o = n.invoke(n.callable, rec->event, rec->meta);
-        message = o.message();
-      } catch (const std::exception& e) {
-        o = outcome::failure(-1);
-        kind = failure_kind::exception;
-        message = e.what();
-        note_retry_failure(rec, kind, 0, message);
-      } catch (...) {
-        if (!std::current_exception()) {
-          // The thread ends inside the handler (a forced unwind): the slot
-          // is left clean and the event counts as handed over.
-          leave_frames(s, d);
-          throw;
-        }
-        o = outcome::failure(-1);
-        kind = failure_kind::exception;
-        message = "unknown exception";
-        note_retry_failure(rec, kind, 0, message);
-      }
-#else
-      o = n.invoke(n.callable, rec->event, rec->meta);
-      message = o.message();
-#endif
-      if (!o.ok() && kind == failure_kind::outcome)
-        note_retry_failure(rec, kind, o.code(), message);
-    }
-    retract(s.node[d]);
-    s.bus[d] = nullptr;
-    s.depth = d;
-    if (!called) return;  // unsubscribed meanwhile: nobody is left to retry (ended)
-    r.handler_calls.fetch_add(1, std::memory_order_relaxed);
-    if (o.ok()) {
-      n.recovered.fetch_add(1, std::memory_order_relaxed);
-      return;  // ended
-    }
-    n.failed.fetch_add(1, std::memory_order_relaxed);
-    failures_.failure(r, rec->kind, rec->code, rec->message.c_str(), rec->event, &rec->meta,
-                      rec->calls);
-    if (rec->calls < spec.policy.attempts) {
-      bool earlier = false;
-      if (l.schedule_retry(retry_due(spec, rec->calls + 1), rec, options_.retry_capacity, false,
-                           earlier)) {
-        finish.rec = nullptr;  // waits again
-        if (earlier) wake_workers(true);
-        return;
-      }
-    }
-    if (spec.policy.then == after_retries::dead_letter) {
-      rec->block->dead = true;
-      n.dead_lettered.fetch_add(1, std::memory_order_relaxed);
-      spec.dead_letter(*this, rec->event, rec->meta, rec->kind, rec->code, rec->message.c_str(),
-                       rec->calls, spec.name);
-    }
-  }  // ended by `finish`
+  void run_retry(lane& l, reader_slot& s, retry_record* rec);
 
   // Keeps what a retry's failure said (its message may not outlive the call).
   static void note_retry_failure(retry_record* rec, failure_kind kind, int code,
@@ -822,19 +723,7 @@ class bus_core {
   // A retry record is over: the event is settled if it was its last, the
   // node let go, the record freed, and the lane told (in that order: a
   // stop() that sees nothing pending sees the counts).
-  void end_retry(lane& l, retry_record* rec) noexcept {
-    sub_node* n = rec->node;
-    registry& r = *rec->reg;
-    settle_block* b = rec->block;
-    n->retrying.fetch_sub(1, std::memory_order_relaxed);
-    if (--b->chains == 0) {
-      (b->dead ? r.dead_lettered : r.delivered).fetch_add(1, std::memory_order_relaxed);
-      delete b;
-    }
-    rec->destroy(rec);
-    r.retry_unref(n);
-    l.retry_done();
-  }
+  void end_retry(lane& l, retry_record* rec) noexcept;
 
   static void policy_thunk(void* self, registry& r, sub_node& n, failure_kind kind, int code,
                            const char* message, const void* ev, const metadata& m) {
@@ -875,3 +764,5 @@ class bus_core {
 }  // namespace detail
 }  // namespace SLUICE_ABI
 }  // namespace sluice
+
+#include "policy_run.hpp"  // IWYU pragma: export

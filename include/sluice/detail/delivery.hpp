@@ -56,14 +56,43 @@ inline void leave_frames(reader_slot& s, unsigned d) noexcept {
   s.depth = d;
 }
 
+// What a gate did with one subscriber of an event (see delivery_gate).
+enum class gate_result : std::uint8_t {
+  pass,    // nothing: call it as usual
+  called,  // the gate called it
+  kept,    // not called now (held behind a retry of its key, or its breaker is open)
+};
+
+// No gate: every open subscriber is called (compiled away).
+struct no_gate {
+  static constexpr bool active = false;
+  gate_result operator()(registry&, const sub_entry&, const void*, const metadata&) const noexcept {
+    return gate_result::pass;
+  }
+};
+
+// Asked about each open subscriber before it is called, while it is
+// announced: a bus's failure policies (held keys, circuit breakers) use it
+// for the events of lanes that hold keys or subscriptions whose breakers
+// are watched (bus_core::gate).
+struct delivery_gate {
+  static constexpr bool active = true;
+  gate_result (*fn)(void* self, registry& r, const sub_entry& e, const void* ev,
+                    const metadata& m) = nullptr;
+  void* self = nullptr;
+  gate_result operator()(registry& r, const sub_entry& e, const void* ev, const metadata& m) const {
+    return fn(self, r, e, ev, m);
+  }
+};
+
 // Calls every open subscriber of r (on `channel`, or every one for 0) with
 // the event, inside the frame the caller opened at depth d (s.depth is d + 1
 // and s.bus[d] its owner), and closes that frame. Returns the handler calls
 // made. One instance per caller (`Site`), as call_one.
-template <int Site>
+template <int Site, class Gate = no_gate>
 inline std::size_t deliver_in_frame(const failure_reporter& f, registry& r, const void* ev,
                                     const metadata& m, reader_slot& s, unsigned d,
-                                    std::uint32_t channel) {
+                                    std::uint32_t channel, const Gate& gate = Gate{}) {
   const bool asym = asymmetric_mode();
   const sub_array* a = reader_load(r.current, asym);
   for (;;) {
@@ -89,8 +118,18 @@ inline std::size_t deliver_in_frame(const failure_reporter& f, registry& r, cons
         // the node's own flag says).
         if (SLUICE_LIKELY(reader_load(r.closes, asym) == closes_seen) ||
             !reader_load(e.node->closed, asym)) {
-          ++calls;
-          call_one<Site>(f, r, e, ev, m);
+          if constexpr (Gate::active) {
+            const gate_result g = gate(r, e, ev, m);
+            if (g == gate_result::pass) {
+              ++calls;
+              call_one<Site>(f, r, e, ev, m);
+            } else if (g == gate_result::called) {
+              ++calls;
+            }
+          } else {
+            ++calls;
+            call_one<Site>(f, r, e, ev, m);
+          }
         }
         retract(node);
       }
@@ -110,9 +149,13 @@ inline std::size_t deliver_in_frame(const failure_reporter& f, registry& r, cons
 // Calls every open subscriber of r without a channel (a route's channel is
 // delivered by its chain's delivery step) with the event, on this thread,
 // inside a frame of `owner` (the bus or dispatcher: what inside(owner) then
-// answers). Returns the handler calls made.
+// answers), asking `gate` about each, if there is one (a bus's drainer, for
+// an event its failure policies may keep from some subscribers). Returns the
+// handler calls made.
+template <class Gate = no_gate>
 inline std::size_t deliver(const void* owner, const failure_reporter& f, registry& r,
-                           const void* ev, const metadata& m, reader_slot& s) {
+                           const void* ev, const metadata& m, reader_slot& s,
+                           const Gate& gate = Gate{}) {
   const unsigned d = s.depth;
   if (SLUICE_UNLIKELY(d >= SLUICE_MAX_DEPTH)) {
     f.too_deep(r, ev, m, "dispatch nested deeper than SLUICE_MAX_DEPTH");
@@ -120,7 +163,7 @@ inline std::size_t deliver(const void* owner, const failure_reporter& f, registr
   }
   s.depth = d + 1;
   s.bus[d] = owner;
-  return deliver_in_frame<0>(f, r, ev, m, s, d, 0);
+  return deliver_in_frame < Gate::active ? 4 : 0 > (f, r, ev, m, s, d, 0, gate);
 }
 
 // A frame in which one type's handlers are called for several events in a

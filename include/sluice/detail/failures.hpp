@@ -69,32 +69,37 @@ class failure_reporter {
   SLUICE_NOINLINE void after_failure(registry& r, failure_kind kind, int code, const char* message,
                                      const void* event, const metadata* meta,
                                      std::uint32_t attempt) const noexcept(!SLUICE_HAS_EXCEPTIONS) {
-    if (call_ != nullptr) {
-      failure_info info;
-      info.kind = kind;
-      info.type = r.type;
-      info.code = code;
-      info.message = message;
-      info.event = event;
-      info.meta = meta;
-      info.attempt = attempt;
-      observe(info);
-    }
+    if (call_ != nullptr) report(kind, r.type, code, message, event, meta, attempt, "");
     if (policy_ != nullptr && attempt == 1 && meta != nullptr &&
         (kind == failure_kind::exception || kind == failure_kind::outcome))
       handler_failed(r, kind, code, message, event, *meta);
   }
 
+  // A failed attempt that a failure policy runs itself (a retry, the first
+  // call of a held event, an attempt an open breaker did not make):
+  // counted in `failed` and observed, with the subscription's name; the
+  // policy is the caller's to apply.
+  SLUICE_NOINLINE void policy_failure(registry& r, failure_kind kind, int code, const char* message,
+                                      const void* event, const metadata* meta,
+                                      std::uint32_t attempt, const char* subscription) const
+      noexcept(!SLUICE_HAS_EXCEPTIONS) {
+    r.failed.fetch_add(1, std::memory_order_relaxed);
+    if (call_ != nullptr) report(kind, r.type, code, message, event, meta, attempt, subscription);
+  }
+
+  // What a failure policy reports that is not a failed call (a breaker
+  // opened or closed, a hold was full), with the event if there is one.
+  SLUICE_NOINLINE void policy_problem(failure_kind kind, std::uint32_t type, int code,
+                                      const char* message, const void* event, const metadata* meta,
+                                      const char* subscription) const
+      noexcept(!SLUICE_HAS_EXCEPTIONS) {
+    if (call_ != nullptr) report(kind, type, code, message, event, meta, 1, subscription);
+  }
+
   // A problem that is not a failed call (nothing is counted in `failed`).
   void problem(failure_kind kind, std::uint32_t type, int code, const char* message) const
       noexcept(!SLUICE_HAS_EXCEPTIONS) {
-    if (call_ == nullptr) return;
-    failure_info info;
-    info.kind = kind;
-    info.type = type;
-    info.code = code;
-    info.message = message;
-    observe(info);
+    if (call_ != nullptr) report(kind, type, code, message, nullptr, nullptr, 1, "");
   }
 
   // A delivery or stage refused for nesting deeper than SLUICE_MAX_DEPTH
@@ -105,6 +110,21 @@ class failure_reporter {
   }
 
  private:
+  // Hands the observer (set) what happened.
+  void report(failure_kind kind, std::uint32_t type, int code, const char* message,
+              const void* event, const metadata* meta, std::uint32_t attempt,
+              const char* subscription) const noexcept(!SLUICE_HAS_EXCEPTIONS) {
+    failure_info info;
+    info.kind = kind;
+    info.type = type;
+    info.code = code;
+    info.message = message;
+    info.event = event;
+    info.meta = meta;
+    info.attempt = attempt;
+    info.subscription = subscription;
+    observe(info);
+  }
   void observe(const failure_info& info) const noexcept(!SLUICE_HAS_EXCEPTIONS) {
 #if SLUICE_HAS_EXCEPTIONS
     try {

@@ -453,9 +453,17 @@ class alignas(SLUICE_CACHE_LINE) lane {
   }
 
   // Under the lane's lock: takes one retry record that is due (any, with
-  // `all`), or returns nullptr. It stays counted pending.
+  // `all`), or returns nullptr: first the held records whose turn came, then
+  // the wheel's. It stays counted pending.
   retry_record* take_retry(bool all) noexcept {
     if (retrying_.load(std::memory_order_relaxed) == 0) return nullptr;
+    if (retry_record* r = holds_.pop_ready(); r != nullptr) {
+      if (!holds_.any_ready()) {
+        std::lock_guard<mutex> lock(timer_mutex_);
+        update_next_due();
+      }
+      return r;
+    }
     if (!all && !timer_due(std::memory_order_relaxed)) return nullptr;
     std::lock_guard<mutex> lock(timer_mutex_);
     if (retries_ == nullptr) return nullptr;
@@ -472,6 +480,26 @@ class alignas(SLUICE_CACHE_LINE) lane {
     retrying_.fetch_sub(1, std::memory_order_seq_cst);
   }
 
+  // ---- held keys (retry_order::hold_key), under the lane's lock ------------
+
+  hold_table& holds() noexcept {
+    return holds_;
+  }
+  // A record was held: it counts as pending (before its event leaves the
+  // flight, as a retry's).
+  void hold_added() noexcept {
+    SLUICE_SCHEDULE_POINT();
+    retrying_.fetch_add(1, std::memory_order_seq_cst);
+    size_.fetch_add(generation_one, std::memory_order_seq_cst);  // for idle(), as a publish
+  }
+  // A held record's turn came: it is run by the next take_retry (the lane
+  // shows work due now until then).
+  void make_ready(retry_record* rec) noexcept {
+    holds_.push_ready(rec);
+    std::lock_guard<mutex> lock(timer_mutex_);
+    update_next_due();
+  }
+
  private:
   void note_high_water(std::size_t s) noexcept {
     std::size_t hw = high_water_.load(std::memory_order_relaxed);
@@ -482,10 +510,12 @@ class alignas(SLUICE_CACHE_LINE) lane {
   static std::uint64_t tick_of(std::int64_t ns) noexcept {
     return ns <= 0 ? 0 : static_cast<std::uint64_t>(ns / tick_ns);
   }
-  // Under timer_mutex_: the earlier of the two wheels' next due ticks.
+  // Under timer_mutex_: the earlier of the two wheels' next due ticks (now,
+  // while held records are ready).
   void update_next_due() noexcept {
     std::uint64_t t = timers_ != nullptr ? timers_->next_due() : timer_wheel<envelope>::none_due;
     if (retries_ != nullptr) t = std::min(t, retries_->next_due());
+    if (holds_.any_ready()) t = 0;
     const std::uint64_t most = static_cast<std::uint64_t>(no_due / tick_ns);
     next_due_.store(t == timer_wheel<envelope>::none_due
                         ? no_due
@@ -520,6 +550,7 @@ class alignas(SLUICE_CACHE_LINE) lane {
   mutex timer_mutex_;
   std::unique_ptr<timer_wheel<envelope>> timers_;        // under timer_mutex_
   std::unique_ptr<timer_wheel<retry_record*>> retries_;  // under timer_mutex_
+  hold_table holds_;                                     // under the lane's lock
 };
 
 }  // namespace detail

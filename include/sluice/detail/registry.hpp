@@ -45,6 +45,9 @@ struct sub_node {
   std::atomic<std::uint64_t> recovered{0};
   std::atomic<std::uint64_t> dead_lettered{0};
   std::atomic<std::uint64_t> retrying{0};
+  std::atomic<std::uint64_t> held{0};
+  std::atomic<std::uint64_t> short_circuited{0};
+  std::atomic<std::uint64_t> breaker_opens{0};
   // Guarded by owner->writer_mutex:
   std::uint32_t array_refs = 0;
   std::uint32_t retry_refs = 0;  // retry records that call it (they keep it)
@@ -209,6 +212,10 @@ struct alignas(SLUICE_CACHE_LINE) registry {
   // unchanged after announcing a node knows the node is open without reading
   // the node's flag.
   std::atomic<std::uint64_t> closes{0};
+  // Subscriptions whose circuit breaker is watched (breaker::watched): while
+  // there are any, drainers pass this type's events through the delivery
+  // gate (bus_core::gate).
+  std::atomic<std::uint32_t> gated{0};
 
   // Consumer-side counters (batched by the drainers).
   alignas(SLUICE_CACHE_LINE) std::atomic<std::uint64_t> delivered{0};
@@ -284,6 +291,9 @@ struct alignas(SLUICE_CACHE_LINE) registry {
     // (Mutation 4: the close is not counted; readers trust the array.)
     if (!SLUICE_MODEL_MUTATION(4)) closes.fetch_add(1, std::memory_order_seq_cst);
     heavy_fence();
+    // A watched breaker of a node that is gone no longer costs its type.
+    if (n->retry != nullptr && n->retry->brk.retire())
+      gated.fetch_sub(1, std::memory_order_relaxed);
   }
 
   // A retry record of n is made (it keeps n until it ends).

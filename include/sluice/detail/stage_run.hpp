@@ -35,7 +35,10 @@ inline void stage_failed(const chain_run& run, const void* ev,
 inline fate deliver_step(const stage*, const void* ev, const metadata& m, chain_run& run) {
   run.open = false;
   run.calls =
-      deliver_in_frame<1>(*run.failures, *run.reg, ev, m, *run.slot, run.depth, run.channel);
+      SLUICE_LIKELY(run.gate == nullptr)
+          ? deliver_in_frame<1>(*run.failures, *run.reg, ev, m, *run.slot, run.depth, run.channel)
+          : deliver_in_frame<3>(*run.failures, *run.reg, ev, m, *run.slot, run.depth, run.channel,
+                                *run.gate);
   return run.calls != 0 ? fate::delivered : fate::unrouted;
 }
 
@@ -52,7 +55,8 @@ inline stage delivery_stage() noexcept {
 // `core` (so that what they call knows it runs inside the bus); a failing
 // stage is reported and drops the event (a failing tap does not).
 inline fate run_stages(bus_core* core, const failure_reporter& f, registry& r, const void* ev,
-                       const metadata& m, reader_slot& s, unsigned hops, std::size_t& calls) {
+                       const metadata& m, reader_slot& s, unsigned hops, std::size_t& calls,
+                       const delivery_gate* gate = nullptr) {
   calls = 0;
   const stage_chain* c = r.chain.load(std::memory_order_acquire);
   const unsigned d = s.depth;
@@ -61,7 +65,7 @@ inline fate run_stages(bus_core* core, const failure_reporter& f, registry& r, c
       f.too_deep(r, ev, m, "delivery nested deeper than SLUICE_MAX_DEPTH");
       return fate::filtered;
     }
-    calls = deliver(core, f, r, ev, m, s);
+    calls = gate == nullptr ? deliver(core, f, r, ev, m, s) : deliver(core, f, r, ev, m, s, *gate);
     return calls != 0 ? fate::delivered : fate::unrouted;
   }
   if (SLUICE_UNLIKELY(d >= SLUICE_MAX_DEPTH)) {
@@ -70,7 +74,7 @@ inline fate run_stages(bus_core* core, const failure_reporter& f, registry& r, c
   }
   s.depth = d + 1;
   s.bus[d] = core;
-  chain_run run{core, &f, &r, &s, hops, d, true, 0, 0};
+  chain_run run{core, &f, &r, &s, hops, d, true, 0, 0, gate};
   fate out = fate::filtered;
 #if SLUICE_HAS_EXCEPTIONS
   try {

@@ -46,6 +46,8 @@ inline void set_stage_error(const char* message) noexcept {
 struct stage;
 
 // One event's way through a chain: what its steps need, and what they leave.
+struct delivery_gate;
+
 struct chain_run {
   bus_core* core;
   const failure_reporter* failures;
@@ -56,6 +58,8 @@ struct chain_run {
   bool open;              // the chain's frame is still open (the delivery step closes it)
   std::uint32_t channel;  // the channel a route picked (0: none)
   std::size_t calls;      // handler calls made for the chain's own type
+  const delivery_gate* gate = nullptr;  // asked before each handler call (a bus's failure
+                                        // policies), if set
 };
 
 // Runs one stage, then (unless the stage ends the event) the stages after
