@@ -84,9 +84,10 @@ void BM_queued_sluice(benchmark::State& state) {
 // default order (hold_key: the events published after a failed one, all of
 // one producer without a key, are held until its retry ends), skip_ahead,
 // or hold_key with a circuit breaker configured (opening after 1000 failures
-// in a row: never, here).
+// in a row: never, here). Keys 0: every event without a key (so, for
+// hold_key, all of one key: the worst case); else event i has key i % Keys.
 enum class policy_kind { hold, skip, breaker };
-template <class E, unsigned FailEvery, policy_kind Kind = policy_kind::hold>
+template <class E, unsigned FailEvery, policy_kind Kind = policy_kind::hold, std::size_t Keys = 0>
 void BM_queued_sluice_policy(benchmark::State& state) {
   sluice::bus_options o;
   o.lanes = 1;
@@ -119,7 +120,9 @@ void BM_queued_sluice_policy(benchmark::State& state) {
   for (auto _ : state) {
     for (std::size_t i = 0; i < N; ++i) {
       e.a = i;
-      not_ok += prod.publish(e) != sluice::publish_result::ok;
+      not_ok +=
+          (Keys == 0 ? prod.publish(e) : prod.publish(e, sluice::key_type{i % (Keys + !Keys)})) !=
+          sluice::publish_result::ok;
     }
     while (bus.queued() != 0) bus.poll();
     if (FailEvery != 0) std::fill(failed_once.begin(), failed_once.end(), 0);
@@ -272,6 +275,8 @@ void register_benchmarks() {
   reg("queued/sluice_bulk/" + sz + "/stamp:0", BM_queued_sluice_bulk<event>);
   reg("queued/sluice_policy/" + sz + "/stamp:0", BM_queued_sluice_policy<event, 0>);
   reg("queued/sluice_policy_fail1pct/" + sz + "/stamp:0", BM_queued_sluice_policy<event, 100>);
+  reg("queued/sluice_policy_fail1pct_1024keys/" + sz + "/stamp:0",
+      BM_queued_sluice_policy<event, 100, policy_kind::hold, 1024>);
   reg("queued/sluice_policy_skip/" + sz + "/stamp:0",
       BM_queued_sluice_policy<event, 0, policy_kind::skip>);
   reg("queued/sluice_policy_skip_fail1pct/" + sz + "/stamp:0",
