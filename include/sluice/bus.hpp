@@ -112,7 +112,7 @@ class bus {
   [[nodiscard]] producer make_producer(producer_options po = {}) {
     return producer(std::make_unique<detail::producer_core>(
         core_, core_.next_producer_id(), po.override_policy ? po.policy : core_.options().policy,
-        false, po.replayed, po.bridged));
+        false, po.replayed, po.bridged, po.redriven));
   }
 
   // Convenience publish through a small pool of shared producers (a thread

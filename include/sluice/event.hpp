@@ -24,7 +24,10 @@ using key_type = std::uint64_t;
 //  - replayed:  the event was published by a replay of a stored log (see
 //               storage/replay.hpp): handlers with outside effects (mail, payments) may skip it;
 //  - bridged:   the event came from another process through a bridge (see
-//               bridge/nats.hpp): recorders and outbound bridges do not send it back.
+//               bridge/nats.hpp): recorders and outbound bridges do not send it back;
+//  - redriven:  the event was dead-lettered once and sent back by a redrive of a
+//               dead-letter log (see storage/dead_letters.hpp); handlers run it as
+//               any other event.
 struct metadata {
   std::uint64_t sequence = 0;
   std::int64_t timestamp = 0;
@@ -33,6 +36,7 @@ struct metadata {
   bool has_key = false;
   bool replayed = false;
   bool bridged = false;
+  bool redriven = false;
 };
 
 // The metadata of an event that was dispatched, not published: all zero.

@@ -148,6 +148,9 @@ struct producer_options {
   // Marks every event as bridged (metadata::bridged): what an inbound bridge
   // uses. Recorders (so outbound bridges) do not store bridged events.
   bool bridged = false;
+  // Marks every event as redriven (metadata::redriven): what a dead-letter
+  // log's redrive uses.
+  bool redriven = false;
 
   static producer_options with_policy(full_policy p) {
     producer_options o;

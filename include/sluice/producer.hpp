@@ -82,12 +82,12 @@ class bulk_envelopes {
 class producer_core {
  public:
   producer_core(bus_core& core, std::uint32_t id, full_policy policy, bool shared = false,
-                bool replayed = false, bool bridged = false)
+                bool replayed = false, bool bridged = false, bool redriven = false)
       : core_(&core),
         id_(id),
         policy_(policy),
-        tails_{metadata_tail(id, false, replayed, bridged),
-               metadata_tail(id, true, replayed, bridged)},
+        tails_{metadata_tail(id, false, replayed, bridged, redriven),
+               metadata_tail(id, true, replayed, bridged, redriven)},
         home_(id % core.lane_count()),
         chunk_(core.reserve_chunk()) {
     tokens_.reserve(core.lane_count());

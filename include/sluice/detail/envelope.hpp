@@ -96,13 +96,14 @@ static_assert(sizeof(stamp_words) == sizeof(metadata) && std::is_trivially_copya
 
 // The last word of a metadata with these fields (computed once per producer).
 inline std::uint64_t metadata_tail(std::uint32_t producer, bool has_key, bool replayed,
-                                   bool bridged) noexcept {
+                                   bool bridged, bool redriven = false) noexcept {
   alignas(metadata) unsigned char bytes[sizeof(metadata)] = {};
   auto* m = ::new (static_cast<void*>(bytes)) metadata;
   m->producer = producer;
   m->has_key = has_key;
   m->replayed = replayed;
   m->bridged = bridged;
+  m->redriven = redriven;
   std::uint64_t w = 0;
   std::memcpy(&w, bytes + offsetof(metadata, producer), sizeof w);
   return w;
