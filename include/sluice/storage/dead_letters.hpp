@@ -205,6 +205,8 @@ class dead_letter_log {
   // this runs are appended after the ones it reads: they wait for the next
   // redrive.
   redrive_result redrive(bus& b, const redrive_options& o = {}) {
+    // One redrive at a time: two would both send what neither has marked yet.
+    std::lock_guard<std::mutex> one_at_a_time(redrive_mutex_);
     redrive_result res;
     std::uint64_t end = 0;
     {
@@ -402,6 +404,7 @@ class dead_letter_log {
   std::shared_ptr<const codecs> types_;
   std::string dir_;
   mutable std::mutex mutex_;
+  std::mutex redrive_mutex_;            // held for a whole redrive
   std::vector<unsigned char> scratch_;  // under mutex_
   dead_letter_log_stats stats_;         // under mutex_
   std::vector<subscription> subs_;
