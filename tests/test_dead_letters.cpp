@@ -2,14 +2,24 @@
 // read back after the log is opened again, and redriven into a bus (all, by
 // type, by key, by offset range), marked so that a later redrive does not
 // send them again; a stopped bus refuses and nothing is marked; a damaged
-// log is an error and nothing is sent.
+// log is an error and nothing is sent; a writer killed part-way through a
+// dead letter loses none it acknowledged.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <csignal>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
+#include <random>
+#include <set>
 #include <sluice/sluice.hpp>
 #include <sluice/storage.hpp>
 #include <sluice/storage/dead_letters.hpp>
@@ -401,4 +411,193 @@ TEST_CASE("two redrives at once send each dead letter once", "[dead_letters]") {
   CHECK(charged.load() == n);
   REQUIRE(bus.stop());
   CHECK(bus.stats<charge>().balanced());
+}
+
+namespace {
+
+// A file_io that kills its own process (SIGKILL) at the moment a test
+// chooses: part-way through the next write (after `cut_from_start` bytes of
+// it, or with only its last `cut_from_end` bytes missing), or inside the
+// next fdatasync (the write whole, its sync never answered).
+class killing_io final : public sluice::file_io {
+ public:
+  enum class mode { none, cut_from_start, cut_from_end, in_sync };
+  mode arm = mode::none;
+  std::size_t cut = 0;
+
+  int open(const char* path, int flags, mode_t m) override { return ::open(path, flags, m); }
+  int close(int fd) override { return ::close(fd); }
+  ssize_t write(int fd, const void* p, std::size_t n) override {
+    if (n > 1 && (arm == mode::cut_from_start || arm == mode::cut_from_end)) {
+      const std::size_t k =
+          arm == mode::cut_from_start ? std::min(cut, n - 1) : n - std::min(cut, n - 1);
+      if (::write(fd, p, k) != static_cast<ssize_t>(k)) _exit(40);
+      ::raise(SIGKILL);
+    }
+    return ::write(fd, p, n);
+  }
+  ssize_t pread(int fd, void* p, std::size_t n, off_t at) override { return ::pread(fd, p, n, at); }
+  int fdatasync(int fd) override {
+    if (arm == mode::in_sync) ::raise(SIGKILL);
+    return ::fdatasync(fd);
+  }
+  int fsync(int fd) override { return ::fsync(fd); }
+  int ftruncate(int fd, off_t size) override { return ::ftruncate(fd, size); }
+  off_t lseek(int fd, off_t at, int whence) override { return ::lseek(fd, at, whence); }
+  int fstat(int fd, struct stat* st) override { return ::fstat(fd, st); }
+  int unlink(const char* path) override { return ::unlink(path); }
+  int rename(const char* from, const char* to) override { return ::rename(from, to); }
+  int mkdir(const char* path, mode_t m) override { return ::mkdir(path, m); }
+  int flock(int fd, int op) override { return ::flock(fd, op); }
+};
+
+std::string message_of(std::uint64_t key) {
+  return "gateway down for " + std::to_string(key);
+}
+
+// The child: opens the log, appends dead letters keyed first_key,
+// first_key + 1, ..., telling the parent each key it acknowledged (8 bytes
+// on `fd`), and is killed by its file_io inside the append of the
+// `kill_at`-th one (0-based). Never returns.
+[[noreturn]] void dead_letter_child(const std::string& dir, int fd, std::uint64_t first_key,
+                                    unsigned kill_at, killing_io::mode how, std::size_t cut) {
+  killing_io io;
+  sluice::file_log_options o;
+  o.io = &io;
+  sluice::storage_error err;
+  auto log = sluice::dead_letter_log::open(dir, make_types(), err, o);
+  if (log == nullptr) _exit(41);
+  for (unsigned i = 0;; ++i) {
+    const std::uint64_t key = first_key + i;
+    sluice::dead_letter<charge> d;
+    d.event = charge{key, static_cast<std::int64_t>(key) * 3};
+    d.meta.key = key;
+    d.meta.has_key = true;
+    d.kind = sluice::failure_kind::outcome;
+    d.code = 503;
+    d.message = message_of(key);
+    d.attempts = 4;
+    d.subscription = "gateway";
+    if (i == kill_at) {
+      io.arm = how;
+      io.cut = cut;
+    }
+    if (!log->append(d).ok()) _exit(42);
+    if (::write(fd, &key, sizeof key) != static_cast<ssize_t>(sizeof key)) _exit(43);
+    if (i > kill_at) _exit(44);  // the kill did not come
+  }
+}
+}  // namespace
+
+TEST_CASE("a process killed part-way through a dead letter loses no acknowledged one",
+          "[dead_letters][crash]") {
+  // Each round forks a writer (the parent has no other thread then) that is
+  // killed inside the append of a chosen dead letter: after the first bytes
+  // of its two records, with only the last bytes of its event record missing
+  // (the info record whole: a dangling one that reading must skip), or in
+  // its sync. The next round's writer recovers the log and goes on. Every
+  // acknowledged dead letter must read back whole, once; the one being
+  // written when the kill came only if it was written whole; a redrive
+  // sends exactly what reads back.
+  const std::uint64_t seed = std::random_device{}();
+  INFO("seed " << seed);
+  std::mt19937_64 rng(seed);
+  test::temp_dir tmp;
+  const std::string dir = tmp.path() + "/dead";
+  std::set<std::uint64_t> acked;
+  std::uint64_t next_key = 1;
+  int dangling_rounds = 0;
+  constexpr int rounds = 9;
+  for (int round = 0; round < rounds; ++round) {
+    INFO("round " << round);
+    const auto how = static_cast<killing_io::mode>(1 + round % 3);
+    const unsigned kill_at = static_cast<unsigned>(rng() % 6);
+    const std::size_t cut = 1 + rng() % 8;
+    if (how == killing_io::mode::cut_from_end) ++dangling_rounds;
+    int fds[2];
+    REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
+    const pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      ::close(fds[0]);
+      dead_letter_child(dir, fds[1], next_key, kill_at, how, cut);
+    }
+    ::close(fds[1]);
+    test::watchdog dog(std::chrono::seconds(60), "dead-letter crash round");
+    std::vector<std::uint64_t> keys;
+    for (;;) {
+      std::uint64_t k = 0;
+      const ssize_t n = ::read(fds[0], &k, sizeof k);
+      if (n == 0) break;  // the child is gone
+      if (n < 0 && errno == EINTR) continue;
+      REQUIRE(n == static_cast<ssize_t>(sizeof k));
+      keys.push_back(k);
+    }
+    ::close(fds[0]);
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0) REQUIRE(errno == EINTR);
+    INFO("exit code " << (WIFEXITED(status) ? WEXITSTATUS(status) : -1));
+    REQUIRE(WIFSIGNALED(status));
+    REQUIRE(WTERMSIG(status) == SIGKILL);
+    // It acknowledged the ones before the chosen one, in order, then died.
+    REQUIRE(keys.size() == kill_at);
+    for (unsigned i = 0; i < kill_at; ++i) CHECK(keys[i] == next_key + i);
+    acked.insert(keys.begin(), keys.end());
+    next_key += kill_at + 1;  // the killed one's key is not used again
+  }
+
+  // The parent opens (and recovers) the log last.
+  sluice::storage_error err;
+  auto log = sluice::dead_letter_log::open(dir, make_types(), err);
+  INFO(err.describe());
+  REQUIRE(log != nullptr);
+  const auto all = log->entries(err);
+  REQUIRE(err.ok());
+  std::map<std::uint64_t, int> seen;
+  for (const auto& e : all) {
+    ++seen[e.key];
+    CHECK(e.type == "charge");
+    CHECK(e.has_key);
+    CHECK(e.code == 503);
+    CHECK(e.attempts == 4);
+    CHECK(e.subscription == "gateway");
+    CHECK(e.message == message_of(e.key));
+  }
+  for (std::uint64_t k : acked) {
+    INFO("acknowledged key " << k);
+    CHECK(seen[k] == 1);
+  }
+  // Beyond the acknowledged ones, only killed ones written whole (in their
+  // sync) may be there: never one whose records were cut.
+  std::size_t extra = 0;
+  for (const auto& [k, n] : seen) {
+    CHECK(n == 1);
+    if (acked.count(k) == 0) ++extra;
+  }
+  CHECK(extra <= static_cast<std::size_t>(rounds / 3));
+  // The dangling info records are in the log, skipped by entries().
+  std::size_t infos = 0;
+  {
+    auto reader = sluice::log_reader::open(dir, sluice::reader_options{}, err);
+    REQUIRE(reader != nullptr);
+    sluice::stored_event e;
+    for (;;) {
+      const sluice::read_status s = reader->next(e);
+      REQUIRE(s != sluice::read_status::damaged);
+      if (s == sluice::read_status::end) break;
+      if (e.type == sluice::dead_letter_log::info_name) ++infos;
+    }
+  }
+  CHECK(infos >= all.size() + static_cast<std::size_t>(dangling_rounds));
+
+  // A redrive sends each one that reads back, once.
+  std::map<std::uint64_t, int> sent;
+  sluice::bus bus;
+  auto gateway = bus.subscribe([&](const charge& c) { ++sent[c.account]; });
+  const sluice::redrive_result r = log->redrive(bus);
+  REQUIRE(r.error.ok());
+  REQUIRE(bus.stop());
+  CHECK(r.redriven == all.size());
+  CHECK(sent.size() == all.size());
+  for (const auto& e : all) CHECK(sent[e.key] == 1);
 }
