@@ -50,12 +50,20 @@ void check_delivered(benchmark::State& state, const sluice::bus& bus, std::size_
 }
 constexpr std::size_t drain_batch = SLUICE_DRAIN_BATCH;
 
-template <class E, bool Stamp>
+// With Sample != 0, latency histograms (docs/monitoring.md) time one event
+// in Sample; with Observer, an observer that does nothing is set (every
+// event is then timed and handed to it). Against the same bus with stamps
+// on and nothing monitored. Checks that the histograms counted the events
+// they timed.
+struct idle_observer final : sluice::bus_observer {};
+template <class E, bool Stamp, std::uint32_t Sample = 0, bool Observer = false>
 void BM_queued_sluice(benchmark::State& state) {
   sluice::bus_options o;
   o.lanes = 1;
   o.lane_capacity = N;
   o.stamp_time = Stamp;
+  o.latency_sample_every = Sample;
+  if (Observer) o.observer = std::make_shared<idle_observer>();
   sluice::bus bus(o);
   const sluice::subscription sub = bus.subscribe<E>([](const E& e) { bench::work<0>(e); });
   sluice::producer prod = bus.make_producer();
@@ -73,6 +81,10 @@ void BM_queued_sluice(benchmark::State& state) {
   const auto expected = static_cast<std::size_t>(state.iterations()) * N;
   if (not_ok != 0 || drained != expected) state.SkipWithError("sluice refused or lost events");
   check_delivered<E>(state, bus, expected);
+  const std::size_t timed = Sample == 0 ? 0 : (expected + Sample - 1) / Sample;
+  if (Sample != 0 &&
+      (bus.latency<E>().queue_wait.count() != timed || sub.handler_time().count() != timed))
+    state.SkipWithError("the latency histograms did not count the events timed");
   state.SetItemsProcessed(state.iterations() * bench::to_i64(N));
   state.SetBytesProcessed(state.iterations() * bench::to_i64(N * sizeof(E)));
 }
@@ -273,6 +285,10 @@ void register_benchmarks() {
   reg("queued/sluice/" + sz + "/stamp:0", BM_queued_sluice<event, false>);
   reg("queued/sluice/" + sz + "/stamp:1", BM_queued_sluice<event, true>);
   reg("queued/sluice_bulk/" + sz + "/stamp:0", BM_queued_sluice_bulk<event>);
+  reg("queued/sluice_latency/" + sz + "/stamp:1", BM_queued_sluice<event, true, 1>);
+  reg("queued/sluice_latency_1in64/" + sz + "/stamp:1", BM_queued_sluice<event, true, 64>);
+  reg("queued/sluice_latency_1in1024/" + sz + "/stamp:1", BM_queued_sluice<event, true, 1024>);
+  reg("queued/sluice_observer/" + sz + "/stamp:1", BM_queued_sluice<event, true, 0, true>);
   reg("queued/sluice_policy/" + sz + "/stamp:0", BM_queued_sluice_policy<event, 0>);
   reg("queued/sluice_policy_fail1pct/" + sz + "/stamp:0", BM_queued_sluice_policy<event, 100>);
   reg("queued/sluice_policy_fail1pct_1024keys/" + sz + "/stamp:0",

@@ -266,6 +266,48 @@ TEST_CASE("metrics: a snapshot holds the same values as plain fields, and as JSO
           "{\"buses\": [], \"recorders\": []}");
 }
 
+TEST_CASE("metrics: latency histograms per type, rendered and in the snapshot", "[metrics]") {
+  sluice::bus_options o;
+  o.lanes = 2;
+  o.latency_sample_every = 1;
+  sluice::bus b(o), untimed;
+  auto sub = b.subscribe<order>([](const order&) {});
+  auto other = untimed.subscribe<order>([](const order&) {});
+  sluice::prometheus_exporter prom;
+  prom.add(b, "shop").type<order>("order").type<payment>("payment");
+  prom.add(untimed, "plain").type<order>("order");
+  for (int i = 0; i < 10; ++i) {
+    REQUIRE(b.publish(order{i}) == sluice::publish_result::ok);
+    REQUIRE(untimed.publish(order{i}) == sluice::publish_result::ok);
+  }
+  REQUIRE(b.stop());
+  REQUIRE(untimed.stop());
+  const std::string text = prom.render();
+  INFO(text);
+  const std::string shop = "{bus=\"shop\",type=\"order\"";
+  CHECK(text.find("sluice_event_queue_wait_seconds_count" + shop + "} 10\n") != std::string::npos);
+  CHECK(text.find("sluice_handler_duration_seconds_count" + shop + "} 10\n") != std::string::npos);
+  CHECK(text.find("sluice_handler_duration_seconds_bucket" + shop + ",le=\"+Inf\"} 10\n") !=
+        std::string::npos);
+  CHECK(text.find("sluice_event_queue_wait_seconds_bucket" + shop + ",le=\"1e-07\"} ") !=
+        std::string::npos);
+  CHECK(text.find("sluice_handler_duration_seconds_count{bus=\"shop\",type=\"payment\"} 0\n") !=
+        std::string::npos);
+  CHECK(text.find("# TYPE sluice_event_queue_wait_seconds histogram\n") != std::string::npos);
+  // A bus without latency metrics has no histogram series.
+  CHECK(text.find("_seconds_count{bus=\"plain\"") == std::string::npos);
+  const sluice::metrics_snapshot s = prom.snapshot();
+  REQUIRE(s.types.size() == 3);
+  CHECK(s.types[0].has_latency);
+  CHECK(s.types[0].latency.queue_wait.count() == 10);
+  CHECK(s.types[0].latency.handler.count() == sub.handler_time().count());
+  CHECK_FALSE(s.types[2].has_latency);
+  CHECK(s.types[2].latency.queue_wait.count() == 0);
+  const std::string j = s.to_json();
+  CHECK(j.find("\"queue_wait_ns\": {\"count\": 10, \"mean\": ") != std::string::npos);
+  CHECK(j.find("\"handler_ns\": {\"count\": 10, ") != std::string::npos);
+}
+
 TEST_CASE("metrics: label values are escaped, the prefix is the caller's", "[metrics]") {
   sluice::bus b;
   sluice::prometheus_exporter prom("game_7");
@@ -494,6 +536,7 @@ int promtool_check(const std::string& text, std::string& said) {
 TEST_CASE("metrics: promtool accepts what the exporter renders", "[metrics]") {
   sluice::bus_options o;
   o.lanes = 3;
+  o.latency_sample_every = 1;  // its histograms too
   sluice::bus b(o), c;
   auto rec =
       std::make_shared<sluice::recorder>(std::make_unique<sluice::memory_sink>(8), order_codecs());

@@ -53,6 +53,14 @@ namespace detail {
 struct bus_access;
 }
 
+// The number that failure_info::type, publish_info::type and
+// delivery_info::type give Event: dense, from 0, in the order the process
+// first used each type (so not stable from one run to the next).
+template <class Event>
+[[nodiscard]] std::uint32_t type_number() noexcept {
+  return detail::type_index<Event>();
+}
+
 class bus {
  public:
   // Invalid options throw std::invalid_argument; without exceptions the bus
@@ -257,8 +265,8 @@ class bus {
       spec = make_retry_spec<Event>(policy, options.name);
     }
     return subscription(detail::add_handler<Event>(core_.reg(detail::type_index<Event>()), on.id(),
-                                                   std::forward<Handler>(handler),
-                                                   std::move(spec)));
+                                                   std::forward<Handler>(handler), std::move(spec),
+                                                   &options.name));
   }
 
   // ---- processing layer (see pipeline.hpp) ------------------------------------
@@ -468,6 +476,21 @@ class bus {
   [[nodiscard]] type_stats stats() const {
     return core_.stats_of(detail::type_index<Event>());
   }
+  // Event's latency histograms (bus_options::latency_sample_every; empty
+  // when off): queue wait, and handler calls over its subscriptions. Read
+  // at any time; each histogram's words are read one by one while the bus
+  // runs. Copies about 35 KiB; takes the type's subscriber lock briefly.
+  template <class Event>
+  [[nodiscard]] type_latency latency() const {
+    type_latency out;
+    core_.latency_of(detail::type_index<Event>(), out);
+    return out;
+  }
+  // Timed values left out because their histogram could not be allocated.
+  [[nodiscard]] std::uint64_t latency_lost() const noexcept {
+    return core_.metrics_lost();
+  }
+
   // bus_options::lanes.
   [[nodiscard]] std::size_t lane_count() const noexcept {
     return core_.lane_count();
@@ -574,7 +597,7 @@ class bus {
         }
       }
       if (refused) {
-        sp.core->report_no_drainer<std::decay_t<Event>>();
+        sp.core->report_no_drainer<std::decay_t<Event>>(has_key, key);
         return publish_result::full;
       }
       if (!would_block) return r;

@@ -7,9 +7,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 
 #include "config.hpp"
 #include "errors.hpp"
+#include "observer.hpp"
 #include "resilience.hpp"
 
 namespace sluice {
@@ -71,6 +73,14 @@ struct bus_options {
   // Called (on the thread that ran the handler) for each failed handler call.
   // Must not throw. Empty: failures are only counted.
   std::function<void(const failure_info&)> on_failure;
+  // Latency histograms (docs/monitoring.md): 0, off; N, one event in N
+  // drained from each lane is timed, its queue wait (publish to delivery,
+  // with stamp_time) per type and each handler call per subscription. 1
+  // times every event.
+  std::uint32_t latency_sample_every = 0;
+  // Told of every publish, drop, refusal, handler call and failure
+  // (observer.hpp); nullptr: nobody. With one set, every event is timed.
+  std::shared_ptr<bus_observer> observer;
 
   bus_options& with_lanes(std::size_t n) {
     lanes = n;
@@ -110,6 +120,14 @@ struct bus_options {
   }
   bus_options& with_on_failure(std::function<void(const failure_info&)> f) {
     on_failure = std::move(f);
+    return *this;
+  }
+  bus_options& with_latency_metrics(std::uint32_t one_in = 1) {
+    latency_sample_every = one_in;
+    return *this;
+  }
+  bus_options& with_observer(std::shared_ptr<bus_observer> o) {
+    observer = std::move(o);
     return *this;
   }
 

@@ -137,8 +137,10 @@ class producer_core {
     counter_cell::bump(cell(type_index<T>()).rejected);
   }
   template <class T>
-  void report_no_drainer() {
+  void report_no_drainer(bool has_key, key_type key) {
     report_no_drainer(cell(type_index<T>()));
+    if (core_->observer() != nullptr)
+      observe(type_index<T>(), publish_result::full, has_key, key, 1, 0, false);
   }
 
   // How publish treats a full lane. `probe` is bus::publish's blocking path:
@@ -149,6 +151,18 @@ class producer_core {
   template <class E>
   publish_result publish(E&& e, bool has_key, key_type key, attempt mode,
                          bool* would_block = nullptr) {
+    if (SLUICE_LIKELY(core_->observer() == nullptr))
+      return publish_one(std::forward<E>(e), has_key, key, mode, would_block);
+    const std::uint64_t first = seq_ + 1;
+    const publish_result r = publish_one(std::forward<E>(e), has_key, key, mode, would_block);
+    // (A probe that would have waited is tried again by its caller.)
+    if (mode != attempt::probe || !*would_block)
+      observe(type_index<std::decay_t<E>>(), r, has_key, key, 1, first, false);
+    return r;
+  }
+
+  template <class E>
+  publish_result publish_one(E&& e, bool has_key, key_type key, attempt mode, bool* would_block) {
     using T = std::decay_t<E>;
     static_assert(check_event_type<T>(), "");
     const std::uint32_t type = type_index<T>();
@@ -192,6 +206,16 @@ class producer_core {
   // bus_options::delayed_capacity 0) gives `full`, counted rejected.
   template <class E>
   publish_result publish_after(std::int64_t delay_ns, E&& e, bool has_key, key_type key) {
+    if (SLUICE_LIKELY(core_->observer() == nullptr))
+      return publish_after_one(delay_ns, std::forward<E>(e), has_key, key);
+    const std::uint64_t first = seq_ + 1;
+    const publish_result r = publish_after_one(delay_ns, std::forward<E>(e), has_key, key);
+    observe(type_index<std::decay_t<E>>(), r, has_key, key, 1, first, true);
+    return r;
+  }
+
+  template <class E>
+  publish_result publish_after_one(std::int64_t delay_ns, E&& e, bool has_key, key_type key) {
     using T = std::decay_t<E>;
     static_assert(check_event_type<T>(), "");
     counter_cell& c = cell(type_index<T>());
@@ -231,6 +255,28 @@ class producer_core {
 
   template <class It>
   std::size_t publish_bulk(It first, It last, bool has_key, key_type key, attempt mode) {
+    if (SLUICE_LIKELY(core_->observer() == nullptr))
+      return publish_bulk_all(first, last, has_key, key, mode);
+    using T = typename std::iterator_traits<It>::value_type;
+    const auto n = static_cast<std::size_t>(std::distance(first, last));
+    const std::uint64_t seq = seq_ + 1;
+    const std::size_t done = publish_bulk_all(first, last, has_key, key, mode);
+    const std::uint32_t type = type_index<T>();
+    if (done != 0) observe(type, publish_result::ok, has_key, key, done, seq, false);
+    if (done != n) {
+      // The rest: dropped under drop_newest while the bus accepts, else refused.
+      const bool stopped = !core_->accepting(inside(core_));
+      const publish_result rest = stopped ? publish_result::stopped
+                                  : policy_ == full_policy::drop_newest && mode == attempt::normal
+                                      ? publish_result::dropped
+                                      : publish_result::full;
+      observe(type, rest, has_key, key, n - done, 0, false);
+    }
+    return done;
+  }
+
+  template <class It>
+  std::size_t publish_bulk_all(It first, It last, bool has_key, key_type key, attempt mode) {
     using T = typename std::iterator_traits<It>::value_type;
     static_assert(check_event_type<T>(), "");
     // moodycamel's bulk enqueue assumes that making an element cannot throw
@@ -244,7 +290,7 @@ class producer_core {
         !std::is_nothrow_constructible_v<T, decltype(std::move(*first))>) {
       std::size_t done = 0;
       for (; first != last; ++first) {
-        const publish_result r = publish(std::move(*first), has_key, key, mode);
+        const publish_result r = publish_one(std::move(*first), has_key, key, mode, nullptr);
         if (r == publish_result::ok) ++done;
         if (r == publish_result::stopped || r == publish_result::full) {
           counter_cell::bump(c.rejected, static_cast<std::size_t>(std::distance(first, last)) - 1);
@@ -430,6 +476,21 @@ class producer_core {
     counter_cell* c_;
     std::size_t n_;
   };
+
+  // Tells the observer what became of a publish's events.
+  SLUICE_NOINLINE void observe(std::uint32_t type, publish_result r, bool has_key, key_type key,
+                               std::size_t n, std::uint64_t first, bool delayed) const noexcept {
+    publish_info info;
+    info.type = type;
+    info.producer = id_;
+    info.sequence = r == publish_result::ok ? first : 0;
+    info.key = key;
+    info.has_key = has_key;
+    info.delayed = delayed;
+    info.count = n;
+    info.result = r;
+    core_->observe_publish(info);
+  }
 
   static void undo(counter_cell& c, std::size_t k) noexcept {
     // enqueue failed: only when the queue could not allocate a block.

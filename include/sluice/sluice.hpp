@@ -9,6 +9,7 @@
 #include "errors.hpp"
 #include "event.hpp"
 #include "fwd.hpp"
+#include "observer.hpp"
 #include "options.hpp"
 #include "pipeline.hpp"
 #include "producer.hpp"

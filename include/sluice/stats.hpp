@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "config.hpp"
+#include "metrics/histogram.hpp"
 
 namespace sluice {
 inline namespace SLUICE_ABI {
@@ -33,6 +34,18 @@ struct type_stats {
   }
   // True when every accepted event has an end (true after stop()).
   [[nodiscard]] bool balanced() const noexcept { return published == settled(); }
+};
+
+// One event type's latency histograms (bus_options::latency_sample_every),
+// in nanoseconds, over the events that were timed (one in N per lane),
+// merged over the lanes. Empty when latency metrics are off.
+struct type_latency {
+  // Publish to the start of its delivery (events stamped in this process:
+  // stamp_time on, not replayed or bridged; publish_after's delay included).
+  duration_histogram queue_wait;
+  // Each handler call of a timed event, over the type's subscriptions that
+  // still exist (subscription::handler_time() has one's own).
+  duration_histogram handler;
 };
 
 struct lane_stats {

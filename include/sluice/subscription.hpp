@@ -142,7 +142,8 @@ struct deduced_event<F, std::void_t<decltype(&F::operator())>>
 // is unchanged.
 template <class Event, class Handler>
 sub_node* add_handler(registry& r, std::uint32_t channel_id, Handler&& handler,
-                      std::unique_ptr<const retry_spec> retry = nullptr) {
+                      std::unique_ptr<const retry_spec> retry = nullptr,
+                      const std::string* name = nullptr) {
   using H = std::decay_t<Handler>;
   using traits = handler_traits<Event, H>;
   auto callable = std::make_unique<H>(std::forward<Handler>(handler));
@@ -152,6 +153,7 @@ sub_node* add_handler(registry& r, std::uint32_t channel_id, Handler&& handler,
   node->callable = callable.get();
   node->channel = channel_id;
   node->retry = std::move(retry);
+  if (name != nullptr) node->name = *name;
   r.add(node.get());  // if it throws, both are still owned here
   (void)callable.release();
   return node.release();
@@ -228,6 +230,18 @@ class [[nodiscard]] subscription {
     st.breaker_opens = node_->breaker_opens.load(std::memory_order_relaxed);
     if (node_->retry != nullptr) st.breaker = node_->retry->brk.state();
     return st;
+  }
+
+  // This handler's call durations in ns (latency metrics; empty when off,
+  // or for an empty handle), merged over lanes: its timed calls (one event
+  // in bus_options::latency_sample_every per lane; every call when
+  // sampling is 1). Read at any time (word by word while the bus runs).
+  [[nodiscard]] duration_histogram handler_time() const noexcept {
+    duration_histogram h;
+    if (node_ == nullptr) return h;
+    if (const detail::lane_histograms* l = node_->handler_time.load(std::memory_order_acquire))
+      l->add_to(h);
+    return h;
   }
 
   // True while this holds a handler that is still subscribed: false after

@@ -209,6 +209,11 @@ TEST_CASE("prometheus: a real server scrapes the example, and its counters match
                       &orders, &payments, &delivered, &cents) == 4);
   REQUIRE(orders == 3000);
   REQUIRE(delivered == 3000);
+  const std::string timed_line = example.line();
+  INFO(timed_line);
+  unsigned long long timed = 0;
+  REQUIRE(std::sscanf(timed_line.c_str(), "orders timed: %llu;", &timed) == 1);
+  REQUIRE(timed >= 3000 / 16);  // one in 16 per lane, the first of each included
 
   // The example answers /metrics itself, and 404 elsewhere.
   std::string body;
@@ -281,6 +286,14 @@ TEST_CASE("prometheus: a real server scrapes the example, and its counters match
   REQUIRE(need("sluice_recorder_recorded_records_total{recorder=\"orders_log\"}") ==
           static_cast<double>(orders + payments));
   REQUIRE(need("sum(sluice_lane_capacity{bus=\"shop\"})") > 0);
+  // The latency histograms: as many queue waits as the example timed, and
+  // a handler call for each.
+  REQUIRE(need("sluice_event_queue_wait_seconds_count{bus=\"shop\",type=\"order_placed\"}") ==
+          static_cast<double>(timed));
+  REQUIRE(need("sluice_handler_duration_seconds_count{type=\"order_placed\"}") ==
+          static_cast<double>(timed));
+  REQUIRE(need("histogram_quantile(0.5, "
+               "sluice_handler_duration_seconds_bucket{type=\"order_placed\"})") > 0);
 
   REQUIRE(prometheus->stop() == 0);
   REQUIRE(example.stop() == 0);

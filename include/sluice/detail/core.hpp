@@ -50,8 +50,10 @@ class bus_core {
       : options_(std::move(opts)),
         chunk_(chunk_for(options_)),
         epoch_(detail::process().forks.load(std::memory_order_relaxed)),
-        failures_(options_.on_failure ? &options_.on_failure : nullptr, &call_observer, this,
-                  &policy_thunk),
+        observer_(options_.observer.get()),
+        sample_every_(observer_ != nullptr ? 1 : options_.latency_sample_every),
+        failures_(options_.on_failure || observer_ != nullptr ? this : nullptr, &call_observer,
+                  this, &policy_thunk),
         regs_(epoch_) {
     lanes_.reserve(options_.lanes);
     for (std::size_t i = 0; i < options_.lanes; ++i)
@@ -367,7 +369,10 @@ class bus_core {
       }
       registry& r = *run_reg;
       g.t.switch_to(r);
-      if (!discard && !run_staged && at >= l.not_durable_end && SLUICE_LIKELY(!gating(l, r))) {
+      // Timed (latency metrics, an observer): one event in sample_every_.
+      const bool sampled = SLUICE_UNLIKELY(sample_every_ != 0) && !discard && take_sample(l);
+      if (!discard && !run_staged && at >= l.not_durable_end && SLUICE_LIKELY(!gating(l, r)) &&
+          !sampled) {
         // A run of this type's events without stages: one frame and one
         // announcement of the subscriber array for the run (delivery.hpp).
         // The run's events are destroyed after its frame is closed, as they
@@ -394,7 +399,8 @@ class bus_core {
               break;
             }
             if (l.batch_pos == l.batch_end || g.settled >= max ||
-                batch[l.batch_pos].ops() != run_ops || SLUICE_UNLIKELY(gating(l, r)))
+                batch[l.batch_pos].ops() != run_ops || SLUICE_UNLIKELY(gating(l, r)) ||
+                SLUICE_UNLIKELY(!untimed_next(l)))
               break;
             ++l.batch_pos;
           }
@@ -419,7 +425,8 @@ class bus_core {
         g.current = &rec;
         std::size_t calls = 0;
         const fate f =
-            SLUICE_UNLIKELY(needs_gate(l, r, rec.meta()))
+            SLUICE_UNLIKELY(sampled) ? deliver_timed(l, i, r, rec, s, run_staged, calls)
+            : SLUICE_UNLIKELY(needs_gate(l, r, rec.meta()))
                 ? deliver_gated(l, r, rec, s, run_staged, calls)
             : !run_staged ? ((calls = deliver(r, rec.event(), rec.meta(), s)) != 0 ? fate::delivered
                                                                                    : fate::unrouted)
@@ -490,8 +497,10 @@ class bus_core {
 
   // One subscriber of the lane's event: held if a retry of its key is
   // pending for it (hold_key); not called if its breaker is open; called
-  // here, its result noted, if its breaker is watched.
-  gate_result gate(lane& l, registry& r, const sub_entry& e, const void* ev, const metadata& m);
+  // here, its result noted, if its breaker is watched (and `*ok` set to
+  // whether it succeeded).
+  gate_result gate(lane& l, registry& r, const sub_entry& e, const void* ev, const metadata& m,
+                   bool* ok = nullptr);
 
   // call_one, telling whether the call succeeded (a failure is reported,
   // and its policy applied, as call_one does).
@@ -508,6 +517,54 @@ class bus_core {
   // the reports.
   void note_breaker(registry& r, sub_node& n, const retry_spec& spec, const breaker::change& c,
                     const void* ev, const metadata* m);
+
+  // ---- latency metrics and the observer (monitor_run.hpp) -------------------
+
+  // The lane's next event is timed (every sample_every_-th). Under l's lock.
+  [[nodiscard]] bool take_sample(lane& l) const noexcept {
+    if (--l.sample_left != 0) return false;
+    l.sample_left = sample_every_;
+    return true;
+  }
+  // In a run: false when the lane's next event is to be timed (it leaves
+  // the run for take_sample), else counts it. Under l's lock.
+  [[nodiscard]] bool untimed_next(lane& l) const noexcept {
+    if (SLUICE_LIKELY(sample_every_ == 0)) return true;
+    if (l.sample_left == 1) return false;
+    --l.sample_left;
+    return true;
+  }
+  [[nodiscard]] bool histograms_on() const noexcept { return options_.latency_sample_every != 0; }
+  [[nodiscard]] bus_observer* observer() const noexcept { return observer_; }
+  [[nodiscard]] std::uint64_t metrics_lost() const noexcept {
+    return metrics_lost_.load(std::memory_order_relaxed);
+  }
+
+  // What the timing gate needs for one event.
+  struct timed_self {
+    bus_core* core;
+    lane* l;
+    std::size_t lane_index;
+    bool gated;                // the delivery gate has a say too
+    std::uint64_t queue_wait;  // ns, or 0 when unknown
+  };
+  static gate_result timed_thunk(void* self, registry& r, const sub_entry& e, const void* ev,
+                                 const metadata& m) {
+    auto* t = static_cast<timed_self*>(self);
+    return t->core->timed_call(*t, r, e, ev, m);
+  }
+  // Delivers lane li's event, timing its queue wait and each handler call.
+  fate deliver_timed(lane& l, std::size_t li, registry& r, envelope& rec, reader_slot& s,
+                     bool staged, std::size_t& calls);
+  // One subscriber of a timed event: asks the delivery gate if it has a
+  // say, calls, records the call's duration, tells the observer.
+  gate_result timed_call(timed_self& t, registry& r, const sub_entry& e, const void* ev,
+                         const metadata& m);
+  // Records v in lane li's histogram of `slot` (made on first use).
+  void record_latency(std::atomic<lane_histograms*>& slot, std::size_t li,
+                      std::uint64_t v) noexcept;
+  // A publish's outcome, for the observer.
+  void observe_publish(const publish_info& info) const noexcept;
 
   // Runs the retries of lane l that are due (all of them, discarding, as
   // dead letters without a call), at most `max`. Under l's lock.
@@ -555,6 +612,19 @@ class bus_core {
     std::size_t n = 0;
     for (auto& l : lanes_) n += l->delayed();
     return n;
+  }
+
+  // The latency histograms of a type (merged over lanes, and over the
+  // subscriptions that still exist for `handler`).
+  void latency_of(std::uint32_t type, type_latency& out) const {
+    registry* r = find_reg(type);
+    if (r == nullptr) return;
+    if (const lane_histograms* h = r->queue_wait.load(std::memory_order_acquire))
+      h->add_to(out.queue_wait);
+    std::lock_guard<detail::mutex> lock(r->writer_mutex);
+    for (const sub_node* n = r->nodes; n != nullptr; n = n->next_all)
+      if (const lane_histograms* h = n->handler_time.load(std::memory_order_acquire))
+        h->add_to(out.handler);
   }
 
   // Per type, the events counted unrouted so far (0 for unused indices).
@@ -730,8 +800,11 @@ class bus_core {
     static_cast<bus_core*>(self)->on_handler_failure(r, n, kind, code, message, ev, m);
   }
 
-  static void call_observer(const void* observer, const failure_info& info) {
-    (*static_cast<const std::function<void(const failure_info&)>*>(observer))(info);
+  // The failure observers: bus_options::on_failure, then the observer's.
+  static void call_observer(const void* self, const failure_info& info) {
+    const auto* core = static_cast<const bus_core*>(self);
+    if (core->options_.on_failure) core->options_.on_failure(info);
+    if (core->observer_ != nullptr) core->observer_->on_failure(info);
   }
 
   // Every bus of the parent, in the child: refuse everything from now on.
@@ -741,7 +814,10 @@ class bus_core {
 
   bus_options options_;
   const std::size_t chunk_;
-  const std::uint64_t epoch_;  // process().forks when the bus was made
+  const std::uint64_t epoch_;                   // process().forks when the bus was made
+  bus_observer* const observer_;                // options_.observer's, or nullptr
+  const std::uint32_t sample_every_;            // events timed: one in this many per lane (0: none)
+  std::atomic<std::uint64_t> metrics_lost_{0};  // values with no memory for their histogram
   std::vector<std::unique_ptr<lane>> lanes_;
   failure_reporter failures_;
   std::atomic<run_state> state_{run_state::running};
@@ -765,4 +841,5 @@ class bus_core {
 }  // namespace SLUICE_ABI
 }  // namespace sluice
 
-#include "policy_run.hpp"  // IWYU pragma: export
+#include "monitor_run.hpp"  // IWYU pragma: export
+#include "policy_run.hpp"   // IWYU pragma: export

@@ -405,6 +405,9 @@ class alignas(SLUICE_CACHE_LINE) lane {
   // The last batch came from the timing wheel: the next one comes from the
   // queue if it has events (neither starves the other). Under the lock.
   bool last_from_timers = false;
+  // Events drained until the next one is timed (latency metrics, an
+  // observer; bus_core::take_sample). Under the lock.
+  std::uint32_t sample_left = 1;
 
   // ---- retries (failure policies) ---------------------------------------------
   //

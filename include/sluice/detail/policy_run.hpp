@@ -66,7 +66,7 @@ inline fate bus_core::deliver_gated(lane& l, registry& r, envelope& rec, reader_
 }
 
 inline gate_result bus_core::gate(lane& l, registry& r, const sub_entry& e, const void* ev,
-                                  const metadata& m) {
+                                  const metadata& m, bool* ok) {
   sub_node& n = *e.node;
   const retry_spec* spec = n.retry.get();
   if (spec == nullptr) return gate_result::pass;
@@ -90,7 +90,9 @@ inline gate_result bus_core::gate(lane& l, registry& r, const sub_entry& e, cons
     first_failure(r, n, *spec, failure_kind::breaker_open, 0, why, ev, m, ctx);
     return gate_result::kept;
   }
-  if (call_watched(r, e, ev, m)) note_breaker(r, n, *spec, spec->brk.on_success(), ev, &m);
+  const bool good = call_watched(r, e, ev, m);
+  if (ok != nullptr) *ok = good;
+  if (good) note_breaker(r, n, *spec, spec->brk.on_success(), ev, &m);
   return gate_result::called;
 }
 

@@ -13,11 +13,13 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "../config.hpp"
 #include "../errors.hpp"
 #include "../event.hpp"
+#include "latency.hpp"
 #include "retry.hpp"
 #include "stages.hpp"
 #include "sync.hpp"
@@ -30,6 +32,11 @@ namespace detail {
 struct registry;
 
 struct sub_node {
+  sub_node() = default;
+  sub_node(const sub_node&) = delete;
+  sub_node& operator=(const sub_node&) = delete;
+  ~sub_node() { delete handler_time.load(std::memory_order_relaxed); }
+
   std::atomic<bool> closed{false};
   std::atomic<bool> bus_gone{false};
   outcome (*invoke)(void* callable, const void* event, const metadata& m) = nullptr;
@@ -48,6 +55,9 @@ struct sub_node {
   std::atomic<std::uint64_t> held{0};
   std::atomic<std::uint64_t> short_circuited{0};
   std::atomic<std::uint64_t> breaker_opens{0};
+  std::string name;  // subscribe_options::name
+  // Its handler's call durations per lane (latency metrics; latency.hpp).
+  std::atomic<lane_histograms*> handler_time{nullptr};
   // Guarded by owner->writer_mutex:
   std::uint32_t array_refs = 0;
   std::uint32_t retry_refs = 0;  // retry records that call it (they keep it)
@@ -196,6 +206,7 @@ struct alignas(SLUICE_CACHE_LINE) registry {
       delete c;
       c = next;
     }
+    delete queue_wait.load(std::memory_order_relaxed);
     derived_cell* d = derived_cells.load(std::memory_order_relaxed);
     while (d != nullptr) {
       derived_cell* next = d->next;
@@ -216,6 +227,8 @@ struct alignas(SLUICE_CACHE_LINE) registry {
   // there are any, drainers pass this type's events through the delivery
   // gate (bus_core::gate).
   std::atomic<std::uint32_t> gated{0};
+  // Queue waits of its events per lane (latency metrics; latency.hpp).
+  std::atomic<lane_histograms*> queue_wait{nullptr};
 
   // Consumer-side counters (batched by the drainers).
   alignas(SLUICE_CACHE_LINE) std::atomic<std::uint64_t> delivered{0};

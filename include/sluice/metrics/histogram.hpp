@@ -20,6 +20,9 @@
 
 namespace sluice {
 inline namespace SLUICE_ABI {
+namespace detail {
+class live_histogram;
+}
 
 class duration_histogram {
  public:
@@ -152,8 +155,9 @@ class duration_histogram {
     }
   }
 
- public:
  private:
+  friend class detail::live_histogram;  // fills a copy from its own words
+
   std::uint64_t buckets_[bucket_count] = {};
   std::uint64_t count_ = 0;
   std::uint64_t sum_ = 0;

@@ -189,7 +189,11 @@ class prometheus_exporter {
       e.workers_parked = b.object->parked_workers();
       for (std::size_t i = 0; i < b.object->lane_count(); ++i) e.lanes.push_back(b.object->lane(i));
       s.buses.push_back(std::move(e));
-      for (const auto& t : b.types) s.types.push_back({b.name, t.name, t.read(*b.object)});
+      const bool timed = b.object->options().latency_sample_every != 0;
+      for (const auto& t : b.types) {
+        s.types.push_back({b.name, t.name, t.read(*b.object), timed, {}});
+        if (timed) s.types.back().latency = t.latency(*b.object);
+      }
     }
     for (const auto& r : recorders_) {
       metrics_snapshot::recorder_entry e;
@@ -208,6 +212,7 @@ class prometheus_exporter {
     std::lock_guard<std::mutex> lock(mutex_);
     out.clear();
     render_types(out);
+    render_latency(out);
     render_lanes(out);
     render_recorders(out);
   }
@@ -215,7 +220,8 @@ class prometheus_exporter {
  private:
   friend class prometheus_bus;
 
-  void add_type(std::uint64_t id, std::string name, type_stats (*read)(const bus&)) {
+  void add_type(std::uint64_t id, std::string name, type_stats (*read)(const bus&),
+                type_latency (*latency)(const bus&)) {
     std::lock_guard<std::mutex> lock(mutex_);
     const char* why = check_name(name, "sluice: a type needs a non-empty name in the exporter");
     watched_bus* w = nullptr;
@@ -229,7 +235,7 @@ class prometheus_exporter {
       refuse(why);
       return;
     }
-    w->types.push_back(watched_type{std::move(name), read});
+    w->types.push_back(watched_type{std::move(name), read, latency});
   }
 
   // One family: its name after the prefix, type, help text.
@@ -248,6 +254,7 @@ class prometheus_exporter {
   struct watched_type {
     std::string name;
     type_stats (*read)(const bus&);
+    type_latency (*latency)(const bus&);
   };
   struct watched_bus {
     std::string name;
@@ -274,16 +281,19 @@ class prometheus_exporter {
   // the bucket [1000, 1007], so the first bound is 1.007e-06), then +Inf:
   // each `le` count is exact, values <= le, as Prometheus defines it.
   // `labels` come before `le`.
+  // With `from_100ns`, three more bounds come first: 100, 250 and 500 ns
+  // (an event's queue wait and handler call are often shorter than 1 us).
   void histogram_samples(std::string& out, const family& f, const std::string& labels,
-                         const duration_histogram& h) const {
+                         const duration_histogram& h, bool from_100ns = false) const {
     static const std::uint64_t nominal_ns[] = {
-        1000,        2500,        5000,        10000,       25000,      50000,      100000,
-        250000,      500000,      1000000,     2500000,     5000000,    10000000,   25000000,
-        50000000,    100000000,   250000000,   500000000,   1000000000, 2500000000, 5000000000,
-        10000000000, 25000000000, 50000000000, 100000000000};
+        100,        250,        500,        1000,        2500,        5000,        10000,
+        25000,      50000,      100000,     250000,      500000,      1000000,     2500000,
+        5000000,    10000000,   25000000,   50000000,    100000000,   250000000,   500000000,
+        1000000000, 2500000000, 5000000000, 10000000000, 25000000000, 50000000000, 100000000000};
     const std::string name = prefix_ + '_' + f.name;
     char num[40];
     for (const std::uint64_t ns : nominal_ns) {
+      if (ns < 1000 && !from_100ns) continue;
       const std::uint64_t edge = duration_histogram::upper_bound(duration_histogram::index_of(ns));
       std::snprintf(num, sizeof num, "%.12g", static_cast<double>(edge) / 1e9);
       out += name + "_bucket{" + labels + ",le=\"" + num + "\"} ";
@@ -440,6 +450,36 @@ class prometheus_exporter {
     });
   }
 
+  // The latency histograms of the named types of buses that keep them.
+  void render_latency(std::string& out) const {
+    static const family queue_wait{"event_queue_wait_seconds", "histogram",
+                                   "Publish to the start of delivery, of the events timed (one in "
+                                   "bus_options::latency_sample_every per lane)."};
+    static const family handler{
+        "handler_duration_seconds", "histogram",
+        "Handler calls of the events timed, over the type's subscriptions."};
+    std::vector<type_latency> read;
+    for (const auto& b : buses_)
+      if (b.object->options().latency_sample_every != 0)
+        for (const auto& t : b.types) read.push_back(t.latency(*b.object));
+    if (read.empty()) return;
+    const family* families[] = {&queue_wait, &handler};
+    for (const family* f : families) {
+      header(out, *f);
+      std::size_t i = 0;
+      for (const auto& b : buses_) {
+        if (b.object->options().latency_sample_every == 0) continue;
+        for (const auto& t : b.types) {
+          std::string labels;
+          label(labels, "bus", b.name, true);
+          label(labels, "type", t.name, false);
+          const type_latency& l = read[i++];
+          histogram_samples(out, *f, labels, f == &queue_wait ? l.queue_wait : l.handler, true);
+        }
+      }
+    }
+  }
+
   void render_lanes(std::string& out) const {
     if (buses_.empty()) return;
     struct by_bus {
@@ -570,7 +610,9 @@ class prometheus_exporter {
 template <class Event>
 prometheus_bus prometheus_bus::type(std::string name) const {
   if (owner_ != nullptr)
-    owner_->add_type(id_, std::move(name), [](const bus& b) { return b.stats<Event>(); });
+    owner_->add_type(
+        id_, std::move(name), [](const bus& b) { return b.stats<Event>(); },
+        [](const bus& b) { return b.latency<Event>(); });
   return *this;
 }
 

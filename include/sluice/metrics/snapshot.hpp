@@ -25,6 +25,8 @@ struct metrics_snapshot {
   struct type_entry {
     std::string bus, type;
     type_stats stats;
+    bool has_latency = false;  // the bus keeps latency histograms
+    type_latency latency;      // ns; empty when has_latency is false
   };
   struct bus_entry {
     std::string bus;
@@ -43,8 +45,10 @@ struct metrics_snapshot {
 
   // One JSON object: {"buses": [{"bus", "workers", "workers_parked",
   // "lanes": [{"depth", "high_water", "capacity"}], "types": [{"type",
-  // "published", ..., "in_flight"}]}], "recorders": [{"recorder", "recorded",
-  // ..., "sync_duration_ns": {"count", "mean", "p50", "p90", "p99", "max"}}]}.
+  // "published", ..., "in_flight", and with latency histograms
+  // "queue_wait_ns" and "handler_ns": {"count", "mean", "p50", "p90",
+  // "p99", "p999", "max"}}]}], "recorders": [{"recorder", "recorded", ...,
+  // "sync_duration_ns": {the same}}]}.
   // Names are escaped as JSON strings (detail::json_escape).
   [[nodiscard]] std::string to_json() const {
     std::string o = "{\"buses\": [";
@@ -80,6 +84,10 @@ struct metrics_snapshot {
         o += std::string(first ? "" : ", ") + "{\"type\": " + quote(t.type);
         for (const auto& f : fields)
           o += std::string(", \"") + f.first + "\": " + std::to_string(f.second);
+        if (t.has_latency) {
+          o += ", \"queue_wait_ns\": " + summary(t.latency.queue_wait);
+          o += ", \"handler_ns\": " + summary(t.latency.handler);
+        }
         o += "}";
         first = false;
       }
@@ -107,22 +115,24 @@ struct metrics_snapshot {
       o += std::string(i ? ", " : "") + "{\"recorder\": " + quote(r.recorder);
       for (const auto& f : fields)
         o += std::string(", \"") + f.first + "\": " + std::to_string(f.second);
-      if (r.has_sync_durations) {
-        const duration_histogram& h = r.sync_durations;
-        char mean[40];
-        std::snprintf(mean, sizeof mean, "%.0f", h.mean());
-        o += ", \"sync_duration_ns\": {\"count\": " + std::to_string(h.count()) +
-             ", \"mean\": " + mean + ", \"p50\": " + std::to_string(h.percentile(0.5)) +
-             ", \"p90\": " + std::to_string(h.percentile(0.9)) +
-             ", \"p99\": " + std::to_string(h.percentile(0.99)) +
-             ", \"max\": " + std::to_string(h.max()) + "}";
-      }
+      if (r.has_sync_durations) o += ", \"sync_duration_ns\": " + summary(r.sync_durations);
       o += "}";
     }
     return o + "]}";
   }
 
  private:
+  // {"count", "mean", "p50", "p90", "p99", "p999", "max"} of a histogram.
+  static std::string summary(const duration_histogram& h) {
+    char mean[40];
+    std::snprintf(mean, sizeof mean, "%.0f", h.mean());
+    return "{\"count\": " + std::to_string(h.count()) + ", \"mean\": " + mean +
+           ", \"p50\": " + std::to_string(h.percentile(0.5)) +
+           ", \"p90\": " + std::to_string(h.percentile(0.9)) +
+           ", \"p99\": " + std::to_string(h.percentile(0.99)) +
+           ", \"p999\": " + std::to_string(h.percentile(0.999)) +
+           ", \"max\": " + std::to_string(h.max()) + "}";
+  }
   static std::string quote(const std::string& v) {
     std::string o = "\"";
     detail::json_escape(o, v);
