@@ -238,7 +238,8 @@ TEST_CASE("metrics: a snapshot holds the same values as plain fields, and as JSO
   REQUIRE(j.rfind("{\"buses\": [{\"bus\": \"sh\\\"op\\n\", \"workers\": 0", 0) == 0);
   REQUIRE(j.find("{\"type\": \"order\", \"published\": 5, \"delivered\": 5,") != std::string::npos);
   REQUIRE(j.find("\"unrouted\": 1,") != std::string::npos);
-  REQUIRE(j.find("\"in_flight\": 0}") != std::string::npos);
+  REQUIRE(j.find("\"in_flight\": 0, \"subscriptions\": [{\"name\": \"\", \"active\": true,") !=
+          std::string::npos);
   REQUIRE(j.find("\"recorders\": [{\"recorder\": \"log\", \"recorded\": 5,") != std::string::npos);
   REQUIRE(j.find("\"sync_duration_ns\": {\"count\": ") != std::string::npos);
   // Balanced brackets outside strings, and one object.
@@ -306,6 +307,64 @@ TEST_CASE("metrics: latency histograms per type, rendered and in the snapshot", 
   const std::string j = s.to_json();
   CHECK(j.find("\"queue_wait_ns\": {\"count\": 10, \"mean\": ") != std::string::npos);
   CHECK(j.find("\"handler_ns\": {\"count\": 10, ") != std::string::npos);
+}
+
+TEST_CASE("metrics: named subscriptions' failure-policy counts and breaker state", "[metrics]") {
+  sluice::bus b{sluice::bus_options{}.with_lanes(1)};
+  const auto policy =
+      sluice::failure_policy::retry(2, sluice::retry_backoff::fixed(std::chrono::nanoseconds(0)))
+          .with_breaker(3, std::chrono::hours(1));
+  // Two of one name (summed), one unnamed (left out), one that never fails.
+  auto a =
+      b.subscribe<order>([](const order&) { return sluice::outcome::failure(1); },
+                         sluice::subscribe_options::named("billing").with_failure_policy(policy));
+  auto a2 =
+      b.subscribe<order>([](const order&) { return sluice::outcome::failure(1); },
+                         sluice::subscribe_options::named("billing").with_failure_policy(policy));
+  auto unnamed = b.subscribe<order>([](const order&) { return sluice::outcome::failure(1); });
+  auto fine = b.subscribe<order>([](const order&) {}, sluice::subscribe_options::named("audit"));
+  sluice::prometheus_exporter prom;
+  prom.add(b, "shop").type<order>("order");
+  for (int i = 0; i < 4; ++i) REQUIRE(b.publish(order{i}) == sluice::publish_result::ok);
+  while (b.poll() != 0) {
+  }
+  REQUIRE(b.stop());
+  const sluice::subscription_stats sa = a.stats(), sb = a2.stats();
+  REQUIRE(sa.failed > 0);
+  REQUIRE(sa.breaker == sluice::breaker_state::open);
+  const std::string text = prom.render();
+  INFO(text);
+  const std::string billing = "{bus=\"shop\",type=\"order\",subscription=\"billing\"}";
+  CHECK(text.find("sluice_subscription_failed_calls_total" + billing + " " +
+                  std::to_string(sa.failed + sb.failed) + "\n") != std::string::npos);
+  CHECK(text.find("sluice_subscription_retries_total" + billing + " " +
+                  std::to_string(sa.retried + sb.retried) + "\n") != std::string::npos);
+  CHECK(text.find("sluice_subscription_dead_lettered_total" + billing + " " +
+                  std::to_string(sa.dead_lettered + sb.dead_lettered) + "\n") != std::string::npos);
+  CHECK(text.find("sluice_subscription_breaker_opens_total" + billing + " 2\n") !=
+        std::string::npos);
+  CHECK(text.find("sluice_subscription_breaker_state{bus=\"shop\",type=\"order\",subscription="
+                  "\"billing\",state=\"open\"} 1\n") != std::string::npos);
+  CHECK(text.find("sluice_subscription_breaker_state{bus=\"shop\",type=\"order\",subscription="
+                  "\"audit\",state=\"closed\"} 1\n") != std::string::npos);
+  CHECK(text.find("subscription=\"\"") == std::string::npos);
+  // The snapshot lists all four, newest first, with their names.
+  const sluice::metrics_snapshot s = prom.snapshot();
+  REQUIRE(s.types.size() == 1);
+  REQUIRE(s.types[0].subscriptions.size() == 4);
+  CHECK(s.types[0].subscriptions[0].name == "audit");
+  CHECK(s.types[0].subscriptions[1].name.empty());
+  CHECK(s.types[0].subscriptions[3].stats.failed == sa.failed);
+  CHECK(s.to_json().find("{\"name\": \"billing\", \"active\": true, \"failed\": ") !=
+        std::string::npos);
+  // Unsubscribed: gone from the list, or listed inactive until it is freed.
+  unnamed.reset();
+  const std::vector<sluice::subscription_info> after = b.subscriptions<order>();
+  const auto active = std::count_if(after.begin(), after.end(),
+                                    [](const sluice::subscription_info& i) { return i.active; });
+  CHECK(active == 3);
+  for (const auto& i : after)
+    if (!i.active) CHECK(i.name.empty());
 }
 
 TEST_CASE("metrics: label values are escaped, the prefix is the caller's", "[metrics]") {
@@ -545,6 +604,11 @@ TEST_CASE("metrics: promtool accepts what the exporter renders", "[metrics]") {
   prom.add(b, "shop").type<order>("order").type<payment>("payment");
   prom.add(c, "quote\"d").type<order>("order");
   prom.add(*rec, "orders");
+  // A named subscription with a policy: its families too.
+  auto billing = b.subscribe<order>(
+      [](const order&) { return sluice::outcome::failure(1); },
+      sluice::subscribe_options::named("billing").with_failure_policy(
+          sluice::failure_policy::dead_letter().with_breaker(5, std::chrono::seconds(1))));
   REQUIRE(b.publish(order{1}) == sluice::publish_result::ok);
   REQUIRE(b.stop());
   std::string said;

@@ -119,7 +119,6 @@ TEST_CASE("with sampling 1 every queue wait and every handler call is timed", "[
   CHECK(s.percentile(0.5) >= static_cast<std::uint64_t>(slow_ns) * 9 / 10);
   const sluice::duration_histogram f = fast.handler_time();
   CHECK(f.count() == n);
-  CHECK(f.max() < s.min() + static_cast<std::uint64_t>(slow_ns));
   // A type without subscribers: its queue waits, no handler call.
   CHECK(bus.latency<quiet>().queue_wait.count() == 1);
   CHECK(bus.latency<quiet>().handler.count() == 0);

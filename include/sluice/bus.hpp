@@ -486,6 +486,18 @@ class bus {
     core_.latency_of(detail::type_index<Event>(), out);
     return out;
   }
+  // Event's subscriptions on this bus, newest first, with their names and
+  // counts (those whose handles still exist). Takes the
+  // type's subscriber lock briefly; allocates the list.
+  template <class Event>
+  [[nodiscard]] std::vector<subscription_info> subscriptions() const {
+    std::vector<subscription_info> out;
+    core_.each_subscription(detail::type_index<Event>(), [&](const detail::sub_node& n) {
+      out.push_back({n.name, detail::stats_of(n), !n.closed.load(std::memory_order_acquire)});
+    });
+    return out;
+  }
+
   // Timed values left out because their histogram could not be allocated.
   [[nodiscard]] std::uint64_t latency_lost() const noexcept {
     return core_.metrics_lost();

@@ -268,5 +268,12 @@ struct subscription_stats {
   breaker_state breaker = breaker_state::closed;
 };
 
+// One subscription of a type as bus::subscriptions<Event>() lists it.
+struct subscription_info {
+  std::string name;  // subscribe_options::name ("" when unnamed)
+  subscription_stats stats;
+  bool active = true;  // false: unsubscribed, its handle not yet destroyed
+};
+
 }  // namespace SLUICE_ABI
 }  // namespace sluice

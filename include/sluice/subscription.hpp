@@ -159,6 +159,21 @@ sub_node* add_handler(registry& r, std::uint32_t channel_id, Handler&& handler,
   return node.release();
 }
 
+// A node's counts (subscription::stats(), bus::subscriptions()).
+inline subscription_stats stats_of(const sub_node& n) noexcept {
+  subscription_stats st;
+  st.failed = n.failed.load(std::memory_order_relaxed);
+  st.retried = n.retried.load(std::memory_order_relaxed);
+  st.recovered = n.recovered.load(std::memory_order_relaxed);
+  st.dead_lettered = n.dead_lettered.load(std::memory_order_relaxed);
+  st.retrying = n.retrying.load(std::memory_order_relaxed);
+  st.held = n.held.load(std::memory_order_relaxed);
+  st.short_circuited = n.short_circuited.load(std::memory_order_relaxed);
+  st.breaker_opens = n.breaker_opens.load(std::memory_order_relaxed);
+  if (n.retry != nullptr) st.breaker = n.retry->brk.state();
+  return st;
+}
+
 // The checks every subscribe makes of a handler, with the messages a user
 // should read.
 template <class Event, class Handler>
@@ -218,18 +233,7 @@ class [[nodiscard]] subscription {
 
   // This subscription's failure counts (all zero for an empty handle).
   [[nodiscard]] subscription_stats stats() const noexcept {
-    subscription_stats st;
-    if (node_ == nullptr) return st;
-    st.failed = node_->failed.load(std::memory_order_relaxed);
-    st.retried = node_->retried.load(std::memory_order_relaxed);
-    st.recovered = node_->recovered.load(std::memory_order_relaxed);
-    st.dead_lettered = node_->dead_lettered.load(std::memory_order_relaxed);
-    st.retrying = node_->retrying.load(std::memory_order_relaxed);
-    st.held = node_->held.load(std::memory_order_relaxed);
-    st.short_circuited = node_->short_circuited.load(std::memory_order_relaxed);
-    st.breaker_opens = node_->breaker_opens.load(std::memory_order_relaxed);
-    if (node_->retry != nullptr) st.breaker = node_->retry->brk.state();
-    return st;
+    return node_ == nullptr ? subscription_stats{} : detail::stats_of(*node_);
   }
 
   // This handler's call durations in ns (latency metrics; empty when off,

@@ -547,6 +547,7 @@ class bus_core {
     std::size_t lane_index;
     bool gated;                // the delivery gate has a say too
     std::uint64_t queue_wait;  // ns, or 0 when unknown
+    std::int64_t last;         // stamp_now() when the last call ended (or delivery began)
   };
   static gate_result timed_thunk(void* self, registry& r, const sub_entry& e, const void* ev,
                                  const metadata& m) {
@@ -621,10 +622,19 @@ class bus_core {
     if (r == nullptr) return;
     if (const lane_histograms* h = r->queue_wait.load(std::memory_order_acquire))
       h->add_to(out.queue_wait);
-    std::lock_guard<detail::mutex> lock(r->writer_mutex);
-    for (const sub_node* n = r->nodes; n != nullptr; n = n->next_all)
-      if (const lane_histograms* h = n->handler_time.load(std::memory_order_acquire))
+    each_subscription(type, [&](const sub_node& n) {
+      if (const lane_histograms* h = n.handler_time.load(std::memory_order_acquire))
         h->add_to(out.handler);
+    });
+  }
+  // fn(const sub_node&) for each node of the type's registry (newest
+  // first), under its subscriber lock.
+  template <class Fn>
+  void each_subscription(std::uint32_t type, Fn&& fn) const {
+    registry* r = find_reg(type);
+    if (r == nullptr) return;
+    std::lock_guard<detail::mutex> lock(r->writer_mutex);
+    for (const sub_node* n = r->nodes; n != nullptr; n = n->next_all) fn(*n);
   }
 
   // Per type, the events counted unrouted so far (0 for unused indices).

@@ -4,10 +4,13 @@
 //
 // An event that is timed leaves the drainer's run of untimed events and is
 // delivered through the delivery gate with a timing gate of its own
-// (timed_call): its queue wait is read once, each handler call is timed
-// with the time-stamp counter (stamp_now), recorded in the subscription's
-// histogram of the event's lane, and handed to the observer. Events that
-// are not timed never come here.
+// (timed_call): the time-stamp counter (stamp_now) is read when its
+// delivery starts (ending its queue wait) and after each handler call, so
+// a call's duration runs from the end of the one before (or the start) to
+// its own end: the bus's few ns of work per subscriber between calls are
+// counted in it, and an event with k calls costs k + 1 reads. Each
+// duration goes to the subscription's histogram of the event's lane, and
+// to the observer. Events that are not timed never come here.
 #pragma once
 
 #include <atomic>
@@ -24,11 +27,13 @@ namespace detail {
 inline fate bus_core::deliver_timed(lane& l, std::size_t li, registry& r, envelope& rec,
                                     reader_slot& s, bool staged, std::size_t& calls) {
   const metadata& m = rec.meta();
-  timed_self self{this, &l, li, needs_gate(l, r, m), 0};
+  // One clock read starts the delivery: it ends the queue wait and starts
+  // the first call (each later call starts where the one before ended).
+  const std::int64_t now = stamp_now();
+  timed_self self{this, &l, li, needs_gate(l, r, m), 0, now};
   // Events stamped in this process: replayed and bridged ones carry another
   // clock's time.
   if (m.timestamp != 0 && !m.replayed && !m.bridged) {
-    const std::int64_t now = stamp_now();
     self.queue_wait = now > m.timestamp ? static_cast<std::uint64_t>(now - m.timestamp) : 0;
     if (histograms_on()) record_latency(r.queue_wait, li, self.queue_wait);
   }
@@ -42,7 +47,6 @@ inline fate bus_core::deliver_timed(lane& l, std::size_t li, registry& r, envelo
 
 inline gate_result bus_core::timed_call(timed_self& t, registry& r, const sub_entry& e,
                                         const void* ev, const metadata& m) {
-  const std::int64_t start = stamp_now();
   bool ok = true;
   gate_result g = t.gated ? gate(*t.l, r, e, ev, m, &ok) : gate_result::pass;
   if (g == gate_result::pass) {
@@ -51,7 +55,8 @@ inline gate_result bus_core::timed_call(timed_self& t, registry& r, const sub_en
   }
   if (g != gate_result::called) return g;  // held, or refused by an open breaker
   const std::int64_t end = stamp_now();
-  const std::uint64_t took = end > start ? static_cast<std::uint64_t>(end - start) : 0;
+  const std::uint64_t took = end > t.last ? static_cast<std::uint64_t>(end - t.last) : 0;
+  t.last = end;
   sub_node& n = *e.node;
   if (histograms_on()) record_latency(n.handler_time, t.lane_index, took);
   if (observer_ != nullptr) {

@@ -30,6 +30,7 @@
 //    render() allocates its string.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -191,8 +192,9 @@ class prometheus_exporter {
       s.buses.push_back(std::move(e));
       const bool timed = b.object->options().latency_sample_every != 0;
       for (const auto& t : b.types) {
-        s.types.push_back({b.name, t.name, t.read(*b.object), timed, {}});
+        s.types.push_back({b.name, t.name, t.read(*b.object), timed, {}, {}});
         if (timed) s.types.back().latency = t.latency(*b.object);
+        s.types.back().subscriptions = t.subscriptions(*b.object);
       }
     }
     for (const auto& r : recorders_) {
@@ -213,6 +215,7 @@ class prometheus_exporter {
     out.clear();
     render_types(out);
     render_latency(out);
+    render_subscriptions(out);
     render_lanes(out);
     render_recorders(out);
   }
@@ -221,7 +224,8 @@ class prometheus_exporter {
   friend class prometheus_bus;
 
   void add_type(std::uint64_t id, std::string name, type_stats (*read)(const bus&),
-                type_latency (*latency)(const bus&)) {
+                type_latency (*latency)(const bus&),
+                std::vector<subscription_info> (*subscriptions)(const bus&)) {
     std::lock_guard<std::mutex> lock(mutex_);
     const char* why = check_name(name, "sluice: a type needs a non-empty name in the exporter");
     watched_bus* w = nullptr;
@@ -235,7 +239,7 @@ class prometheus_exporter {
       refuse(why);
       return;
     }
-    w->types.push_back(watched_type{std::move(name), read, latency});
+    w->types.push_back(watched_type{std::move(name), read, latency, subscriptions});
   }
 
   // One family: its name after the prefix, type, help text.
@@ -255,6 +259,7 @@ class prometheus_exporter {
     std::string name;
     type_stats (*read)(const bus&);
     type_latency (*latency)(const bus&);
+    std::vector<subscription_info> (*subscriptions)(const bus&);
   };
   struct watched_bus {
     std::string name;
@@ -480,6 +485,81 @@ class prometheus_exporter {
     }
   }
 
+  // The failure-policy counts of the named subscriptions of the named
+  // types (several of one name on a type are summed; unnamed ones are
+  // left out: their failures count in the type's families).
+  void render_subscriptions(std::string& out) const {
+    struct row {
+      const watched_bus* b;
+      const watched_type* t;
+      subscription_info s;
+    };
+    std::vector<row> rows;
+    for (const auto& b : buses_)
+      for (const auto& t : b.types)
+        for (subscription_info& s : t.subscriptions(*b.object)) {
+          if (s.name.empty()) continue;
+          auto same = std::find_if(rows.begin(), rows.end(), [&](const row& x) {
+            return x.b == &b && x.t == &t && x.s.name == s.name;
+          });
+          if (same == rows.end()) {
+            rows.push_back({&b, &t, std::move(s)});
+            continue;
+          }
+          subscription_stats& into = same->s.stats;
+          for (std::uint64_t subscription_stats::*f : summed) into.*f += s.stats.*f;
+          if (s.stats.breaker > into.breaker) into.breaker = s.stats.breaker;
+        }
+    if (rows.empty()) return;
+    static const field_family<subscription_stats, std::uint64_t> fields[] = {
+        {{"subscription_failed_calls_total", "counter", "Failed calls of the handler."},
+         &subscription_stats::failed},
+        {{"subscription_retries_total", "counter", "Calls that were retries."},
+         &subscription_stats::retried},
+        {{"subscription_recovered_total", "counter", "Events that failed, then succeeded."},
+         &subscription_stats::recovered},
+        {{"subscription_dead_lettered_total", "counter", "Events it dead-lettered."},
+         &subscription_stats::dead_lettered},
+        {{"subscription_retrying", "gauge", "Events waiting for a retry now."},
+         &subscription_stats::retrying},
+        {{"subscription_held", "gauge", "Events held behind a retry of their key now."},
+         &subscription_stats::held},
+        {{"subscription_short_circuited_total", "counter",
+          "Attempts not made: its circuit breaker was open."},
+         &subscription_stats::short_circuited},
+        {{"subscription_breaker_opens_total", "counter", "Times its circuit breaker opened."},
+         &subscription_stats::breaker_opens},
+    };
+    auto labels = [&](const row& r, const family& f) {
+      sample_start(out, f);
+      label(out, "bus", r.b->name, true);
+      label(out, "type", r.t->name, false);
+      label(out, "subscription", r.s.name, false);
+    };
+    for (const auto& f : fields) {
+      header(out, f.f);
+      for (const row& r : rows) {
+        labels(r, f.f);
+        sample_end(out, r.s.stats.*f.value);
+      }
+    }
+    static const family state{"subscription_breaker_state", "gauge",
+                              "1 for the state its circuit breaker is in, 0 for the others."};
+    header(out, state);
+    for (const row& r : rows)
+      for (const breaker_state s :
+           {breaker_state::closed, breaker_state::open, breaker_state::half_open}) {
+        labels(r, state);
+        label(out, "state", to_string(s), false);
+        sample_end(out, r.s.stats.breaker == s ? 1 : 0);
+      }
+  }
+  static constexpr std::uint64_t subscription_stats::*summed[] = {
+      &subscription_stats::failed,          &subscription_stats::retried,
+      &subscription_stats::recovered,       &subscription_stats::dead_lettered,
+      &subscription_stats::retrying,        &subscription_stats::held,
+      &subscription_stats::short_circuited, &subscription_stats::breaker_opens};
+
   void render_lanes(std::string& out) const {
     if (buses_.empty()) return;
     struct by_bus {
@@ -612,7 +692,8 @@ prometheus_bus prometheus_bus::type(std::string name) const {
   if (owner_ != nullptr)
     owner_->add_type(
         id_, std::move(name), [](const bus& b) { return b.stats<Event>(); },
-        [](const bus& b) { return b.latency<Event>(); });
+        [](const bus& b) { return b.latency<Event>(); },
+        [](const bus& b) { return b.subscriptions<Event>(); });
   return *this;
 }
 

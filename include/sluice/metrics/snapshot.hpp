@@ -11,6 +11,7 @@
 
 #include "../config.hpp"
 #include "../detail/text.hpp"
+#include "../resilience.hpp"
 #include "../stats.hpp"
 #include "../storage/record_options.hpp"
 #include "histogram.hpp"
@@ -25,8 +26,9 @@ struct metrics_snapshot {
   struct type_entry {
     std::string bus, type;
     type_stats stats;
-    bool has_latency = false;  // the bus keeps latency histograms
-    type_latency latency;      // ns; empty when has_latency is false
+    bool has_latency = false;                      // the bus keeps latency histograms
+    type_latency latency;                          // ns; empty when has_latency is false
+    std::vector<subscription_info> subscriptions;  // bus::subscriptions<Event>()
   };
   struct bus_entry {
     std::string bus;
@@ -47,8 +49,10 @@ struct metrics_snapshot {
   // "lanes": [{"depth", "high_water", "capacity"}], "types": [{"type",
   // "published", ..., "in_flight", and with latency histograms
   // "queue_wait_ns" and "handler_ns": {"count", "mean", "p50", "p90",
-  // "p99", "p999", "max"}}]}], "recorders": [{"recorder", "recorded", ...,
-  // "sync_duration_ns": {the same}}]}.
+  // "p99", "p999", "max"}, "subscriptions": [{"name", "active", "failed",
+  // "retried", "recovered", "dead_lettered", "retrying", "held",
+  // "short_circuited", "breaker_opens", "breaker"}]}]}], "recorders":
+  // [{"recorder", "recorded", ..., "sync_duration_ns": {the same}}]}.
   // Names are escaped as JSON strings (detail::json_escape).
   [[nodiscard]] std::string to_json() const {
     std::string o = "{\"buses\": [";
@@ -88,6 +92,26 @@ struct metrics_snapshot {
           o += ", \"queue_wait_ns\": " + summary(t.latency.queue_wait);
           o += ", \"handler_ns\": " + summary(t.latency.handler);
         }
+        o += ", \"subscriptions\": [";
+        for (std::size_t k = 0; k < t.subscriptions.size(); ++k) {
+          const subscription_info& s = t.subscriptions[k];
+          const subscription_stats& y = s.stats;
+          const std::pair<const char*, std::uint64_t> counts[] = {
+              {"failed", y.failed},
+              {"retried", y.retried},
+              {"recovered", y.recovered},
+              {"dead_lettered", y.dead_lettered},
+              {"retrying", y.retrying},
+              {"held", y.held},
+              {"short_circuited", y.short_circuited},
+              {"breaker_opens", y.breaker_opens}};
+          o += std::string(k ? ", " : "") + "{\"name\": " + quote(s.name) +
+               ", \"active\": " + (s.active ? "true" : "false");
+          for (const auto& f : counts)
+            o += std::string(", \"") + f.first + "\": " + std::to_string(f.second);
+          o += std::string(", \"breaker\": \"") + to_string(y.breaker) + "\"}";
+        }
+        o += "]";
         o += "}";
         first = false;
       }
