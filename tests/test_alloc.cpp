@@ -134,6 +134,34 @@ TEST_CASE("queued publish and poll allocate nothing in steady state", "[alloc]")
   CHECK(sum > 0);
 }
 
+TEST_CASE("latency metrics and an observer allocate nothing once their histograms exist",
+          "[alloc][monitoring]") {
+  struct quiet_observer final : sluice::bus_observer {
+    std::uint64_t calls = 0;
+    void on_deliver(const sluice::delivery_info&) noexcept override { ++calls; }
+  };
+  auto obs = std::make_shared<quiet_observer>();
+  sluice::bus bus{sluice::bus_options{}
+                      .with_lanes(2)
+                      .with_lane_capacity(1024)
+                      .with_latency_metrics(1)
+                      .with_observer(obs)};
+  std::uint64_t sum = 0;
+  auto sub = bus.subscribe<small_event>([&](const small_event& e) { sum += e.a; });
+  auto p = bus.make_producer();
+  auto round = [&] {
+    for (std::uint64_t i = 0; i < 1000; ++i) p.publish(small_event{i, i}, i);
+    bus.poll();
+  };
+  for (int i = 0; i < 20; ++i) round();  // warm-up: the histograms of both lanes
+  const long before = g_allocs.load();
+  for (int i = 0; i < 100; ++i) round();
+  const long after = g_allocs.load();
+  CHECK(after - before == 0);
+  CHECK(obs->calls == 120 * 1000);
+  CHECK(sub.handler_time().count() == 120 * 1000);
+}
+
 TEST_CASE("cross-thread delivery allocates nothing in steady state", "[alloc]") {
   test::watchdog wd(std::chrono::seconds(60), "alloc cross-thread");
   sluice::bus bus{sluice::bus_options{}.with_lanes(2).with_lane_capacity(4096)};
@@ -743,4 +771,37 @@ TEST_CASE("holding a key under allocation failure: nothing lost, the key's order
     CHECK((b != order.end() ? 1 : 0) + lettered(first + 1) <= 1);
   }
   CHECK(sub.stats().held == 0);
+}
+
+TEST_CASE("latency histograms with no memory leave values out, counted, and the bus goes on",
+          "[alloc][oom][monitoring]") {
+  sluice::bus bus{sluice::bus_options{}.with_lanes(1).with_latency_metrics(1)};
+  std::uint64_t calls = 0;
+  auto sub = bus.subscribe<small_event>([&](const small_event&) { ++calls; });
+  auto p = bus.make_producer();
+  (void)bus.dispatch(small_event{0, 0});  // this thread's tracking slot, made once
+  calls = 0;  // (the dispatch called it; dispatches are not timed)
+  // The producer's counters for the type, made by its first publish.
+  REQUIRE(p.publish(small_event{0, 0}) == sluice::publish_result::ok);
+  std::size_t accepted = 1;
+  {
+    fail_scope fail(0);  // every allocation fails: no histogram can be made
+    // (No assertion in here: Catch allocates.)
+    for (std::uint64_t i = 1; i < 10; ++i)
+      accepted += p.publish(small_event{i, i}) == sluice::publish_result::ok;
+    while (bus.poll() != 0) {
+    }
+  }
+  REQUIRE(accepted == 10);
+  CHECK(calls == 10);
+  CHECK(bus.stats<small_event>().delivered == 10);
+  CHECK(bus.latency_lost() == 20);  // a queue wait and a call each
+  CHECK(sub.handler_time().count() == 0);
+  // With memory again, values are recorded.
+  REQUIRE(p.publish(small_event{1, 1}) == sluice::publish_result::ok);
+  while (bus.poll() != 0) {
+  }
+  CHECK(sub.handler_time().count() == 1);
+  CHECK(bus.latency<small_event>().queue_wait.count() == 1);
+  REQUIRE(bus.stop());
 }
