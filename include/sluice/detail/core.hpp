@@ -320,6 +320,9 @@ class bus_core {
     ctx.current_fate = &g.current_fate;
     context_scope scope(ctx);
     std::size_t retried = 0;  // retry calls made (progress, but not events settled)
+    // Timing is on (a local: handlers may alias `this`, a member would be
+    // loaded again after every call).
+    const bool timing = sample_every_ != 0;
     if (l.batch_pos == l.batch_end) {
       std::size_t want = std::min<std::size_t>(max, SLUICE_DRAIN_BATCH);
       // Retries that fell due, one at a time, before the next batch; they
@@ -370,7 +373,7 @@ class bus_core {
       registry& r = *run_reg;
       g.t.switch_to(r);
       // Timed (latency metrics, an observer): one event in sample_every_.
-      const bool sampled = SLUICE_UNLIKELY(sample_every_ != 0) && !discard && take_sample(l);
+      const bool sampled = SLUICE_UNLIKELY(timing) && !discard && take_sample(l);
       if (!discard && !run_staged && at >= l.not_durable_end && SLUICE_LIKELY(!gating(l, r)) &&
           !sampled) {
         // A run of this type's events without stages: one frame and one
@@ -400,7 +403,7 @@ class bus_core {
             }
             if (l.batch_pos == l.batch_end || g.settled >= max ||
                 batch[l.batch_pos].ops() != run_ops || SLUICE_UNLIKELY(gating(l, r)) ||
-                SLUICE_UNLIKELY(!untimed_next(l)))
+                SLUICE_UNLIKELY(timing && !untimed_next(l)))
               break;
             ++l.batch_pos;
           }
@@ -526,10 +529,10 @@ class bus_core {
     l.sample_left = sample_every_;
     return true;
   }
-  // In a run: false when the lane's next event is to be timed (it leaves
-  // the run for take_sample), else counts it. Under l's lock.
-  [[nodiscard]] bool untimed_next(lane& l) const noexcept {
-    if (SLUICE_LIKELY(sample_every_ == 0)) return true;
+  // In a run, with timing on: false when the lane's next event is to be
+  // timed (it leaves the run for take_sample), else counts it. Under l's
+  // lock.
+  [[nodiscard]] static bool untimed_next(lane& l) noexcept {
     if (l.sample_left == 1) return false;
     --l.sample_left;
     return true;
