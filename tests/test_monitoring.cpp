@@ -314,3 +314,92 @@ TEST_CASE("latency and the observer under four producers and two workers", "[mon
   }
   CHECK(calls.load() == 2 * n);
 }
+
+TEST_CASE("an observer may publish through the bus from its hooks", "[monitoring]") {
+  // bus.publish holds a shared producer while it publishes: the observer is
+  // told once it is released, so a hook that publishes does not wait on
+  // itself.
+  struct echoing final : sluice::bus_observer {
+    sluice::bus* bus = nullptr;
+    std::atomic<std::uint64_t> published{0}, echoed{0}, delivered{0};
+    void on_publish(const sluice::publish_info& i) noexcept override {
+      published += i.count;
+      if (i.type == sluice::type_number<tick>() &&
+          bus->publish(quiet{static_cast<int>(i.sequence)}) == sluice::publish_result::ok)
+        ++echoed;
+    }
+    void on_deliver(const sluice::delivery_info& d) noexcept override {
+      ++delivered;
+      const bool echo =
+          d.type == sluice::type_number<quiet>() && static_cast<const quiet*>(d.event)->x >= 0;
+      if (echo) (void)bus->try_publish(quiet{-1});
+    }
+  };
+  auto obs = std::make_shared<echoing>();
+  sluice::bus bus{sluice::bus_options{}.with_lanes(2).with_observer(obs)};
+  obs->bus = &bus;
+  std::atomic<int> quiet_calls{0};
+  auto q = bus.subscribe([&](const quiet&) { ++quiet_calls; });
+  auto t = bus.subscribe([](const tick&) {});
+  test::watchdog dog(60s, "an observer that publishes");
+  REQUIRE(bus.run(2));
+  constexpr std::uint64_t n = 200;
+  for (std::uint64_t i = 0; i < n; ++i) {
+    REQUIRE(bus.publish(tick{i}) == sluice::publish_result::ok);
+    if (i % 10 == 0) REQUIRE(bus.publish_after(1ms, tick{i}) == sluice::publish_result::ok);
+  }
+  // Each echo's delivery publishes one quiet{-1} more (from inside the
+  // drainer).
+  REQUIRE(test::wait_until([&] { return obs->echoed.load() == n + n / 10; },
+                           std::chrono::milliseconds(30000)));
+  REQUIRE(bus.stop());
+  const sluice::type_stats ticks = bus.stats<tick>(), quiets = bus.stats<quiet>();
+  CHECK(ticks.published == n + n / 10);
+  CHECK(obs->published == ticks.published + quiets.published);
+  CHECK(obs->delivered == ticks.handler_calls + quiets.handler_calls);
+  CHECK(quiets.balanced());
+}
+
+TEST_CASE("types that take turns in a lane are each sampled", "[monitoring]") {
+  // Events of two types alternate; one countdown for the lane would time
+  // only one of them with an even N.
+  sluice::bus bus{sluice::bus_options{}.with_lanes(1).with_latency_metrics(2)};
+  auto a = bus.subscribe([](const tick&) {});
+  auto b = bus.subscribe([](const quiet&) {});
+  auto p = bus.make_producer();
+  for (int i = 0; i < 100; ++i) {
+    REQUIRE(p.publish(tick{}) == sluice::publish_result::ok);
+    REQUIRE(p.publish(quiet{}) == sluice::publish_result::ok);
+  }
+  while (bus.poll() != 0) {
+  }
+  CHECK(a.handler_time().count() == 50);
+  CHECK(b.handler_time().count() == 50);
+  REQUIRE(bus.stop());
+}
+
+TEST_CASE("a type's handler histogram keeps the calls of subscriptions that ended",
+          "[monitoring]") {
+  sluice::bus bus{sluice::bus_options{}.with_lanes(2).with_latency_metrics(1)};
+  auto keep = bus.subscribe([](const tick&) {});
+  auto gone = bus.subscribe([](const tick&) {});
+  auto p = bus.make_producer();
+  for (std::uint64_t i = 0; i < 50; ++i)
+    REQUIRE(p.publish(tick{i}, i) == sluice::publish_result::ok);
+  while (bus.poll() != 0) {
+  }
+  const std::uint64_t before = bus.latency<tick>().handler.count();
+  CHECK(before == 100);
+  gone.reset();
+  // Its node is freed once no subscriber array holds it (the next change).
+  auto later = bus.subscribe([](const tick&) {});
+  later.reset();
+  CHECK(bus.latency<tick>().handler.count() == before);
+  for (std::uint64_t i = 0; i < 10; ++i)
+    REQUIRE(p.publish(tick{i}, i) == sluice::publish_result::ok);
+  while (bus.poll() != 0) {
+  }
+  CHECK(bus.latency<tick>().handler.count() == before + 10);
+  CHECK(keep.handler_time().count() == 60);
+  REQUIRE(bus.stop());
+}

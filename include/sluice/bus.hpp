@@ -487,7 +487,8 @@ class bus {
     return out;
   }
   // Event's subscriptions on this bus, newest first, with their names and
-  // counts (those whose handles still exist). Takes the
+  // counts (an unsubscribed one stays listed, inactive, until the bus
+  // frees it). Takes the
   // type's subscriber lock briefly; allocates the list.
   template <class Event>
   [[nodiscard]] std::vector<subscription_info> subscriptions() const {
@@ -591,6 +592,7 @@ class bus {
       bool would_block = false;
       bool refused = false;
       publish_result r;
+      std::uint64_t first = 0;  // the sequence the event gets if accepted
       {
         // Released even if the event's copy or a key extractor throws.
         struct release_busy {
@@ -598,8 +600,11 @@ class bus {
           ~release_busy() { busy.store(false, std::memory_order_release); }
         } held{sp.busy};
         // Only the attempt that is accepted consumes the event.
-        r = sp.core->publish(std::forward<Event>(e), has_key, key,
-                             try_only ? mode::try_once : mode::probe, &would_block);
+        // (Not observed here: an observer may publish, through the same
+        // shared producer; told below, once it is released.)
+        first = sp.core->last_sequence() + 1;
+        r = sp.core->publish_one(std::forward<Event>(e), has_key, key,
+                                 try_only ? mode::try_once : mode::probe, &would_block);
         // Nobody else can make room: refused (counted while the shared
         // producer is still held: its counters have one writer at a time;
         // reported after, as the observer may publish).
@@ -612,7 +617,10 @@ class bus {
         sp.core->report_no_drainer<std::decay_t<Event>>(has_key, key);
         return publish_result::full;
       }
-      if (!would_block) return r;
+      if (!would_block) {
+        sp.core->observe_one<std::decay_t<Event>>(r, has_key, key, first, false);
+        return r;
+      }
       wait.pause();
     }
   }
@@ -669,11 +677,19 @@ class bus {
     while (sp.busy.load(std::memory_order_relaxed) ||
            sp.busy.exchange(true, std::memory_order_acquire))
       spin.pause();
-    struct release_busy {
-      std::atomic<bool>& busy;
-      ~release_busy() { busy.store(false, std::memory_order_release); }
-    } held{sp.busy};
-    return sp.core->publish_after(delay_ns, std::forward<Event>(e), has_key, key);
+    publish_result r;
+    std::uint64_t first = 0;
+    {
+      struct release_busy {
+        std::atomic<bool>& busy;
+        ~release_busy() { busy.store(false, std::memory_order_release); }
+      } held{sp.busy};
+      first = sp.core->last_sequence() + 1;
+      r = sp.core->publish_after_one(delay_ns, std::forward<Event>(e), has_key, key);
+    }
+    // Told once the shared producer is released (an observer may publish).
+    sp.core->observe_one<std::decay_t<Event>>(r, has_key, key, first, true);
+    return r;
   }
 
   friend struct detail::bus_access;

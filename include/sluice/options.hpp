@@ -73,10 +73,10 @@ struct bus_options {
   // Called (on the thread that ran the handler) for each failed handler call.
   // Must not throw. Empty: failures are only counted.
   std::function<void(const failure_info&)> on_failure;
-  // Latency histograms (docs/monitoring.md): 0, off; N, one event in N
-  // drained from each lane is timed, its queue wait (publish to delivery,
-  // with stamp_time) per type and each handler call per subscription. 1
-  // times every event.
+  // Latency histograms (docs/monitoring.md): 0, off; N, one event in N of
+  // each type drained from each lane is timed, its queue wait (publish to
+  // delivery, with stamp_time) per type and each handler call per
+  // subscription. 1 times every event.
   std::uint32_t latency_sample_every = 0;
   // Told of every publish, drop, refusal, handler call and failure
   // (observer.hpp); nullptr: nobody. With one set, every event is timed.

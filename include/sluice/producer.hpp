@@ -161,6 +161,15 @@ class producer_core {
     return r;
   }
 
+  // Tells the observer, if the bus has one, what became of one publish of
+  // T (for bus::publish, once its shared producer is released).
+  template <class T>
+  void observe_one(publish_result r, bool has_key, key_type key, std::uint64_t first,
+                   bool delayed) const noexcept {
+    if (core_->observer() != nullptr) observe(type_index<T>(), r, has_key, key, 1, first, delayed);
+  }
+
+  // publish() without telling the observer.
   template <class E>
   publish_result publish_one(E&& e, bool has_key, key_type key, attempt mode, bool* would_block) {
     using T = std::decay_t<E>;
@@ -257,22 +266,42 @@ class producer_core {
   std::size_t publish_bulk(It first, It last, bool has_key, key_type key, attempt mode) {
     if (SLUICE_LIKELY(core_->observer() == nullptr))
       return publish_bulk_all(first, last, has_key, key, mode);
-    using T = typename std::iterator_traits<It>::value_type;
-    const auto n = static_cast<std::size_t>(std::distance(first, last));
-    const std::uint64_t seq = seq_ + 1;
-    const std::size_t done = publish_bulk_all(first, last, has_key, key, mode);
-    const std::uint32_t type = type_index<T>();
-    if (done != 0) observe(type, publish_result::ok, has_key, key, done, seq, false);
-    if (done != n) {
-      // The rest: dropped under drop_newest while the bus accepts, else refused.
-      const bool stopped = !core_->accepting(inside(core_));
-      const publish_result rest = stopped ? publish_result::stopped
-                                  : policy_ == full_policy::drop_newest && mode == attempt::normal
-                                      ? publish_result::dropped
-                                      : publish_result::full;
-      observe(type, rest, has_key, key, n - done, 0, false);
-    }
-    return done;
+    // What became of the events, read from this producer's own counters
+    // for the type (it is their one writer), and told also when an event's
+    // copy throws part-way.
+    struct teller {
+      producer_core& p;
+      counter_cell& c;
+      bool has_key;
+      key_type key;
+      std::uint64_t seq, published, dropped, rejected;
+      ~teller() {
+        auto since = [](const std::atomic<std::uint64_t>& now, std::uint64_t then) {
+          return now.load(std::memory_order_relaxed) - then;
+        };
+        const std::uint64_t d = since(c.dropped, dropped);
+        const std::uint64_t ok = since(c.published, published) - d;
+        const std::uint64_t r = since(c.rejected, rejected);
+        const std::uint32_t type = c.owner->type;
+        if (ok != 0) p.observe(type, publish_result::ok, has_key, key, ok, seq, false);
+        if (d != 0) p.observe(type, publish_result::dropped, has_key, key, d, 0, false);
+        if (r != 0)
+          p.observe(
+              type,
+              p.core_->accepting(inside(p.core_)) ? publish_result::full : publish_result::stopped,
+              has_key, key, r, 0, false);
+      }
+    };
+    counter_cell& c = cell(type_index<typename std::iterator_traits<It>::value_type>());
+    const teller tell{*this,
+                      c,
+                      has_key,
+                      key,
+                      seq_ + 1,
+                      c.published.load(std::memory_order_relaxed),
+                      c.dropped.load(std::memory_order_relaxed),
+                      c.rejected.load(std::memory_order_relaxed)};
+    return publish_bulk_all(first, last, has_key, key, mode);
   }
 
   template <class It>

@@ -37,7 +37,7 @@ struct type_stats {
 };
 
 // One event type's latency histograms (bus_options::latency_sample_every),
-// in nanoseconds, over the events that were timed (one in N per lane),
+// in nanoseconds, over the events that were timed (one in N per lane and type),
 // merged over the lanes. Empty when latency metrics are off.
 struct type_latency {
   // Publish to the start of its delivery (events stamped in this process:

@@ -56,8 +56,10 @@ class bus_core {
                   this, &policy_thunk),
         regs_(epoch_) {
     lanes_.reserve(options_.lanes);
-    for (std::size_t i = 0; i < options_.lanes; ++i)
+    for (std::size_t i = 0; i < options_.lanes; ++i) {
       lanes_.push_back(std::make_unique<lane>(options_.lane_capacity, options_.expected_producers));
+      if (sample_every_ != 0) lanes_.back()->start_sampling();
+    }
     fork_.owner = this;
     fork_.on_child = &on_fork_child;
     link_bus(fork_);
@@ -373,7 +375,7 @@ class bus_core {
       registry& r = *run_reg;
       g.t.switch_to(r);
       // Timed (latency metrics, an observer): one event in sample_every_.
-      const bool sampled = SLUICE_UNLIKELY(timing) && !discard && take_sample(l);
+      const bool sampled = SLUICE_UNLIKELY(timing) && !discard && take_sample(l, r.type);
       if (!discard && !run_staged && at >= l.not_durable_end && SLUICE_LIKELY(!gating(l, r)) &&
           !sampled) {
         // A run of this type's events without stages: one frame and one
@@ -403,7 +405,7 @@ class bus_core {
             }
             if (l.batch_pos == l.batch_end || g.settled >= max ||
                 batch[l.batch_pos].ops() != run_ops || SLUICE_UNLIKELY(gating(l, r)) ||
-                SLUICE_UNLIKELY(timing && !untimed_next(l)))
+                SLUICE_UNLIKELY(timing && !untimed_next(l, r.type)))
               break;
             ++l.batch_pos;
           }
@@ -507,7 +509,15 @@ class bus_core {
 
   // call_one, telling whether the call succeeded (a failure is reported,
   // and its policy applied, as call_one does).
-  bool call_watched(registry& r, const sub_entry& e, const void* ev, const metadata& m);
+  bool call_watched(registry& r, const sub_entry& e, const void* ev, const metadata& m) {
+    std::int64_t unused = 0;
+    return call_timed<false>(r, e, ev, m, unused);
+  }
+  // The same; with Timed, `end` is stamp_now() as the handler returned
+  // (before a failure is handled). monitor_run.hpp.
+  template <bool Timed>
+  bool call_timed(registry& r, const sub_entry& e, const void* ev, const metadata& m,
+                  std::int64_t& end);
 
   // Holds the event for n behind the retry of its key: `kept`. A full hold
   // (or no memory for the copy or its block) dead-letters it (`kept`; with
@@ -523,18 +533,22 @@ class bus_core {
 
   // ---- latency metrics and the observer (monitor_run.hpp) -------------------
 
-  // The lane's next event is timed (every sample_every_-th). Under l's lock.
-  [[nodiscard]] bool take_sample(lane& l) const noexcept {
-    if (--l.sample_left != 0) return false;
-    l.sample_left = sample_every_;
+  // The lane's next event of `type` is timed (the first, then every
+  // sample_every_-th: a countdown per lane and type, so that types that
+  // take turns are each sampled). Under l's lock.
+  [[nodiscard]] bool take_sample(lane& l, std::uint32_t type) const noexcept {
+    std::uint32_t& left = l.sample_left()[type];
+    if (--left != 0) return false;
+    left = sample_every_;
     return true;
   }
-  // In a run, with timing on: false when the lane's next event is to be
-  // timed (it leaves the run for take_sample), else counts it. Under l's
-  // lock.
-  [[nodiscard]] static bool untimed_next(lane& l) noexcept {
-    if (l.sample_left == 1) return false;
-    --l.sample_left;
+  // In a run of `type`, with timing on: false when the lane's next event
+  // is to be timed (it leaves the run for take_sample), else counts it.
+  // Under l's lock.
+  [[nodiscard]] static bool untimed_next(lane& l, std::uint32_t type) noexcept {
+    std::uint32_t& left = l.sample_left()[type];
+    if (left == 1) return false;
+    --left;
     return true;
   }
   [[nodiscard]] bool histograms_on() const noexcept { return options_.latency_sample_every != 0; }
@@ -549,6 +563,7 @@ class bus_core {
     lane* l;
     std::size_t lane_index;
     bool gated;                // the delivery gate has a say too
+    bool fresh;                // the next call reads the clock before it starts
     std::uint64_t queue_wait;  // ns, or 0 when unknown
     std::int64_t last;         // stamp_now() when the last call ended (or delivery began)
   };
@@ -564,8 +579,9 @@ class bus_core {
   // say, calls, records the call's duration, tells the observer.
   gate_result timed_call(timed_self& t, registry& r, const sub_entry& e, const void* ev,
                          const metadata& m);
-  // Records v in lane li's histogram of `slot` (made on first use).
-  void record_latency(std::atomic<lane_histograms*>& slot, std::size_t li,
+  // Records v in lane li's histogram of `slot` (made on first use: then
+  // it returns true, having spent more than bookkeeping).
+  bool record_latency(std::atomic<lane_histograms*>& slot, std::size_t li,
                       std::uint64_t v) noexcept;
   // A publish's outcome, for the observer.
   void observe_publish(const publish_info& info) const noexcept;
@@ -618,17 +634,19 @@ class bus_core {
     return n;
   }
 
-  // The latency histograms of a type (merged over lanes, and over the
-  // subscriptions that still exist for `handler`).
+  // The latency histograms of a type (merged over lanes, and for `handler`
+  // over its subscriptions, those that ended included). Merges under the
+  // type's subscriber lock (a few us per subscription and lane).
   void latency_of(std::uint32_t type, type_latency& out) const {
     registry* r = find_reg(type);
     if (r == nullptr) return;
     if (const lane_histograms* h = r->queue_wait.load(std::memory_order_acquire))
       h->add_to(out.queue_wait);
-    each_subscription(type, [&](const sub_node& n) {
-      if (const lane_histograms* h = n.handler_time.load(std::memory_order_acquire))
+    std::lock_guard<detail::mutex> lock(r->writer_mutex);
+    if (r->ended_handler_time != nullptr) out.handler.merge(*r->ended_handler_time);
+    for (const sub_node* n = r->nodes; n != nullptr; n = n->next_all)
+      if (const lane_histograms* h = n->handler_time.load(std::memory_order_acquire))
         h->add_to(out.handler);
-    });
   }
   // fn(const sub_node&) for each node of the type's registry (newest
   // first), under its subscriber lock.
@@ -813,10 +831,19 @@ class bus_core {
     static_cast<bus_core*>(self)->on_handler_failure(r, n, kind, code, message, ev, m);
   }
 
-  // The failure observers: bus_options::on_failure, then the observer's.
+  // The failure observers: bus_options::on_failure, then the observer's
+  // (also when on_failure threw: its throw is contained here, as the
+  // reporter contains the rest).
   static void call_observer(const void* self, const failure_info& info) {
     const auto* core = static_cast<const bus_core*>(self);
-    if (core->options_.on_failure) core->options_.on_failure(info);
+    if (core->options_.on_failure) {
+      SLUICE_TRY {
+        core->options_.on_failure(info);
+      }
+      SLUICE_CATCH(...) {
+        SLUICE_PASS_FORCED_UNWIND();
+      }
+    }
     if (core->observer_ != nullptr) core->observer_->on_failure(info);
   }
 

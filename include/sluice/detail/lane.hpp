@@ -405,9 +405,17 @@ class alignas(SLUICE_CACHE_LINE) lane {
   // The last batch came from the timing wheel: the next one comes from the
   // queue if it has events (neither starves the other). Under the lock.
   bool last_from_timers = false;
-  // Events drained until the next one is timed (latency metrics, an
-  // observer; bus_core::take_sample). Under the lock.
-  std::uint32_t sample_left = 1;
+  // Per event type, events drained until the next one is timed (latency
+  // metrics, an observer; bus_core::take_sample): made with the lane when
+  // timing is on (1 KiB), all 1 so that each type's first is timed. Under
+  // the lock.
+  void start_sampling() {
+    sample_left_.reset(new std::uint32_t[SLUICE_MAX_EVENT_TYPES]);
+    std::fill_n(sample_left_.get(), SLUICE_MAX_EVENT_TYPES, std::uint32_t{1});
+  }
+  [[nodiscard]] std::uint32_t* sample_left() noexcept {
+    return sample_left_.get();
+  }
 
   // ---- retries (failure policies) ---------------------------------------------
   //
@@ -504,6 +512,8 @@ class alignas(SLUICE_CACHE_LINE) lane {
   }
 
  private:
+  std::unique_ptr<std::uint32_t[]> sample_left_;  // see start_sampling
+
   void note_high_water(std::size_t s) noexcept {
     std::size_t hw = high_water_.load(std::memory_order_relaxed);
     while (s > hw && !high_water_.compare_exchange_weak(hw, s, std::memory_order_relaxed)) {

@@ -42,18 +42,26 @@ class live_histogram {
     count_.store(n + 1, std::memory_order_relaxed);
   }
 
-  // Adds what this holds to `out`.
+  // Adds what this holds to `out`. Read during writes, the count is the
+  // sum of the buckets read (so a Prometheus histogram made of it stays
+  // consistent: no bucket above the count), and min and max are kept in
+  // order; the sum may be a value ahead or behind.
   void add_to(duration_histogram& out) const noexcept {
-    duration_histogram h;
-    h.count_ = count_.load(std::memory_order_relaxed);
-    if (h.count_ == 0) return;
-    for (std::size_t i = 0; i < duration_histogram::bucket_count; ++i)
-      h.buckets_[i] = buckets_[i].load(std::memory_order_relaxed);
-    h.sum_ = sum_.load(std::memory_order_relaxed);
-    h.min_ = min_.load(std::memory_order_relaxed);
-    h.max_ = max_.load(std::memory_order_relaxed);
-    h.clamped_ = clamped_.load(std::memory_order_relaxed);
-    out.merge(h);
+    std::uint64_t n = 0;
+    for (std::size_t i = 0; i < duration_histogram::bucket_count; ++i) {
+      const std::uint64_t b = buckets_[i].load(std::memory_order_relaxed);
+      out.buckets_[i] += b;
+      n += b;
+    }
+    if (n == 0) return;
+    std::uint64_t lo = min_.load(std::memory_order_relaxed);
+    const std::uint64_t hi = max_.load(std::memory_order_relaxed);
+    if (lo > hi) lo = hi;
+    if (out.count_ == 0 || lo < out.min_) out.min_ = lo;
+    if (hi > out.max_) out.max_ = hi;
+    out.count_ += n;
+    out.sum_ = duration_histogram::add_saturated(out.sum_, sum_.load(std::memory_order_relaxed));
+    out.clamped_ += clamped_.load(std::memory_order_relaxed);
   }
 
  private:
@@ -94,18 +102,21 @@ class lane_histograms {
   }
 
   // By lane `lane`'s drainer only. A histogram that cannot be made leaves
-  // the value out, counted in `lost`.
-  void record(std::size_t lane, std::uint64_t v, std::atomic<std::uint64_t>& lost) noexcept {
+  // the value out, counted in `lost`. True when it made the histogram.
+  bool record(std::size_t lane, std::uint64_t v, std::atomic<std::uint64_t>& lost) noexcept {
     live_histogram* h = per_lane_[lane].load(std::memory_order_relaxed);
-    if (SLUICE_UNLIKELY(h == nullptr)) {
-      h = new (std::nothrow) live_histogram;
-      if (h == nullptr) {
-        lost.fetch_add(1, std::memory_order_relaxed);
-        return;
-      }
-      per_lane_[lane].store(h, std::memory_order_release);
+    if (SLUICE_LIKELY(h != nullptr)) {
+      h->record(v);
+      return false;
     }
+    h = new (std::nothrow) live_histogram;
+    if (h == nullptr) {
+      lost.fetch_add(1, std::memory_order_relaxed);
+      return true;
+    }
+    per_lane_[lane].store(h, std::memory_order_release);
     h->record(v);
+    return true;
   }
 
   void add_to(duration_histogram& out) const noexcept {

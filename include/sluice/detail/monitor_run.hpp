@@ -5,12 +5,16 @@
 // An event that is timed leaves the drainer's run of untimed events and is
 // delivered through the delivery gate with a timing gate of its own
 // (timed_call): the time-stamp counter (stamp_now) is read when its
-// delivery starts (ending its queue wait) and after each handler call, so
+// delivery starts (ending its queue wait) and as each handler returns, so
 // a call's duration runs from the end of the one before (or the start) to
-// its own end: the bus's few ns of work per subscriber between calls are
-// counted in it, and an event with k calls costs k + 1 reads. Each
-// duration goes to the subscription's histogram of the event's lane, and
-// to the observer. Events that are not timed never come here.
+// the moment its handler returned: the bus's bookkeeping between two calls
+// (the last one's histogram update, the next subscriber's announcement: a
+// few ns) counts in the later call, and an event with k calls costs k + 1
+// reads. Anything more between two calls (stages, a failure handled, a
+// held or refused subscriber, the observer's hook, a histogram allocated)
+// makes the next call read the clock again before it starts. Each duration
+// goes to the subscription's histogram of the event's lane, and to the
+// observer. Events that are not timed never come here.
 #pragma once
 
 #include <atomic>
@@ -28,14 +32,12 @@ inline fate bus_core::deliver_timed(lane& l, std::size_t li, registry& r, envelo
                                     reader_slot& s, bool staged, std::size_t& calls) {
   const metadata& m = rec.meta();
   // One clock read starts the delivery: it ends the queue wait and starts
-  // the first call (each later call starts where the one before ended).
+  // the first call, unless stages run first.
   const std::int64_t now = stamp_now();
-  timed_self self{this, &l, li, needs_gate(l, r, m), 0, now};
-  // Events stamped in this process: replayed and bridged ones carry another
-  // clock's time.
-  if (m.timestamp != 0 && !m.replayed && !m.bridged) {
+  timed_self self{this, &l, li, needs_gate(l, r, m), staged, 0, now};
+  if (m.timestamp != 0) {  // stamp_time: stamped at publish by this process's clock
     self.queue_wait = now > m.timestamp ? static_cast<std::uint64_t>(now - m.timestamp) : 0;
-    if (histograms_on()) record_latency(r.queue_wait, li, self.queue_wait);
+    if (histograms_on() && record_latency(r.queue_wait, li, self.queue_wait)) self.fresh = true;
   }
   delivery_gate gate;
   gate.fn = &timed_thunk;
@@ -47,18 +49,33 @@ inline fate bus_core::deliver_timed(lane& l, std::size_t li, registry& r, envelo
 
 inline gate_result bus_core::timed_call(timed_self& t, registry& r, const sub_entry& e,
                                         const void* ev, const metadata& m) {
+  // A call starts where the one before ended (or the delivery began),
+  // unless the bus did more than its bookkeeping since: then it reads the
+  // clock again.
+  if (t.fresh) {
+    t.last = stamp_now();
+    t.fresh = false;
+  }
   bool ok = true;
-  gate_result g = t.gated ? gate(*t.l, r, e, ev, m, &ok) : gate_result::pass;
+  std::int64_t end = 0;
+  gate_result g = gate_result::pass;
+  if (t.gated) {
+    g = gate(*t.l, r, e, ev, m, &ok);
+    if (g == gate_result::kept) {  // held, or refused by an open breaker: no call
+      t.fresh = true;
+      return g;
+    }
+    if (g == gate_result::called) end = stamp_now();  // (a watched breaker's note included)
+  }
   if (g == gate_result::pass) {
-    ok = call_watched(r, e, ev, m);
+    ok = call_timed<true>(r, e, ev, m, end);  // `end`: when the handler returned
     g = gate_result::called;
   }
-  if (g != gate_result::called) return g;  // held, or refused by an open breaker
-  const std::int64_t end = stamp_now();
   const std::uint64_t took = end > t.last ? static_cast<std::uint64_t>(end - t.last) : 0;
   t.last = end;
+  if (!ok) t.fresh = true;  // the failure was handled after `end`
   sub_node& n = *e.node;
-  if (histograms_on()) record_latency(n.handler_time, t.lane_index, took);
+  if (histograms_on() && record_latency(n.handler_time, t.lane_index, took)) t.fresh = true;
   if (observer_ != nullptr) {
     delivery_info d;
     d.type = r.type;
@@ -70,18 +87,51 @@ inline gate_result bus_core::timed_call(timed_self& t, registry& r, const sub_en
     d.lane = t.lane_index;
     d.ok = ok;
     observer_->on_deliver(d);
+    t.fresh = true;
   }
   return g;
 }
 
-inline void bus_core::record_latency(std::atomic<lane_histograms*>& slot, std::size_t li,
+inline bool bus_core::record_latency(std::atomic<lane_histograms*>& slot, std::size_t li,
                                      std::uint64_t v) noexcept {
-  lane_histograms* h = histograms_of(slot, lanes_.size());
+  lane_histograms* h = slot.load(std::memory_order_acquire);
+  bool made = false;
   if (SLUICE_UNLIKELY(h == nullptr)) {
-    metrics_lost_.fetch_add(1, std::memory_order_relaxed);
-    return;
+    h = histograms_of(slot, lanes_.size());
+    made = true;
+    if (h == nullptr) {
+      metrics_lost_.fetch_add(1, std::memory_order_relaxed);
+      return made;
+    }
   }
-  h->record(li, v, metrics_lost_);
+  return h->record(li, v, metrics_lost_) || made;
+}
+
+template <bool Timed>
+inline bool bus_core::call_timed(registry& r, const sub_entry& e, const void* ev, const metadata& m,
+                                 std::int64_t& end) {
+#if SLUICE_HAS_EXCEPTIONS
+  try {
+    const outcome o = e.invoke(e.callable, ev, m);
+    if (Timed) end = stamp_now();
+    if (o.ok()) return true;
+    failures_.failure(r, failure_kind::outcome, o.code(), o.message(), ev, &m);
+  } catch (const std::exception& x) {
+    if (Timed) end = stamp_now();
+    failures_.failure(r, failure_kind::exception, 0, x.what(), ev, &m);
+  } catch (...) {
+    SLUICE_PASS_FORCED_UNWIND();
+    if (Timed) end = stamp_now();
+    failures_.failure(r, failure_kind::exception, 0, "unknown exception", ev, &m);
+  }
+  return false;
+#else
+  const outcome o = e.invoke(e.callable, ev, m);
+  if (Timed) end = stamp_now();
+  if (o.ok()) return true;
+  failures_.failure(r, failure_kind::outcome, o.code(), o.message(), ev, &m);
+  return false;
+#endif
 }
 
 inline void bus_core::observe_publish(const publish_info& info) const noexcept {

@@ -96,28 +96,6 @@ inline gate_result bus_core::gate(lane& l, registry& r, const sub_entry& e, cons
   return gate_result::called;
 }
 
-inline bool bus_core::call_watched(registry& r, const sub_entry& e, const void* ev,
-                                   const metadata& m) {
-#if SLUICE_HAS_EXCEPTIONS
-  try {
-    const outcome o = e.invoke(e.callable, ev, m);
-    if (o.ok()) return true;
-    failures_.failure(r, failure_kind::outcome, o.code(), o.message(), ev, &m);
-  } catch (const std::exception& x) {
-    failures_.failure(r, failure_kind::exception, 0, x.what(), ev, &m);
-  } catch (...) {
-    SLUICE_PASS_FORCED_UNWIND();
-    failures_.failure(r, failure_kind::exception, 0, "unknown exception", ev, &m);
-  }
-  return false;
-#else
-  const outcome o = e.invoke(e.callable, ev, m);
-  if (o.ok()) return true;
-  failures_.failure(r, failure_kind::outcome, o.code(), o.message(), ev, &m);
-  return false;
-#endif
-}
-
 inline gate_result bus_core::hold_event(lane& l, registry& r, sub_node& n, const retry_spec& spec,
                                         hold* h, const void* ev, const metadata& m,
                                         retry_context& ctx) {

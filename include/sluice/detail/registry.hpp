@@ -207,6 +207,7 @@ struct alignas(SLUICE_CACHE_LINE) registry {
       c = next;
     }
     delete queue_wait.load(std::memory_order_relaxed);
+    delete ended_handler_time;
     derived_cell* d = derived_cells.load(std::memory_order_relaxed);
     while (d != nullptr) {
       derived_cell* next = d->next;
@@ -229,6 +230,14 @@ struct alignas(SLUICE_CACHE_LINE) registry {
   std::atomic<std::uint32_t> gated{0};
   // Queue waits of its events per lane (latency metrics; latency.hpp).
   std::atomic<lane_histograms*> queue_wait{nullptr};
+  // The handler times of this type's subscriptions that ended, so that the
+  // type's handler histogram (bus::latency) never goes back. writer_mutex
+  // held; made on first use (with no memory, they are left out).
+  duration_histogram* ended_handler_time = nullptr;
+  void fold_handler_time(const lane_histograms& h) noexcept {
+    if (ended_handler_time == nullptr) ended_handler_time = new (std::nothrow) duration_histogram;
+    if (ended_handler_time != nullptr) h.add_to(*ended_handler_time);
+  }
 
   // Consumer-side counters (batched by the drainers).
   alignas(SLUICE_CACHE_LINE) std::atomic<std::uint64_t> delivered{0};
@@ -357,6 +366,8 @@ struct alignas(SLUICE_CACHE_LINE) registry {
   void maybe_free(sub_node* n, graveyard& dead) noexcept {
     if (n->array_refs != 0 || n->retry_refs != 0 || !n->handle_released) return;
     // No array holds n, so no reader can reach it or be running it.
+    if (const lane_histograms* h = n->handler_time.load(std::memory_order_acquire))
+      fold_handler_time(*h);
     for (sub_node** p = &nodes; *p != nullptr; p = &(*p)->next_all) {
       if (*p == n) {
         *p = n->next_all;

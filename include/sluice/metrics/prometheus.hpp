@@ -486,8 +486,9 @@ class prometheus_exporter {
   }
 
   // The failure-policy counts of the named subscriptions of the named
-  // types (several of one name on a type are summed; unnamed ones are
-  // left out: their failures count in the type's families).
+  // types (several of one name on a type are summed, with the worst
+  // breaker state; unnamed ones, and names that are not UTF-8, are left
+  // out: their failures count in the type's families).
   void render_subscriptions(std::string& out) const {
     struct row {
       const watched_bus* b;
@@ -498,7 +499,8 @@ class prometheus_exporter {
     for (const auto& b : buses_)
       for (const auto& t : b.types)
         for (subscription_info& s : t.subscriptions(*b.object)) {
-          if (s.name.empty()) continue;
+          // (A name that is not UTF-8 would make the whole scrape fail.)
+          if (s.name.empty() || !detail::utf8_valid(s.name)) continue;
           auto same = std::find_if(rows.begin(), rows.end(), [&](const row& x) {
             return x.b == &b && x.t == &t && x.s.name == s.name;
           });
@@ -508,7 +510,11 @@ class prometheus_exporter {
           }
           subscription_stats& into = same->s.stats;
           for (std::uint64_t subscription_stats::*f : summed) into.*f += s.stats.*f;
-          if (s.stats.breaker > into.breaker) into.breaker = s.stats.breaker;
+          // The worst of their breakers: open, then half-open, then closed.
+          auto rank = [](breaker_state x) {
+            return x == breaker_state::open ? 2 : x == breaker_state::half_open ? 1 : 0;
+          };
+          if (rank(s.stats.breaker) > rank(into.breaker)) into.breaker = s.stats.breaker;
         }
     if (rows.empty()) return;
     static const field_family<subscription_stats, std::uint64_t> fields[] = {
