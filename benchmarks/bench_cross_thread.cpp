@@ -14,7 +14,7 @@
 //    it is full.
 // The handler does the same work on both sides and bumps a single-writer
 // counter (plain store) that the producer thread waits on.
-// Diagnostics (no target): the raw pipe with 96-byte (record-sized) payloads,
+// Diagnostics (no target): the raw pipe with record-sized (112-byte) payloads,
 // and with a lane's 64-item drain batch, then also its exact, shared count.
 // Targets: publish >= 2x raw single-item; publish_bulk >= 0.8x raw bulk.
 #include <sluice/detail/queue.hpp>
@@ -82,16 +82,16 @@ void BM_xt_sluice(benchmark::State& state, bool default_options) {
   state.SetItemsProcessed(state.iterations() * bench::to_i64(total));
 }
 
-// Diagnostic payload: the size of a sluice record (metadata 32 B + ops
-// pointer + 48 B inline buffer, 16-aligned = 96 B) carrying a 16-byte event.
-struct ev96 {
+// Diagnostic payload: the size of a sluice record (metadata 48 B + ops
+// pointer + 48 B inline buffer, 16-aligned = 112 B) carrying a 16-byte event.
+struct ev_record {
   std::uint64_t a;
-  std::uint64_t rest[11];
+  std::uint64_t rest[13];
 };
-static_assert(sizeof(ev96) == sizeof(sluice::detail::envelope), "envelope-sized payload");
+static_assert(sizeof(ev_record) == sizeof(sluice::detail::envelope), "envelope-sized payload");
 
 // GCC 12 reports a false -Wstringop-overflow inside moodycamel's
-// enqueue_bulk once it is inlined here with the 96-byte payload.
+// enqueue_bulk once it is inlined here with the record-sized payload.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wstringop-overflow"
@@ -236,15 +236,17 @@ void register_benchmarks() {
   setup(benchmark::RegisterBenchmark("xt/sluice_publish_bulk256", BM_xt_sluice<mode::producer_bulk>,
                                      false));
   setup(benchmark::RegisterBenchmark("xt/moodycamel_bulk256", BM_xt_moodycamel<true>));
-  // Diagnostics: raw moodycamel moving record-sized (96 B) payloads.
-  setup(benchmark::RegisterBenchmark("xt/moodycamel_single/96B", BM_xt_moodycamel<false, ev96>));
-  setup(benchmark::RegisterBenchmark("xt/moodycamel_bulk256/96B", BM_xt_moodycamel<true, ev96>));
+  // Diagnostics: raw moodycamel moving record-sized (112 B) payloads.
+  setup(benchmark::RegisterBenchmark("xt/moodycamel_single/record",
+                                     BM_xt_moodycamel<false, ev_record>));
+  setup(benchmark::RegisterBenchmark("xt/moodycamel_bulk256/record",
+                                     BM_xt_moodycamel<true, ev_record>));
   // Diagnostics: a raw pipe with a lane's drain batch, then with its exact count.
   setup(benchmark::RegisterBenchmark("xt/moodycamel_drain64", BM_xt_moodycamel_drain64<false>));
   setup(benchmark::RegisterBenchmark("xt/moodycamel_drain64_counted",
                                      BM_xt_moodycamel_drain64<true>));
-  setup(benchmark::RegisterBenchmark("xt/moodycamel_drain64_counted/96B",
-                                     BM_xt_moodycamel_drain64<true, ev96>));
+  setup(benchmark::RegisterBenchmark("xt/moodycamel_drain64_counted/record",
+                                     BM_xt_moodycamel_drain64<true, ev_record>));
 }
 
 }  // namespace

@@ -54,9 +54,12 @@ constexpr std::size_t drain_batch = SLUICE_DRAIN_BATCH;
 // in Sample; with Observer, an observer that does nothing is set (every
 // event is then timed and handed to it). Against the same bus with stamps
 // on and nothing monitored. Checks that the histograms counted the events
-// they timed.
+// they timed. With Trace != 0, a tracer records one flow in Trace (each
+// event here is a flow of its own: its publish, delivery and handler call);
+// its records are cleared when it holds many (part of the cost).
 struct idle_observer final : sluice::bus_observer {};
-template <class E, bool Stamp, std::uint32_t Sample = 0, bool Observer = false>
+template <class E, bool Stamp, std::uint32_t Sample = 0, bool Observer = false,
+          std::uint64_t Trace = 0>
 void BM_queued_sluice(benchmark::State& state) {
   sluice::bus_options o;
   o.lanes = 1;
@@ -64,6 +67,9 @@ void BM_queued_sluice(benchmark::State& state) {
   o.stamp_time = Stamp;
   o.latency_sample_every = Sample;
   if (Observer) o.observer = std::make_shared<idle_observer>();
+  constexpr std::size_t trace_capacity = std::size_t{1} << 16;
+  if (Trace != 0) o.tracer = std::make_shared<sluice::tracer>(Trace, trace_capacity);
+  std::size_t traced = 0;
   sluice::bus bus(o);
   const sluice::subscription sub = bus.subscribe<E>([](const E& e) { bench::work<0>(e); });
   sluice::producer prod = bus.make_producer();
@@ -76,10 +82,16 @@ void BM_queued_sluice(benchmark::State& state) {
       not_ok += prod.publish(e) != sluice::publish_result::ok;
     }
     drained += bus.poll();
+    if (Trace != 0 && o.tracer->size() > trace_capacity / 2) {
+      traced += o.tracer->size();
+      o.tracer->clear();
+    }
   }
   benchmark::DoNotOptimize(bench::g_sink);
   const auto expected = static_cast<std::size_t>(state.iterations()) * N;
   if (not_ok != 0 || drained != expected) state.SkipWithError("sluice refused or lost events");
+  if (Trace != 0 && (traced + o.tracer->size() == 0 || o.tracer->lost() != 0))
+    state.SkipWithError("the tracer recorded nothing, or lost records");
   check_delivered<E>(state, bus, expected);
   const std::size_t timed = Sample == 0 ? 0 : (expected + Sample - 1) / Sample;
   if (Sample != 0 &&
@@ -167,7 +179,7 @@ void BM_queued_sluice_held_memory(benchmark::State& state) {
     const sluice::subscription sub = bus.subscribe<E>(
         [](const E& ev) {
           bench::work<0>(ev);
-          return ev.b == 0 ? sluice::outcome::failure(1, "down") : sluice::outcome::success();
+          return ev.a == 0 ? sluice::outcome::failure(1, "down") : sluice::outcome::success();
         },
         sluice::subscribe_options::named("bench").with_failure_policy(
             sluice::failure_policy::retry(2, sluice::retry_backoff::fixed(std::chrono::hours(1)))
@@ -175,15 +187,15 @@ void BM_queued_sluice_held_memory(benchmark::State& state) {
     sluice::producer prod = bus.make_producer();
     E e{};
     // The bus's own first-use allocations (its wheel, the registry) come first.
-    e.b = 1;
+    e.a = 1;  // (every event size has `a`)
     (void)prod.publish(e, sluice::key_type{~0ULL});
     (void)bus.poll();
     const std::size_t base = mallinfo2().uordblks;
-    e.b = 0;
+    e.a = 0;
     for (std::size_t k = 0; k < Keys; ++k) (void)prod.publish(e, sluice::key_type{k});
     (void)bus.poll();
     const std::size_t keys_done = mallinfo2().uordblks;
-    e.b = 1;
+    e.a = 1;
     for (std::size_t i = 0; i < PerKey; ++i)
       for (std::size_t k = 0; k < Keys; ++k) (void)prod.publish(e, sluice::key_type{k});
     for (int k = 0; k < 1000 && sub.stats().held != Keys * PerKey; ++k) (void)bus.poll();
@@ -289,6 +301,8 @@ void register_benchmarks() {
   reg("queued/sluice_latency_1in64/" + sz + "/stamp:1", BM_queued_sluice<event, true, 64>);
   reg("queued/sluice_latency_1in1024/" + sz + "/stamp:1", BM_queued_sluice<event, true, 1024>);
   reg("queued/sluice_observer/" + sz + "/stamp:1", BM_queued_sluice<event, true, 0, true>);
+  reg("queued/sluice_trace_1in1000/" + sz + "/stamp:1",
+      BM_queued_sluice<event, true, 0, false, 1000>);
   reg("queued/sluice_policy/" + sz + "/stamp:0", BM_queued_sluice_policy<event, 0>);
   reg("queued/sluice_policy_fail1pct/" + sz + "/stamp:0", BM_queued_sluice_policy<event, 100>);
   reg("queued/sluice_policy_fail1pct_1024keys/" + sz + "/stamp:0",

@@ -593,6 +593,7 @@ class bus {
       bool refused = false;
       publish_result r;
       std::uint64_t first = 0;  // the sequence the event gets if accepted
+      std::uint64_t flow = 0;   // its correlation, if accepted
       {
         // Released even if the event's copy or a key extractor throws.
         struct release_busy {
@@ -605,6 +606,7 @@ class bus {
         first = sp.core->last_sequence() + 1;
         r = sp.core->publish_one(std::forward<Event>(e), has_key, key,
                                  try_only ? mode::try_once : mode::probe, &would_block);
+        flow = sp.core->last_flow();
         // Nobody else can make room: refused (counted while the shared
         // producer is still held: its counters have one writer at a time;
         // reported after, as the observer may publish).
@@ -618,7 +620,7 @@ class bus {
         return publish_result::full;
       }
       if (!would_block) {
-        sp.core->observe_one<std::decay_t<Event>>(r, has_key, key, first, false);
+        sp.core->observe_one<std::decay_t<Event>>(r, has_key, key, first, false, flow);
         return r;
       }
       wait.pause();
@@ -679,6 +681,7 @@ class bus {
       spin.pause();
     publish_result r;
     std::uint64_t first = 0;
+    std::uint64_t flow = 0;
     {
       struct release_busy {
         std::atomic<bool>& busy;
@@ -686,9 +689,10 @@ class bus {
       } held{sp.busy};
       first = sp.core->last_sequence() + 1;
       r = sp.core->publish_after_one(delay_ns, std::forward<Event>(e), has_key, key);
+      flow = sp.core->last_flow();
     }
     // Told once the shared producer is released (an observer may publish).
-    sp.core->observe_one<std::decay_t<Event>>(r, has_key, key, first, true);
+    sp.core->observe_one<std::decay_t<Event>>(r, has_key, key, first, true, flow);
     return r;
   }
 

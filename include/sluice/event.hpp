@@ -27,7 +27,13 @@ using key_type = std::uint64_t;
 //               bridge/nats.hpp): recorders and outbound bridges do not send it back;
 //  - redriven:  the event was dead-lettered once and sent back by a redrive of a
 //               dead-letter log (see storage/dead_letters.hpp); handlers run it as
-//               any other event.
+//               any other event;
+//  - correlation: the id (sluice::event_id) of the event that began the
+//               event's flow: its own for an event published outside any
+//               handler, its cause's correlation for one published by a
+//               handler, a stage or inside a sluice::caused_by scope;
+//  - cause:     the id of the event whose handler (or stage) published it,
+//               or that a transform made it from (0: none; see flow.hpp).
 struct metadata {
   std::uint64_t sequence = 0;
   std::int64_t timestamp = 0;
@@ -37,7 +43,21 @@ struct metadata {
   bool replayed = false;
   bool bridged = false;
   bool redriven = false;
+  std::uint64_t correlation = 0;
+  std::uint64_t cause = 0;
 };
+
+// An event's id within its bus: its producer in the top 24 bits and the low
+// 40 bits of its sequence below (unique while a producer has published
+// fewer than 2^40 events and a bus has fewer than 2^24 producers; 0: a
+// dispatched event, which has none).
+[[nodiscard]] constexpr std::uint64_t event_id(std::uint32_t producer,
+                                               std::uint64_t sequence) noexcept {
+  return (std::uint64_t{producer} << 40) | (sequence & ((std::uint64_t{1} << 40) - 1));
+}
+[[nodiscard]] constexpr std::uint64_t event_id(const metadata& m) noexcept {
+  return event_id(m.producer, m.sequence);
+}
 
 // The metadata of an event that was dispatched, not published: all zero.
 inline constexpr metadata no_metadata{};

@@ -17,6 +17,8 @@
 namespace sluice {
 inline namespace SLUICE_ABI {
 
+class tracer;  // tracer.hpp
+
 // What publish does when the target lane holds `lane_capacity` events.
 enum class full_policy : std::uint8_t {
   block,        // spin, yield, then park until there is room or the bus stops
@@ -81,6 +83,9 @@ struct bus_options {
   // Told of every publish, drop, refusal, handler call and failure
   // (observer.hpp); nullptr: nobody. With one set, every event is timed.
   std::shared_ptr<bus_observer> observer;
+  // Records one flow in tracer::sample_every() for a Chrome trace
+  // (tracer.hpp); nullptr: no tracing.
+  std::shared_ptr<sluice::tracer> tracer;
 
   bus_options& with_lanes(std::size_t n) {
     lanes = n;
@@ -128,6 +133,10 @@ struct bus_options {
   }
   bus_options& with_observer(std::shared_ptr<bus_observer> o) {
     observer = std::move(o);
+    return *this;
+  }
+  bus_options& with_tracer(std::shared_ptr<sluice::tracer> t) {
+    tracer = std::move(t);
     return *this;
   }
 

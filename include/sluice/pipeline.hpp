@@ -13,7 +13,8 @@
 // Semantics: stages run on the thread that drains the event (a worker, a
 // poll() caller, or a dispatch() caller), in the order they were added, before
 // the type's subscribers. A transform's output keeps its cause's metadata (key,
-// sequence, timestamp, producer) and is handled at once on the same thread, so
+// sequence, timestamp, producer, correlation; its metadata::cause is the
+// input's event_id) and is handled at once on the same thread, so
 // per-key order holds through transforms. A route picks the channel; handlers
 // subscribed on that channel and those subscribed without one are called;
 // none: unrouted. A stage that throws is reported (failure_kind::stage) and
@@ -188,7 +189,10 @@ struct stage_fns {
       }
     } unwind{ru};
     std::size_t calls = 0;
-    const fate fu = core.process(ru, &*made, m, slot, run.hops + 1, calls);
+    // The output keeps its input's metadata, with the input as its cause.
+    metadata mu = m;
+    mu.cause = event_id(m);
+    const fate fu = core.process(ru, &*made, mu, slot, run.hops + 1, calls);
     unwind.done = true;
     if (cell != nullptr) {
       detail::settle(*cell, fu, calls);

@@ -52,14 +52,40 @@ namespace detail {
 #endif
 }
 
+// The event whose handler, stage or scope runs on this thread, if any: the
+// cause of what the thread publishes (flows; see docs/monitoring.md).
+[[nodiscard]] inline const metadata* current_cause() noexcept {
+  const thread_state& t = this_thread();
+  if (SLUICE_UNLIKELY(t.cause != nullptr)) return t.cause;
+  const retry_context* ctx = t.retry;
+  if (ctx == nullptr) return nullptr;
+  const envelope* e = *ctx->current;
+  return e != nullptr ? &e->meta() : nullptr;
+}
+
+// Fills w's correlation and cause for an event of `producer` published now.
+inline void stamp_flow(stamp_words& w, std::uint32_t producer) noexcept {
+  const metadata* c = current_cause();
+  const std::uint64_t cause = c != nullptr ? event_id(*c) : 0;
+  if (cause == 0) {  // it begins a flow of its own
+    w.cause = 0;
+    w.correlation = event_id(producer, w.sequence);
+  } else {
+    w.cause = cause;
+    w.correlation = c->correlation != 0 ? c->correlation : cause;
+  }
+}
+
 // Wraps a range of events as a range of envelopes for one enqueue_bulk.
 template <class It>
 class bulk_envelopes {
  public:
-  bulk_envelopes(It it, const stamp_words& w) : it_(it), words_(&w) {}
+  bulk_envelopes(It it, const stamp_words& w, std::uint32_t producer)
+      : it_(it), words_(&w), producer_(producer) {}
   envelope operator*() {
     stamp_words w = *words_;
     w.sequence += index_;
+    if (w.cause == 0) w.correlation = event_id(producer_, w.sequence);
     return envelope(std::move(*it_), w);
   }
   bulk_envelopes& operator++() {
@@ -76,6 +102,7 @@ class bulk_envelopes {
  private:
   It it_;
   const stamp_words* words_;
+  std::uint32_t producer_;
   std::uint64_t index_ = 0;
 };
 
@@ -139,7 +166,7 @@ class producer_core {
   template <class T>
   void report_no_drainer(bool has_key, key_type key) {
     report_no_drainer(cell(type_index<T>()));
-    if (core_->observer() != nullptr)
+    if (core_->watches_publish())
       observe(type_index<T>(), publish_result::full, has_key, key, 1, 0, false);
   }
 
@@ -151,12 +178,12 @@ class producer_core {
   template <class E>
   publish_result publish(E&& e, bool has_key, key_type key, attempt mode,
                          bool* would_block = nullptr) {
-    if (SLUICE_LIKELY(core_->observer() == nullptr))
+    if (SLUICE_LIKELY(!core_->watches_publish()))
       return publish_one(std::forward<E>(e), has_key, key, mode, would_block);
     const std::uint64_t first = seq_ + 1;
     const publish_result r = publish_one(std::forward<E>(e), has_key, key, mode, would_block);
     // (A probe that would have waited is tried again by its caller.)
-    if (mode != attempt::probe || !*would_block)
+    if ((mode != attempt::probe || !*would_block) && core_->tells_publish(r, last_flow_))
       observe(type_index<std::decay_t<E>>(), r, has_key, key, 1, first, false);
     return r;
   }
@@ -164,10 +191,13 @@ class producer_core {
   // Tells the observer, if the bus has one, what became of one publish of
   // T (for bus::publish, once its shared producer is released).
   template <class T>
-  void observe_one(publish_result r, bool has_key, key_type key, std::uint64_t first,
-                   bool delayed) const noexcept {
-    if (core_->observer() != nullptr) observe(type_index<T>(), r, has_key, key, 1, first, delayed);
+  void observe_one(publish_result r, bool has_key, key_type key, std::uint64_t first, bool delayed,
+                   std::uint64_t flow) const noexcept {
+    if (core_->watches_publish() && core_->tells_publish(r, flow))
+      observe(type_index<T>(), r, has_key, key, 1, first, delayed);
   }
+  // The correlation of the last event this producer stamped.
+  [[nodiscard]] std::uint64_t last_flow() const noexcept { return last_flow_; }
 
   // publish() without telling the observer.
   template <class E>
@@ -215,11 +245,12 @@ class producer_core {
   // bus_options::delayed_capacity 0) gives `full`, counted rejected.
   template <class E>
   publish_result publish_after(std::int64_t delay_ns, E&& e, bool has_key, key_type key) {
-    if (SLUICE_LIKELY(core_->observer() == nullptr))
+    if (SLUICE_LIKELY(!core_->watches_publish()))
       return publish_after_one(delay_ns, std::forward<E>(e), has_key, key);
     const std::uint64_t first = seq_ + 1;
     const publish_result r = publish_after_one(delay_ns, std::forward<E>(e), has_key, key);
-    observe(type_index<std::decay_t<E>>(), r, has_key, key, 1, first, true);
+    if (core_->tells_publish(r, last_flow_))
+      observe(type_index<std::decay_t<E>>(), r, has_key, key, 1, first, true);
     return r;
   }
 
@@ -264,7 +295,7 @@ class producer_core {
 
   template <class It>
   std::size_t publish_bulk(It first, It last, bool has_key, key_type key, attempt mode) {
-    if (SLUICE_LIKELY(core_->observer() == nullptr))
+    if (SLUICE_LIKELY(!core_->watches_publish()))
       return publish_bulk_all(first, last, has_key, key, mode);
     // What became of the events, read from this producer's own counters
     // for the type (it is their one writer), and told also when an event's
@@ -354,7 +385,7 @@ class producer_core {
       // Undone if enqueue_bulk fails or a boxed event's allocation throws.
       reservation held(l, k);
       published_guard counted(c, k);
-      if (!queue_io::enqueue_bulk(l.q(), tokens_[li], bulk_envelopes<It>(first, m), k)) {
+      if (!queue_io::enqueue_bulk(l.q(), tokens_[li], bulk_envelopes<It>(first, m, id_), k)) {
         seq_ -= k;
         counter_cell::bump(c.rejected, n - done - k);
         break;
@@ -470,6 +501,8 @@ class producer_core {
     }
     w.key = key;
     w.tail = tails_[has_key ? 1 : 0];
+    stamp_flow(w, id_);
+    last_flow_ = w.correlation;
     return w;
   }
 
@@ -513,6 +546,12 @@ class producer_core {
     info.type = type;
     info.producer = id_;
     info.sequence = r == publish_result::ok ? first : 0;
+    if (const metadata* c = current_cause(); c != nullptr && event_id(*c) != 0) {
+      info.cause = event_id(*c);
+      info.correlation = c->correlation != 0 ? c->correlation : info.cause;
+    } else if (info.sequence != 0) {
+      info.correlation = event_id(id_, info.sequence);
+    }
     info.key = key;
     info.has_key = has_key;
     info.delayed = delayed;
@@ -577,6 +616,7 @@ class producer_core {
   bus_core* core_;
   std::uint32_t id_;
   std::uint64_t seq_ = 0;
+  std::uint64_t last_flow_ = 0;  // the correlation stamped last (see tells_publish)
   std::int64_t last_stamp_ = 0;
   full_policy policy_;
   // The metadata's last word (producer and flags; see stamp_words), without
@@ -695,6 +735,22 @@ struct producer_access {
   }
 };
 }  // namespace detail
+
+// Within its scope, what this thread publishes is caused by the event whose
+// metadata is `m` (it takes m's correlation, and m's event_id as its cause),
+// as if it were published by that event's handler: for work a handler hands
+// to another thread. `m` must outlive the scope (copy the metadata into the
+// work item). A drain or a handler call inside the scope has causes of its
+// own; scopes nest.
+//
+//   pool.submit([m = view.meta(), &prod] { sluice::caused_by scope(m); prod.publish(done{}); });
+class caused_by {
+ public:
+  explicit caused_by(const metadata& m) noexcept : scope_(&m) {}
+
+ private:
+  detail::cause_scope scope_;
+};
 
 }  // namespace SLUICE_ABI
 }  // namespace sluice

@@ -16,4 +16,5 @@
 #include "resilience.hpp"
 #include "stats.hpp"
 #include "subscription.hpp"
+#include "tracer.hpp"
 #include "version.hpp"

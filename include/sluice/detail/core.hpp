@@ -51,6 +51,8 @@ class bus_core {
         chunk_(chunk_for(options_)),
         epoch_(detail::process().forks.load(std::memory_order_relaxed)),
         observer_(options_.observer.get()),
+        tracer_(options_.tracer.get()),
+        watches_publish_(observer_ != nullptr || tracer_ != nullptr),
         sample_every_(observer_ != nullptr ? 1 : options_.latency_sample_every),
         failures_(options_.on_failure || observer_ != nullptr ? this : nullptr, &call_observer,
                   this, &policy_thunk),
@@ -322,9 +324,11 @@ class bus_core {
     ctx.current_fate = &g.current_fate;
     context_scope scope(ctx);
     std::size_t retried = 0;  // retry calls made (progress, but not events settled)
-    // Timing is on (a local: handlers may alias `this`, a member would be
-    // loaded again after every call).
+    // Timing is on, or tracing (locals: handlers may alias `this`, a member
+    // would be loaded again after every call).
     const bool timing = sample_every_ != 0;
+    sluice::tracer* const tracing = tracer_;
+    const bool watching = timing || tracing != nullptr;
     if (l.batch_pos == l.batch_end) {
       std::size_t want = std::min<std::size_t>(max, SLUICE_DRAIN_BATCH);
       // Retries that fell due, one at a time, before the next batch; they
@@ -374,8 +378,10 @@ class bus_core {
       }
       registry& r = *run_reg;
       g.t.switch_to(r);
-      // Timed (latency metrics, an observer): one event in sample_every_.
-      const bool sampled = SLUICE_UNLIKELY(timing) && !discard && take_sample(l, r.type);
+      // Timed (latency metrics, an observer: one event in sample_every_;
+      // a traced flow's).
+      const bool sampled = SLUICE_UNLIKELY(watching) && !discard &&
+                           timed_now(l, r.type, rec.meta(), timing, tracing);
       if (!discard && !run_staged && at >= l.not_durable_end && SLUICE_LIKELY(!gating(l, r)) &&
           !sampled) {
         // A run of this type's events without stages: one frame and one
@@ -405,7 +411,8 @@ class bus_core {
             }
             if (l.batch_pos == l.batch_end || g.settled >= max ||
                 batch[l.batch_pos].ops() != run_ops || SLUICE_UNLIKELY(gating(l, r)) ||
-                SLUICE_UNLIKELY(timing && !untimed_next(l, r.type)))
+                SLUICE_UNLIKELY(watching && !untimed_next(l, r.type, batch[l.batch_pos].meta(),
+                                                          timing, tracing)))
               break;
             ++l.batch_pos;
           }
@@ -551,8 +558,30 @@ class bus_core {
     --left;
     return true;
   }
+  // The same with tracing: false also when the next event's flow is traced
+  // (then it is not counted here: timed_now counts it).
+  [[nodiscard]] static bool untimed_next(lane& l, std::uint32_t type, const metadata& next,
+                                         bool timing, const sluice::tracer* tr) noexcept {
+    if (tr != nullptr && traced(tr, next)) return false;
+    return !timing || untimed_next(l, type);
+  }
+  // Whether the lane's next event (of `type`, with metadata m) is timed:
+  // counted for sampling when timing is on, and traced when its flow is.
+  [[nodiscard]] bool timed_now(lane& l, std::uint32_t type, const metadata& m, bool timing,
+                               const sluice::tracer* tr) const noexcept {
+    const bool counted = timing && take_sample(l, type);
+    return counted || (tr != nullptr && traced(tr, m));
+  }
+  [[nodiscard]] static bool traced(const sluice::tracer* tr, const metadata& m) noexcept;
   [[nodiscard]] bool histograms_on() const noexcept { return options_.latency_sample_every != 0; }
   [[nodiscard]] bus_observer* observer() const noexcept { return observer_; }
+  // Whether publishes are told to anyone (observe_publish).
+  [[nodiscard]] bool watches_publish() const noexcept { return watches_publish_; }
+  // With watches_publish(): whether this publish is told, given the
+  // correlation its producer stamped last (without an observer, only an
+  // accepted event of a traced flow is, so that the tracer costs one
+  // multiplication per publish of an untraced flow).
+  [[nodiscard]] bool tells_publish(publish_result r, std::uint64_t flow) const noexcept;
   [[nodiscard]] std::uint64_t metrics_lost() const noexcept {
     return metrics_lost_.load(std::memory_order_relaxed);
   }
@@ -566,6 +595,7 @@ class bus_core {
     bool fresh;                // the next call reads the clock before it starts
     std::uint64_t queue_wait;  // ns, or 0 when unknown
     std::int64_t last;         // stamp_now() when the last call ended (or delivery began)
+    bool traced;               // its flow is traced: each call goes to the tracer
   };
   static gate_result timed_thunk(void* self, registry& r, const sub_entry& e, const void* ev,
                                  const metadata& m) {
@@ -761,16 +791,23 @@ class bus_core {
   }
 
   // Sets this thread's retry context for a drain_lane call, and restores
-  // the one of the drain it nests in.
+  // the one of the drain it nests in (and the cause set by a scope around
+  // it: the drain's events are the causes of what their handlers publish).
   struct context_scope {
     thread_state& t;
     retry_context* saved;
-    explicit context_scope(retry_context& c) noexcept : t(this_thread()), saved(t.retry) {
+    const metadata* saved_cause;
+    explicit context_scope(retry_context& c) noexcept
+        : t(this_thread()), saved(t.retry), saved_cause(t.cause) {
       t.retry = &c;
+      t.cause = nullptr;
     }
     context_scope(const context_scope&) = delete;
     context_scope& operator=(const context_scope&) = delete;
-    ~context_scope() { t.retry = saved; }
+    ~context_scope() {
+      t.retry = saved;
+      t.cause = saved_cause;
+    }
   };
 
   // The event just delivered failed a handler with a failure policy: it is
@@ -856,6 +893,8 @@ class bus_core {
   const std::size_t chunk_;
   const std::uint64_t epoch_;                   // process().forks when the bus was made
   bus_observer* const observer_;                // options_.observer's, or nullptr
+  sluice::tracer* const tracer_;                // options_.tracer's, or nullptr
+  const bool watches_publish_;                  // an observer or a tracer is told of publishes
   const std::uint32_t sample_every_;            // events timed: one in this many per lane (0: none)
   std::atomic<std::uint64_t> metrics_lost_{0};  // values with no memory for their histogram
   std::vector<std::unique_ptr<lane>> lanes_;

@@ -73,9 +73,9 @@ struct ops_for {
   static constexpr bool is_trivial = stored_inline<Event> && std::is_trivially_copyable_v<Event>;
 };
 
-// The metadata of one publish as a producer stamps it: four words, the last
-// holding the producer and the flags (laid out as in `metadata`; see
-// metadata_tail). An envelope writes them with two 16-byte stores: the queue
+// The metadata of one publish as a producer stamps it: six words, the
+// fourth holding the producer and the flags (laid out as in `metadata`; see
+// metadata_tail). An envelope writes them with three 16-byte stores: the queue
 // then copies the envelope 16 bytes at a time, and a wide load of memory
 // written by narrower stores cannot be forwarded from the store buffer (it
 // waits for the stores to reach the cache: about 60 % of a publish's time on
@@ -85,11 +85,14 @@ struct stamp_words {
   std::int64_t timestamp;
   key_type key;
   std::uint64_t tail;
+  std::uint64_t correlation;
+  std::uint64_t cause;
 };
 
-static_assert(sizeof(metadata) == 32 && offsetof(metadata, sequence) == 0 &&
+static_assert(sizeof(metadata) == 48 && offsetof(metadata, sequence) == 0 &&
                   offsetof(metadata, timestamp) == 8 && offsetof(metadata, key) == 16 &&
-                  offsetof(metadata, producer) == 24,
+                  offsetof(metadata, producer) == 24 && offsetof(metadata, correlation) == 32 &&
+                  offsetof(metadata, cause) == 40,
               "sluice: stamp_words mirrors the layout of metadata");
 static_assert(sizeof(stamp_words) == sizeof(metadata) && std::is_trivially_copyable_v<stamp_words>,
               "sluice: stamp_words is copied into a metadata byte for byte");
@@ -109,14 +112,16 @@ inline std::uint64_t metadata_tail(std::uint32_t producer, bool has_key, bool re
   return w;
 }
 
-// Writes w over a metadata's 32 bytes with two 16-byte stores.
+// Writes w over a metadata's 48 bytes with three 16-byte stores.
 inline void store_words(unsigned char* out, const stamp_words& w) noexcept {
 #if defined(__GNUC__)
   using half = std::uint64_t __attribute__((vector_size(16)));
   const half lo = {w.sequence, static_cast<std::uint64_t>(w.timestamp)};
-  const half hi = {w.key, w.tail};
+  const half mid = {w.key, w.tail};
+  const half hi = {w.correlation, w.cause};
   std::memcpy(out, &lo, sizeof lo);
-  std::memcpy(out + sizeof lo, &hi, sizeof hi);
+  std::memcpy(out + sizeof lo, &mid, sizeof mid);
+  std::memcpy(out + 2 * sizeof lo, &hi, sizeof hi);
 #else
   std::memcpy(out, &w, sizeof w);
 #endif

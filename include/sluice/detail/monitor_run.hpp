@@ -21,6 +21,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "../tracer.hpp"
 #include "core.hpp"
 #include "stamp_clock.hpp"
 
@@ -34,7 +35,8 @@ inline fate bus_core::deliver_timed(lane& l, std::size_t li, registry& r, envelo
   // One clock read starts the delivery: it ends the queue wait and starts
   // the first call, unless stages run first.
   const std::int64_t now = stamp_now();
-  timed_self self{this, &l, li, needs_gate(l, r, m), staged, 0, now};
+  const bool traced = tracer_ != nullptr && bus_core::traced(tracer_, m);
+  timed_self self{this, &l, li, needs_gate(l, r, m), staged, 0, now, traced};
   if (m.timestamp != 0) {  // stamp_time: stamped at publish by this process's clock
     self.queue_wait = now > m.timestamp ? static_cast<std::uint64_t>(now - m.timestamp) : 0;
     if (histograms_on() && record_latency(r.queue_wait, li, self.queue_wait)) self.fresh = true;
@@ -42,9 +44,23 @@ inline fate bus_core::deliver_timed(lane& l, std::size_t li, registry& r, envelo
   delivery_gate gate;
   gate.fn = &timed_thunk;
   gate.self = &self;
-  if (staged) return run_stages(this, failures_, r, rec.event(), m, s, 0, calls, &gate);
-  calls = detail::deliver(this, failures_, r, rec.event(), m, s, gate);
-  return calls != 0 ? fate::delivered : fate::unrouted;
+  fate f = fate::unrouted;
+  if (staged) {
+    f = run_stages(this, failures_, r, rec.event(), m, s, 0, calls, &gate);
+  } else {
+    calls = detail::deliver(this, failures_, r, rec.event(), m, s, gate);
+    f = calls != 0 ? fate::delivered : fate::unrouted;
+  }
+  if (traced) tracer_->delivered(r.type, m, now, stamp_now(), li);
+  return f;
+}
+
+inline bool bus_core::traced(const sluice::tracer* tr, const metadata& m) noexcept {
+  return tr->sampled(m.correlation);
+}
+
+inline bool bus_core::tells_publish(publish_result r, std::uint64_t flow) const noexcept {
+  return observer_ != nullptr || (r == publish_result::ok && tracer_->sampled(flow));
 }
 
 inline gate_result bus_core::timed_call(timed_self& t, registry& r, const sub_entry& e,
@@ -72,6 +88,10 @@ inline gate_result bus_core::timed_call(timed_self& t, registry& r, const sub_en
     g = gate_result::called;
   }
   const std::uint64_t took = end > t.last ? static_cast<std::uint64_t>(end - t.last) : 0;
+  if (t.traced) {
+    tracer_->handled(r.type, m, e.node->name.c_str(), t.last, end, ok);
+    t.fresh = true;
+  }
   t.last = end;
   if (!ok) t.fresh = true;  // the failure was handled after `end`
   sub_node& n = *e.node;
@@ -135,6 +155,8 @@ inline bool bus_core::call_timed(registry& r, const sub_entry& e, const void* ev
 }
 
 inline void bus_core::observe_publish(const publish_info& info) const noexcept {
+  if (tracer_ != nullptr) tracer_->published(info);
+  if (observer_ == nullptr) return;
   switch (info.result) {
     case publish_result::ok:
       observer_->on_publish(info);

@@ -262,6 +262,7 @@ inline void bus_core::run_retry(lane& l, reader_slot& s, retry_record* rec) {
   outcome o;
   failure_kind kind = failure_kind::outcome;
   const char* message = "";
+  const cause_scope cause(&rec->meta);  // what the call publishes, rec caused
   // Open unless reset: the handler is called only while announced, so a
   // reset() waits for this call, and a closed node is never called.
   if (!refused && !reader_load(n.closed, asym)) {

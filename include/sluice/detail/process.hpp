@@ -27,6 +27,9 @@
 
 namespace sluice {
 inline namespace SLUICE_ABI {
+
+struct metadata;  // event.hpp
+
 namespace detail {
 
 struct derived_cell;   // registry.hpp
@@ -117,6 +120,10 @@ struct thread_state {
   std::uint32_t number = 0;        // 1, 2, ... in the order threads first ask (0: not yet)
   char stage_error[256] = {};      // the message of the last exception a stage threw here
   retry_context* retry = nullptr;  // the event a drainer of this thread delivers (retry.hpp)
+  // The cause of what this thread publishes when it is not the event its
+  // drainer delivers: a retried call's event, or a caused_by scope's
+  // (producer.hpp).
+  const metadata* cause = nullptr;
 };
 
 static_assert(std::is_trivially_destructible_v<thread_state>,
@@ -130,6 +137,21 @@ SLUICE_API inline thread_state& this_thread() noexcept {
   static thread_local thread_state t;
   return t;
 }
+
+// Sets this thread's cause for a while (restoring the one before).
+class cause_scope {
+ public:
+  explicit cause_scope(const metadata* m) noexcept : t_(this_thread()), saved_(t_.cause) {
+    t_.cause = m;
+  }
+  cause_scope(const cause_scope&) = delete;
+  cause_scope& operator=(const cause_scope&) = delete;
+  ~cause_scope() { t_.cause = saved_; }
+
+ private:
+  thread_state& t_;
+  const metadata* saved_;
+};
 
 [[nodiscard]] inline std::uint32_t thread_number() noexcept {
   thread_state& t = this_thread();
