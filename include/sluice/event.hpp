@@ -33,7 +33,8 @@ using key_type = std::uint64_t;
 //               handler, its cause's correlation for one published by a
 //               handler, a stage or inside a sluice::caused_by scope;
 //  - cause:     the id of the event whose handler (or stage) published it,
-//               or that a transform made it from (0: none; see flow.hpp).
+//               or that a transform made it from (0: none; see "Flows and
+//               tracing" in docs/monitoring.md).
 struct metadata {
   std::uint64_t sequence = 0;
   std::int64_t timestamp = 0;

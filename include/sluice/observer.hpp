@@ -32,9 +32,10 @@ struct publish_info {
   std::uint32_t type = 0;      // the event type's number (sluice::type_number<Event>())
   std::uint32_t producer = 0;  // the producer's id (metadata::producer)
   std::uint64_t sequence = 0;  // the first accepted event's sequence (0 when none was)
-  // The events' cause (0: none, each began a flow of its own) and, when
-  // they have one, their correlation (metadata::correlation; see flow
-  // tracing in docs/monitoring.md).
+  // The events' cause (0: none, each began a flow of its own) and the
+  // first event's correlation (metadata::correlation: with a cause, every
+  // event's; without, event k's is event_id(producer, sequence + k); see
+  // flows in docs/monitoring.md).
   std::uint64_t cause = 0;
   std::uint64_t correlation = 0;
   key_type key = 0;

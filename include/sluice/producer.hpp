@@ -53,19 +53,21 @@ namespace detail {
 }
 
 // The event whose handler, stage or scope runs on this thread, if any: the
-// cause of what the thread publishes (flows; see docs/monitoring.md).
-[[nodiscard]] inline const metadata* current_cause() noexcept {
+// cause of what the thread publishes on `bus` (flows; see
+// docs/monitoring.md). Ids are a bus's own: an event a drainer of another
+// bus delivers is no cause here (a caused_by scope is, on any bus).
+[[nodiscard]] inline const metadata* current_cause(const void* bus) noexcept {
   const thread_state& t = this_thread();
   if (SLUICE_UNLIKELY(t.cause != nullptr)) return t.cause;
   const retry_context* ctx = t.retry;
-  if (ctx == nullptr) return nullptr;
+  if (ctx == nullptr || ctx->bus != bus) return nullptr;
   const envelope* e = *ctx->current;
   return e != nullptr ? &e->meta() : nullptr;
 }
 
 // Fills w's correlation and cause for an event of `producer` published now.
-inline void stamp_flow(stamp_words& w, std::uint32_t producer) noexcept {
-  const metadata* c = current_cause();
+inline void stamp_flow(stamp_words& w, std::uint32_t producer, const void* bus) noexcept {
+  const metadata* c = current_cause(bus);
   const std::uint64_t cause = c != nullptr ? event_id(*c) : 0;
   if (cause == 0) {  // it begins a flow of its own
     w.cause = 0;
@@ -501,7 +503,7 @@ class producer_core {
     }
     w.key = key;
     w.tail = tails_[has_key ? 1 : 0];
-    stamp_flow(w, id_);
+    stamp_flow(w, id_, core_);
     last_flow_ = w.correlation;
     return w;
   }
@@ -546,7 +548,7 @@ class producer_core {
     info.type = type;
     info.producer = id_;
     info.sequence = r == publish_result::ok ? first : 0;
-    if (const metadata* c = current_cause(); c != nullptr && event_id(*c) != 0) {
+    if (const metadata* c = current_cause(core_); c != nullptr && event_id(*c) != 0) {
       info.cause = event_id(*c);
       info.correlation = c->correlation != 0 ? c->correlation : info.cause;
     } else if (info.sequence != 0) {
@@ -739,16 +741,18 @@ struct producer_access {
 // Within its scope, what this thread publishes is caused by the event whose
 // metadata is `m` (it takes m's correlation, and m's event_id as its cause),
 // as if it were published by that event's handler: for work a handler hands
-// to another thread. `m` must outlive the scope (copy the metadata into the
-// work item). A drain or a handler call inside the scope has causes of its
-// own; scopes nest.
+// to another thread (copy the metadata into the work item). The scope keeps
+// its own copy of m. A drain or a handler call inside the scope has causes
+// of its own; scopes nest, and end on the thread that made them (a scope is
+// neither copied nor moved).
 //
 //   pool.submit([m = view.meta(), &prod] { sluice::caused_by scope(m); prod.publish(done{}); });
 class caused_by {
  public:
-  explicit caused_by(const metadata& m) noexcept : scope_(&m) {}
+  explicit caused_by(const metadata& m) noexcept : meta_(m), scope_(&meta_) {}
 
  private:
+  metadata meta_;
   detail::cause_scope scope_;
 };
 

@@ -278,27 +278,38 @@ inline std::string tracer::to_json() const {
     out += ",\"cause\":";
     detail::trace_id(out, r.cause);
   };
+  // Where each delivery starts: a publish is drawn no later than its
+  // event's delivery (the publish hook runs after the enqueue, and a
+  // drainer may start first), so that no arrow points back in time.
+  std::map<std::uint64_t, std::int64_t> delivered_at;
+  for (const record& r : recs)
+    if (r.what == kind::delivery) delivered_at.emplace(r.id, r.t1);
   std::vector<std::uint32_t> threads;
   for (const record& r : recs) {
     if (std::find(threads.begin(), threads.end(), r.thread) == threads.end())
       threads.push_back(r.thread);
     const std::string type = type_name(r.type);
     switch (r.what) {
-      case kind::publish:
+      case kind::publish: {
         // A span of no length where the event was published (inside its
         // cause's handler span when it has one), and the arrow's start.
-        open("X", "publish " + type, r.thread, r.t1);
+        const auto d = delivered_at.find(r.id);
+        const std::int64_t at = d != delivered_at.end() && d->second < r.t1 ? d->second : r.t1;
+        open("X", "publish " + type, r.thread, at);
         out += ",\"dur\":0";
         ids(r);
         out += "}}";
-        open("s", type, r.thread, r.t1);
+        open("s", type, r.thread, at);
         out += ",\"id\":";
         detail::trace_id(out, r.id);
         out += '}';
         break;
+      }
       case kind::delivery:
-        if (r.t0 != 0 && r.t0 <= r.t1) {  // the queue wait: an async span of its own
-          open("b", "queue wait " + type, r.thread, r.t0);
+        if (r.t0 != 0) {  // the queue wait: an async span of its own
+          // (The publisher's stamp may read a few microseconds ahead of the
+          // drainer's clock: a wait is never drawn below zero.)
+          open("b", "queue wait " + type, r.thread, r.t0 < r.t1 ? r.t0 : r.t1);
           out += ",\"id\":";
           detail::trace_id(out, r.id);
           out += '}';

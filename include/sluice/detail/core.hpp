@@ -319,6 +319,7 @@ class bus_core {
     retry_context ctx;
     ctx.depth = s.depth;
     ctx.lane = i;
+    ctx.bus = this;
     drain_guard g(*this, l, ctx);
     ctx.current = &g.current;
     ctx.current_fate = &g.current_fate;
@@ -380,8 +381,10 @@ class bus_core {
       g.t.switch_to(r);
       // Timed (latency metrics, an observer: one event in sample_every_;
       // a traced flow's).
-      const bool sampled = SLUICE_UNLIKELY(watching) && !discard &&
-                           timed_now(l, r.type, rec.meta(), timing, tracing);
+      const unsigned timed = SLUICE_UNLIKELY(watching) && !discard
+                                 ? timed_now(l, r.type, rec.meta(), timing, tracing)
+                                 : 0u;
+      const bool sampled = timed != 0;
       if (!discard && !run_staged && at >= l.not_durable_end && SLUICE_LIKELY(!gating(l, r)) &&
           !sampled) {
         // A run of this type's events without stages: one frame and one
@@ -437,7 +440,8 @@ class bus_core {
         g.current = &rec;
         std::size_t calls = 0;
         const fate f =
-            SLUICE_UNLIKELY(sampled) ? deliver_timed(l, i, r, rec, s, run_staged, calls)
+            SLUICE_UNLIKELY(sampled)
+                ? deliver_timed(l, i, r, rec, s, run_staged, calls, (timed & timed_counted) != 0)
             : SLUICE_UNLIKELY(needs_gate(l, r, rec.meta()))
                 ? deliver_gated(l, r, rec, s, run_staged, calls)
             : !run_staged ? ((calls = deliver(r, rec.event(), rec.meta(), s)) != 0 ? fate::delivered
@@ -566,11 +570,14 @@ class bus_core {
     return !timing || untimed_next(l, type);
   }
   // Whether the lane's next event (of `type`, with metadata m) is timed:
-  // counted for sampling when timing is on, and traced when its flow is.
-  [[nodiscard]] bool timed_now(lane& l, std::uint32_t type, const metadata& m, bool timing,
-                               const sluice::tracer* tr) const noexcept {
-    const bool counted = timing && take_sample(l, type);
-    return counted || (tr != nullptr && traced(tr, m));
+  // timed_counted when it is latency sampling's (one in sample_every_),
+  // timed_traced when its flow is traced; 0: not timed.
+  static constexpr unsigned timed_counted = 1;
+  static constexpr unsigned timed_traced = 2;
+  [[nodiscard]] unsigned timed_now(lane& l, std::uint32_t type, const metadata& m, bool timing,
+                                   const sluice::tracer* tr) const noexcept {
+    const unsigned counted = timing && take_sample(l, type) ? timed_counted : 0u;
+    return counted | (tr != nullptr && traced(tr, m) ? timed_traced : 0u);
   }
   [[nodiscard]] static bool traced(const sluice::tracer* tr, const metadata& m) noexcept;
   [[nodiscard]] bool histograms_on() const noexcept { return options_.latency_sample_every != 0; }
@@ -596,15 +603,17 @@ class bus_core {
     std::uint64_t queue_wait;  // ns, or 0 when unknown
     std::int64_t last;         // stamp_now() when the last call ended (or delivery began)
     bool traced;               // its flow is traced: each call goes to the tracer
+    bool histograms;           // its values go to the latency histograms (sampled for them)
   };
   static gate_result timed_thunk(void* self, registry& r, const sub_entry& e, const void* ev,
                                  const metadata& m) {
     auto* t = static_cast<timed_self*>(self);
     return t->core->timed_call(*t, r, e, ev, m);
   }
-  // Delivers lane li's event, timing its queue wait and each handler call.
+  // Delivers lane li's event, timing its queue wait and each handler call
+  // (into the histograms when `counted`: sampled for them, not only traced).
   fate deliver_timed(lane& l, std::size_t li, registry& r, envelope& rec, reader_slot& s,
-                     bool staged, std::size_t& calls);
+                     bool staged, std::size_t& calls, bool counted);
   // One subscriber of a timed event: asks the delivery gate if it has a
   // say, calls, records the call's duration, tells the observer.
   gate_result timed_call(timed_self& t, registry& r, const sub_entry& e, const void* ev,

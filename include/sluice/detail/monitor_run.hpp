@@ -30,16 +30,17 @@ inline namespace SLUICE_ABI {
 namespace detail {
 
 inline fate bus_core::deliver_timed(lane& l, std::size_t li, registry& r, envelope& rec,
-                                    reader_slot& s, bool staged, std::size_t& calls) {
+                                    reader_slot& s, bool staged, std::size_t& calls, bool counted) {
   const metadata& m = rec.meta();
   // One clock read starts the delivery: it ends the queue wait and starts
   // the first call, unless stages run first.
   const std::int64_t now = stamp_now();
   const bool traced = tracer_ != nullptr && bus_core::traced(tracer_, m);
-  timed_self self{this, &l, li, needs_gate(l, r, m), staged, 0, now, traced};
+  timed_self self{this, &l,  li,     needs_gate(l, r, m),       staged,
+                  0,    now, traced, counted && histograms_on()};
   if (m.timestamp != 0) {  // stamp_time: stamped at publish by this process's clock
     self.queue_wait = now > m.timestamp ? static_cast<std::uint64_t>(now - m.timestamp) : 0;
-    if (histograms_on() && record_latency(r.queue_wait, li, self.queue_wait)) self.fresh = true;
+    if (self.histograms && record_latency(r.queue_wait, li, self.queue_wait)) self.fresh = true;
   }
   delivery_gate gate;
   gate.fn = &timed_thunk;
@@ -95,7 +96,7 @@ inline gate_result bus_core::timed_call(timed_self& t, registry& r, const sub_en
   t.last = end;
   if (!ok) t.fresh = true;  // the failure was handled after `end`
   sub_node& n = *e.node;
-  if (histograms_on() && record_latency(n.handler_time, t.lane_index, took)) t.fresh = true;
+  if (t.histograms && record_latency(n.handler_time, t.lane_index, took)) t.fresh = true;
   if (observer_ != nullptr) {
     delivery_info d;
     d.type = r.type;

@@ -363,6 +363,7 @@ struct retry_context {
                                        // being delivered; else an observer runs for it)
   unsigned depth = 0;                  // the slot's depth outside its frame
   std::size_t lane = 0;
+  const void* bus = nullptr;      // the drainer's bus (its events are causes on this bus only)
   settle_block* block = nullptr;  // set by the failure path: the event's fate moved there
 };
 
